@@ -1,0 +1,60 @@
+# kfm-runbooks — every target sets up what it needs from nothing (python3 + make).
+#   make demo   a demo incident, end to end, on the built-in sandbox
+#   make test   lint + the whole test suite (what CI runs)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+KERNEL := $(VENV)/share/jupyter/kernels/kfm-runbook/kernel.json
+PYTEST_ARGS ?=
+
+.PHONY: help venv kernel demo test lint format golden bench lock dev clean
+
+help:
+	@sed -n '2,3p' Makefile
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-c requirements/constraints.txt -e '.[dev,lab]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+$(KERNEL): $(STAMP) kernels/kfm-runbook/kernel.json
+	$(BIN)/kfm-runbook kernel install
+
+kernel: $(KERNEL)
+
+demo: kernel
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo.sh
+
+lint: venv
+	$(BIN)/ruff check tools tests
+	$(BIN)/ruff format --check tools tests
+	$(BIN)/mypy
+	$(BIN)/kfm-runbook schema --check
+
+format: venv
+	$(BIN)/ruff format tools tests
+	$(BIN)/ruff check --fix tools tests
+
+test: kernel lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+golden: kernel
+	$(BIN)/python tests/golden/make_golden.py
+
+bench: kernel
+	$(BIN)/python tests/bench/bench_run.py
+
+# Re-pin every dependency from a fresh resolve (commit requirements/constraints.txt).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev,lab]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable > requirements/constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .kfm .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,70 @@
+"""Reusable check code that runbook cells call, one module per domain.
+
+Checks are pure functions over a target: they read, they never change anything.
+State-changing helpers (quarantine, restore) are separate functions that runbooks only
+call through the recorder's apply gate. Everything here is imported inside the kernel,
+so it keeps to the standard library and PyYAML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+BLOCKING = "blocking"
+HOLD = "hold"
+INFO = "info"
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One fact a check established: a stable code, where, and how bad."""
+
+    code: str
+    subject: str
+    field: str = "/"
+    severity: str = BLOCKING
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verdict(findings: list[Finding], error_codes: frozenset[str] = frozenset()) -> str:
+    """KFM's fail-closed verdict: ERROR > FAIL (blocking) > HOLD > PASS."""
+    if any(item.code in error_codes for item in findings):
+        return "ERROR"
+    if any(item.severity == BLOCKING for item in findings):
+        return "FAIL"
+    if any(item.severity == HOLD for item in findings):
+        return "HOLD"
+    return "PASS"
+
+
+# --- undo operations -------------------------------------------------------------------
+# A state-changing step records how to undo itself as {"op": name, "args": {...}}; the
+# `kfm-runbook rollback` command looks the op up here and runs it through the same
+# apply gate and evidence trail. Only registered functions can ever be called this way.
+
+UndoFn = Callable[..., dict[str, Any]]
+UNDO_OPS: dict[str, UndoFn] = {}
+
+
+def undoable(name: str) -> Callable[[UndoFn], UndoFn]:
+    def register(function: UndoFn) -> UndoFn:
+        UNDO_OPS[name] = function
+        return function
+
+    return register
+
+
+def undo_op(name: str) -> UndoFn:
+    """The registered undo function `<module>.<op>` (imports checks/<module>.py)."""
+    import importlib
+
+    module = name.split(".", 1)[0]
+    if not module.isidentifier():
+        raise KeyError(name)
+    importlib.import_module(f"{__name__}.{module}")
+    return UNDO_OPS[name]

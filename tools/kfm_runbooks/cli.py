@@ -1,0 +1,395 @@
+"""`kfm-runbook`: a thin command line over the library (one library call per command).
+
+Errors from the library are RunbookError subclasses; they are printed as one line
+(`error: <what is wrong>: <how to fix>`) and mapped to the documented exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .errors import EXIT_CHECK_FAILED, RunbookError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def handle_errors(function: F) -> F:
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except RunbookError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+root_option = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="KFM_INCIDENT_ROOT",
+    default=None,
+    help="Folder holding incident workspaces. Default: $KFM_INCIDENT_ROOT, else the "
+    "project's incident_cases/.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kfm-runbook")
+def main() -> None:
+    """Executable KFM incident runbooks with sealed, hash-chained evidence.
+
+    Exit codes: 0 ok; 1 a verification check failed / evidence not intact; 2 bad input;
+    3 the runbook raised; 4 the run was aborted (timeout, kernel died, interrupted);
+    5 environment (kernel missing, lock timeout).
+    """
+
+
+# --- incidents -------------------------------------------------------------------------
+
+
+@main.group()
+def incident() -> None:
+    """Open, list and inspect incident workspaces."""
+
+
+@incident.command("new")
+@click.option("--title", required=True, help="One-line title of the incident.")
+@click.option(
+    "--severity",
+    required=True,
+    type=click.Choice(["Sev0", "Sev1", "Sev2", "Sev3"]),
+    help="Seed severity model: Sev0 critical ... Sev3 low.",
+)
+@click.option("--commander", default=None, help="Incident Commander (IC). Default: unassigned.")
+@click.option("--summary", default="", help="Short summary. Default: empty.")
+@root_option
+@json_option
+@handle_errors
+def incident_new(
+    title: str,
+    severity: str,
+    commander: str | None,
+    summary: str,
+    root: Path | None,
+    as_json: bool,
+) -> None:
+    """Declare an incident: allocate INC-YYYYMMDD-### and create its workspace."""
+    from .workspace import create_incident
+
+    workspace = create_incident(title, severity, commander=commander, summary=summary, root=root)
+    if as_json:
+        _emit_json({"incident_id": workspace.incident_id, "path": str(workspace.path)})
+    else:
+        click.echo(workspace.incident_id)
+        click.echo(f"  workspace: {workspace.path}", err=True)
+
+
+@incident.command("list")
+@root_option
+@json_option
+@handle_errors
+def incident_list(root: Path | None, as_json: bool) -> None:
+    """List incidents under the root, oldest first."""
+    from .workspace import list_incidents
+
+    incidents = list_incidents(root)
+    if as_json:
+        _emit_json([i.model_dump(mode="json") for i in incidents])
+        return
+    if not incidents:
+        click.echo("no incidents", err=True)
+    for item in incidents:
+        ic = item.roles.IC or "-"
+        click.echo(f"{item.id}  {item.severity}  {item.status:<13}  IC {ic:<12}  {item.title}")
+
+
+@incident.command("show")
+@click.argument("incident_id")
+@root_option
+@json_option
+@handle_errors
+def incident_show(incident_id: str, root: Path | None, as_json: bool) -> None:
+    """Show an incident: record, runs and ledger head."""
+    from .report import incident_summary
+
+    summary = incident_summary(incident_id, root)
+    if as_json:
+        _emit_json(summary)
+        return
+    record = summary["incident"]
+    click.echo(f"{record['id']} — {record['title']}")
+    click.echo(f"  severity {record['severity']} · status {record['status']}")
+    roles = ", ".join(f"{k} {v}" for k, v in record["roles"].items() if v) or "none assigned"
+    click.echo(f"  roles: {roles}")
+    for name, stamp in record["timestamps"].items():
+        if stamp:
+            click.echo(f"  {name:<10} {stamp}")
+    click.echo(f"  workspace: {summary['path']}")
+    click.echo(f"  runs: {len(summary['runs'])}")
+    for run in summary["runs"]:
+        click.echo(f"    {run['run_id']}  {run['runbook']:<36} {run['outcome']}")
+    click.echo(f"  ledger: {summary['ledger_entries']} entries, head {summary['ledger_head']}")
+
+
+# --- runs ------------------------------------------------------------------------------
+
+
+@main.command("run")
+@click.argument("runbook")
+@click.option("--incident", "incident_id", required=True, help="Incident id, INC-YYYYMMDD-###.")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a parameter (repeatable). Strings stay strings; other types are JSON.",
+)
+@click.option(
+    "-f",
+    "--params-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML file of parameters (overridden by -p).",
+)
+@click.option(
+    "--apply",
+    is_flag=True,
+    default=False,
+    help="Allow containment/recovery steps to change the target. Default: read-only.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=1800.0,
+    show_default=True,
+    help="Wall-clock limit for the whole run, in seconds; the kernel is stopped then.",
+)
+@click.option(
+    "--target",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Target YAML describing the system to inspect. Default: the built-in "
+    "sandbox ($KFM_SANDBOX_DIR or .kfm/sandbox, created on first use).",
+)
+@click.option("--actor", default=None, help="Who runs it. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@json_option
+@handle_errors
+def run_cmd(
+    runbook: str,
+    incident_id: str,
+    params: tuple[str, ...],
+    params_file: Path | None,
+    apply: bool,
+    timeout: float,
+    target: Path | None,
+    actor: str | None,
+    root: Path | None,
+    as_json: bool,
+) -> None:
+    """Run RUNBOOK (an id like RBK-catalog-checksum-mismatch, or a path) headlessly."""
+    from .execute import RunOptions, run_runbook
+
+    result = run_runbook(
+        RunOptions(
+            runbook=runbook,
+            incident_id=incident_id,
+            root=root,
+            cli_params=list(params),
+            params_file=params_file,
+            apply=apply,
+            timeout=timeout,
+            target=target,
+            actor=actor,
+        )
+    )
+    if as_json:
+        _emit_json(result.as_dict())
+    else:
+        icon = {"passed": "✅", "failed": "❌", "hold": "⏸", "unverified": "❔"}.get(
+            result.outcome, "⛔"
+        )
+        click.echo(f"{icon} {result.outcome.upper()}: {result.detail}")
+        for check in result.checks:
+            click.echo(
+                f"   {check.get('status'):<4}  {check.get('name')}  {check.get('detail', '')}"
+            )
+        click.echo(f"   findings: {result.findings}")
+        click.echo(f"   evidence: {result.notebook} (sha256 {result.notebook_sha256[:16]}…)")
+        if result.redactions:
+            click.echo(f"   redacted: {result.redactions}")
+        click.echo(f"   ledger head: {result.ledger_head}")
+    sys.exit(result.exit_code)
+
+
+@main.command("verify")
+@click.argument("incident_id")
+@click.option(
+    "--expect-head",
+    default=None,
+    help="A ledger head hash recorded elsewhere; fails if the ledger no longer has it.",
+)
+@root_option
+@json_option
+@handle_errors
+def verify_cmd(incident_id: str, expect_head: str | None, root: Path | None, as_json: bool) -> None:
+    """Re-hash the evidence, check the ledger chain; exit 0 only if all holds."""
+    from .verify import verify_workspace
+
+    report = verify_workspace(incident_id, root, expect_head)
+    if as_json:
+        _emit_json(report.as_dict())
+    else:
+        verdict = "INTACT" if report.ok else "NOT INTACT"
+        click.echo(
+            f"{'✅' if report.ok else '❌'} {incident_id}: {verdict} — {report.files_checked} "
+            f"files re-hashed, {report.ledger_entries} ledger entries"
+        )
+        for problem in report.problems:
+            click.echo(f"   ✗ {problem}")
+        for warning in report.warnings:
+            click.echo(f"   ! {warning}")
+        click.echo(f"   ledger head: {report.ledger_head}")
+    sys.exit(0 if report.ok else EXIT_CHECK_FAILED)
+
+
+@main.command("rollback")
+@click.argument("incident_id")
+@click.argument("action_id")
+@click.option(
+    "--apply",
+    is_flag=True,
+    default=False,
+    help="Really undo the action. Default: show what would be undone.",
+)
+@click.option("--actor", default=None, help="Who runs it. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@json_option
+@handle_errors
+def rollback_cmd(
+    incident_id: str,
+    action_id: str,
+    apply: bool,
+    actor: str | None,
+    root: Path | None,
+    as_json: bool,
+) -> None:
+    """Undo an applied action (ACT-...) recorded in the incident's ledger."""
+    from .rollback import rollback_action
+
+    result = rollback_action(incident_id, action_id, apply=apply, root=root, actor=actor)
+    if as_json:
+        _emit_json(result.__dict__)
+    elif not result.applied:
+        click.echo(
+            f"🔒 would undo {action_id} ({result.title}) with {result.op}; re-run with --apply"
+        )
+    else:
+        click.echo(f"↩ undid {action_id} ({result.title}): {result.result}")
+        click.echo(f"   ledger head: {result.ledger_head}")
+
+
+# --- library, sandbox, kernel ----------------------------------------------------------
+
+
+@main.command("list")
+@json_option
+@handle_errors
+def list_cmd(as_json: bool) -> None:
+    """List the runbook library."""
+    from . import runbook as runbook_mod
+
+    rows = []
+    for path in runbook_mod.discover():
+        book = runbook_mod.load(path)
+        rows.append(
+            {"id": book.id, "version": book.version, "title": book.title, "path": str(path)}
+        )
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['id']:<44} v{row['version']:<7} {row['title']}")
+
+
+@main.group()
+def sandbox() -> None:
+    """The built-in KFM-like sandbox with seeded faults."""
+
+
+@sandbox.command("create")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--clean", is_flag=True, help="Build the variant without faults.")
+@handle_errors
+def sandbox_create(directory: Path, clean: bool) -> None:
+    """Build a deterministic sandbox in DIRECTORY; prints its target.yaml path."""
+    from .sandbox import create_sandbox
+
+    target = create_sandbox(directory, clean=clean)
+    click.echo(str(target))
+    click.echo(f"  faults: see {target.parent / 'SANDBOX.md'}", err=True)
+
+
+@main.group()
+def kernel() -> None:
+    """The project's Jupyter kernel (kfm-runbook)."""
+
+
+@kernel.command("install")
+@handle_errors
+def kernel_install() -> None:
+    """Install kernels/kfm-runbook into this venv, pinned to this interpreter."""
+    from .kernel import install
+
+    click.echo(f"installed kernel at {install()}")
+
+
+@kernel.command("check")
+@handle_errors
+def kernel_check() -> None:
+    """Show the installed kernel spec, or fail with how to install it."""
+    from .kernel import spec_info
+
+    _emit_json(spec_info())
+
+
+@main.command("schema")
+@click.option(
+    "--check",
+    "mode",
+    flag_value="check",
+    default=True,
+    help="Fail if schemas/incident.schema.json is stale (default).",
+)
+@click.option("--write", "mode", flag_value="write", help="Regenerate the schema file.")
+@handle_errors
+def schema_cmd(mode: str) -> None:
+    """The JSON Schema of incident.yaml, generated from the model."""
+    from ._fs import replace_atomic
+    from .incident import SCHEMA_PATH, json_schema
+
+    text = json_schema()
+    if mode == "write":
+        replace_atomic(SCHEMA_PATH, text.encode())
+        click.echo(f"wrote {SCHEMA_PATH}")
+    elif not SCHEMA_PATH.is_file() or SCHEMA_PATH.read_text() != text:
+        click.echo(f"error: {SCHEMA_PATH} is stale: run `kfm-runbook schema --write`", err=True)
+        sys.exit(EXIT_CHECK_FAILED)
+    else:
+        click.echo(f"{SCHEMA_PATH.name} is up to date")

@@ -1,0 +1,90 @@
+"""The project kernel: install it pinned to this interpreter, find it, start it over IPC.
+
+`kernels/kfm-runbook/kernel.json` is installed into the venv (`sys.prefix`) with argv[0]
+rewritten to this interpreter's absolute path, so every run uses the same Python whatever
+`python` means on PATH. Its env fixes TZ=UTC and PYTHONHASHSEED=0.
+
+Kernels talk over the IPC transport (Unix sockets in a private runtime folder), not TCP:
+no open ports, no port races between parallel runs, and no "running over TCP without
+encryption" warning.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ._fs import replace_atomic
+from .errors import KernelMissingError
+
+KERNEL_NAME = "kfm-runbook"
+SPEC_SOURCE = Path(__file__).resolve().parents[2] / "kernels" / KERNEL_NAME
+
+
+def install(source: Path = SPEC_SOURCE, prefix: str | None = None) -> Path:
+    """Install the kernelspec into `prefix` (default: this venv) pinned to sys.executable."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if not (source / "kernel.json").is_file():
+        raise KernelMissingError(KERNEL_NAME, f"no kernel.json in {source}")
+    spec = json.loads((source / "kernel.json").read_text())
+    spec["argv"][0] = sys.executable
+    with tempfile.TemporaryDirectory() as staging:
+        folder = Path(staging) / KERNEL_NAME
+        shutil.copytree(source, folder)
+        replace_atomic(folder / "kernel.json", (json.dumps(spec, indent=1) + "\n").encode())
+        dest = KernelSpecManager().install_kernel_spec(
+            str(folder), KERNEL_NAME, prefix=prefix if prefix is not None else sys.prefix
+        )
+    return Path(dest)
+
+
+def spec_info(name: str = KERNEL_NAME) -> dict[str, Any]:
+    """The installed spec (resource dir + argv), or KernelMissingError with the fix."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel as exc:
+        raise KernelMissingError(name) from exc
+    interpreter = Path(spec.argv[0])
+    if interpreter.is_absolute() and not interpreter.exists():
+        raise KernelMissingError(name, f"its interpreter {interpreter} no longer exists")
+    return {
+        "name": name,
+        "resource_dir": spec.resource_dir,
+        "argv": list(spec.argv),
+        "env": dict(spec.env),
+    }
+
+
+def ipc_kernel_manager_class(socket_dir: Path, pid_file: Path | None = None) -> type:
+    """An AsyncKernelManager on the IPC transport, sockets under `socket_dir`.
+
+    When `pid_file` is given, the kernel's pid (also its process-group id: jupyter_client
+    starts kernels in a new session) is written there as soon as it starts, so that a
+    watchdog in another process can stop a hung kernel. Built lazily: heavy imports.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self) -> str:
+            return str(socket_dir / "kernel")
+
+        async def _async_post_start_kernel(self, **kw: Any) -> None:
+            pid = getattr(self.provisioner, "pid", None)
+            if pid_file is not None and pid is not None:
+                replace_atomic(pid_file, f"{pid}\n".encode())
+            await super()._async_post_start_kernel(**kw)
+
+    return IPCKernelManager

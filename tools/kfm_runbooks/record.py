@@ -1,0 +1,336 @@
+"""The in-kernel helper every runbook imports: findings, checks, evidence, gated actions.
+
+    import kfm_runbooks.record as rb
+    run = rb.start(incident_id, workspace, target, apply)
+    run.finding("CAT_ASSET_DIGEST_MISMATCH", "items/x.json", message="...")
+    run.check("asset-digests", "FAIL", "1 asset differs from its catalog checksum")
+    run.action("Quarantine item x", command="...", precheck=..., change=..., postcheck=...,
+               rollback="...", undo={"op": "catalog.restore_item", "args": {...}})
+
+Findings, metrics and checks are written as scrapbook scraps (readable with
+`scrapbook.read_notebook`); applied actions are appended to 20_actions/commands.md,
+20_actions/rollback.md and the ledger as they happen, so a headless run and an operator
+stepping through cells in JupyterLab leave the same evidence. `action` is the apply
+gate: without `apply=True` it only describes what it would do.
+
+Imported in every kernel: standard library, PyYAML and this package's light modules only
+(no scrapbook, papermill, pandas or pydantic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import manifest, scraps
+from ._fs import append_bytes, create_new, sha256_file
+from ._time import now_iso
+from .errors import InputError, WorkspaceError
+from .ids import check_incident_id
+from .layout import Workspace, default_actor
+from .target import Target, load_target
+
+STATUSES = ("PASS", "FAIL", "HOLD")
+EVIDENCE_KINDS = ("logs", "queries", "screenshots")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
+_ICONS = {"PASS": "✅", "FAIL": "❌", "HOLD": "⏸", "blocking": "❌", "hold": "⏸", "info": "ℹ"}
+
+
+def _publish(name: str, value: Any) -> None:
+    """Emit one scrap; outside a kernel (plain python), just keep going."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - IPython is always in the kernel
+        return
+    if get_ipython() is None:
+        return
+    data, metadata = scraps.bundle(name, value)
+    display(data, metadata=metadata, raw=True)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+@dataclass
+class ActionResult:
+    action_id: str
+    applied: bool
+    ok: bool
+    precheck: Any = None
+    result: Any = None
+    postcheck: Any = None
+
+
+@dataclass
+class Recorder:
+    """One runbook execution's recorder; create it with `start(...)`."""
+
+    incident_id: str
+    workspace: Workspace
+    target: Target
+    apply: bool
+    run_id: str
+    runbook_id: str
+    actor: str
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+
+    # -- findings, metrics, checks ----------------------------------------------------
+
+    def finding(
+        self,
+        code: str,
+        subject: str,
+        *,
+        severity: str = "blocking",
+        field: str = "/",
+        message: str = "",
+        **data: Any,
+    ) -> None:
+        """Record one fact triage established (stable code, what it is about, how bad)."""
+        entry = {
+            "code": code,
+            "subject": subject,
+            "field": field,
+            "severity": severity,
+            "message": message,
+            **_jsonable(data),
+        }
+        self.findings.append(entry)
+        _publish(f"kfm.finding.{len(self.findings):04d}", entry)
+        icon = _ICONS.get(severity, "•")
+        print(f"{icon} {code:<34} {subject}{field if field != '/' else ''}  {message}".rstrip())
+
+    def record_findings(self, findings: Any) -> int:
+        """Record every `checks.Finding` of an iterable; returns how many."""
+        count = 0
+        for item in findings:
+            self.finding(
+                item.code,
+                item.subject,
+                severity=item.severity,
+                field=item.field,
+                message=item.message,
+            )
+            count += 1
+        return count
+
+    def metric(self, name: str, value: Any, unit: str = "") -> None:
+        self.metrics[name] = {"value": _jsonable(value), "unit": unit}
+        _publish(f"kfm.metric.{name}", self.metrics[name])
+
+    def check(self, name: str, status: str | bool, detail: str = "") -> str:
+        """Record a verification check: PASS, FAIL or HOLD (True/False mean PASS/FAIL).
+
+        A run passes only when it recorded at least one check and every check passed.
+        """
+        if isinstance(status, bool):
+            status = "PASS" if status else "FAIL"
+        if status not in STATUSES:
+            raise ValueError(f"check status must be one of {STATUSES}, not {status!r}")
+        self.checks[name] = {"name": name, "status": status, "detail": detail}
+        _publish(f"kfm.check.{name}", self.checks[name])
+        print(f"{_ICONS[status]} check {name}: {status}" + (f" — {detail}" if detail else ""))
+        return status
+
+    def table(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Keep a structured table (e.g. per-item verdicts) as a scrap."""
+        _publish(f"kfm.table.{name}", _jsonable(rows))
+
+    @property
+    def verdict(self) -> str:
+        statuses = [c["status"] for c in self.checks.values()]
+        if not statuses:
+            return "UNVERIFIED"
+        for worst in ("FAIL", "HOLD"):
+            if worst in statuses:
+                return worst
+        return "PASS"
+
+    # -- raw evidence -----------------------------------------------------------------
+
+    def save_evidence(self, kind: str, name: str, content: str | bytes | Any) -> Path:
+        """Save raw output (a log excerpt, a query result) into 10_evidence/<kind>/.
+
+        The file is named `<run id>.<name>`, created atomically, never overwritten, and
+        hashed into hashes.sha256 and the ledger at once.
+        """
+        if kind not in EVIDENCE_KINDS:
+            raise InputError(f"evidence kind must be one of {EVIDENCE_KINDS}, not {kind!r}")
+        if not _SAFE_NAME.fullmatch(name):
+            raise InputError(
+                f"evidence name {name!r} must be a plain file name (letters, digits, . _ -)"
+            )
+        if isinstance(content, str):
+            data = content.encode()
+        elif isinstance(content, bytes):
+            data = content
+        else:
+            data = (json.dumps(content, indent=2, sort_keys=True, default=str) + "\n").encode()
+        rel = f"{kind}/{self.run_id}.{name}"
+        dest = self.workspace.evidence / rel
+        with self.workspace.locked():
+            try:
+                create_new(dest, data)
+            except FileExistsError as exc:
+                raise InputError(
+                    f"evidence {rel} already exists and is never overwritten: pick a new name"
+                ) from exc
+            digest = sha256_file(dest)
+            manifest.append(self.workspace.manifest, [(digest, rel)])
+            self.workspace.record(
+                "evidence",
+                {"run_id": self.run_id, "runbook": self.runbook_id, "path": rel, "sha256": digest},
+                self.actor,
+            )
+        print(f"🧾 saved evidence 10_evidence/{rel} (sha256 {digest[:12]}…)")
+        return dest
+
+    # -- the apply gate ---------------------------------------------------------------
+
+    def action(
+        self,
+        title: str,
+        *,
+        command: str,
+        change: Callable[[], Any],
+        precheck: Callable[[], Any] | None = None,
+        postcheck: Callable[[], Any] | None = None,
+        rollback: str = "",
+        undo: dict[str, Any] | Callable[[Any], dict[str, Any] | None] | None = None,
+    ) -> ActionResult:
+        """Run a state-changing step only when apply is set, and leave its trail.
+
+        Without apply: prints what would happen and records a planned action (no change,
+        no ledger entry). With apply: pre-check, change, post-check; then commands.md,
+        rollback.md and a ledger entry with actor, command and both checks. A change that
+        raises is recorded as failed and re-raised. `undo` names a registered undo
+        operation ({"op": ..., "args": ...}), or is a function of the change's result that
+        returns one (for undo arguments only known after the change).
+        """
+        action_id = f"ACT-{secrets.token_hex(4)}"
+        if not self.apply:
+            planned = {
+                "action_id": action_id,
+                "title": title,
+                "command": command,
+                "applied": False,
+                "rollback": rollback,
+            }
+            self.actions.append(planned)
+            _publish(f"kfm.action.{len(self.actions):04d}", planned)
+            print(f"🔒 DRY RUN (apply=False) — would: {title}\n   command: {command}")
+            return ActionResult(action_id, applied=False, ok=True)
+        pre = _jsonable(precheck()) if precheck else None
+        error: str | None = None
+        result: Any = None
+        try:
+            result = _jsonable(change())
+        except Exception as exc:
+            error = "".join(traceback.format_exception_only(exc)).strip()
+        post = _jsonable(postcheck()) if postcheck and error is None else None
+        if callable(undo):
+            undo = undo(result) if error is None else None
+        entry = {
+            "action_id": action_id,
+            "run_id": self.run_id,
+            "runbook": self.runbook_id,
+            "title": title,
+            "command": command,
+            "precheck": pre,
+            "result": result,
+            "postcheck": post,
+            "ok": error is None,
+            "error": error,
+            "rollback": rollback,
+            "undo": undo,
+            "target": str(self.target.path),
+            "applied": True,
+        }
+        self._write_action(entry)
+        self.actions.append(entry)
+        _publish(f"kfm.action.{len(self.actions):04d}", entry)
+        if error is not None:
+            print(f"❌ APPLIED and FAILED: {title}: {error}")
+            raise RuntimeError(f"action {action_id} failed: {error}")
+        print(f"🛠 APPLIED {action_id}: {title}")
+        return ActionResult(
+            action_id, applied=True, ok=True, precheck=pre, result=result, postcheck=post
+        )
+
+    def _write_action(self, entry: dict[str, Any]) -> None:
+        stamp = now_iso()
+        status = "ok" if entry["ok"] else f"FAILED: {entry['error']}"
+        commands = (
+            f"\n## {entry['action_id']} — {entry['title']}\n"
+            f"- time (UTC): {stamp}\n"
+            f"- actor: {self.actor} (run {self.run_id}, runbook {self.runbook_id})\n"
+            f"- target: {entry['target']}\n"
+            f"- command: `{entry['command']}`\n"
+            f"- pre-check: `{json.dumps(entry['precheck'], sort_keys=True)}`\n"
+            f"- result: {status} `{json.dumps(entry['result'], sort_keys=True)}`\n"
+            f"- post-check: `{json.dumps(entry['postcheck'], sort_keys=True)}`\n"
+        )
+        undo_cmd = (
+            f"kfm-runbook rollback {self.incident_id} {entry['action_id']} --apply"
+            if entry["undo"]
+            else "(manual, see below)"
+        )
+        rollback = (
+            f"\n## Undo {entry['action_id']} — {entry['title']}\n"
+            f"- applied (UTC): {stamp} by {self.actor}\n"
+            f"- how: {entry['rollback'] or '(no rollback described)'}\n"
+            f"- command: `{undo_cmd}`\n"
+        )
+        with self.workspace.locked():
+            append_bytes(self.workspace.actions / "commands.md", commands.encode())
+            append_bytes(self.workspace.actions / "rollback.md", rollback.encode())
+            self.workspace.record("action", entry, self.actor)
+            self.workspace.append_timeline(
+                f"action {entry['action_id']} {status}: {entry['title']} by {self.actor} "
+                f"(run {self.run_id})"
+            )
+
+
+def start(
+    incident_id: str,
+    workspace: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    apply: bool = False,
+) -> Recorder:
+    """Open the recorder for this run; checks that the workspace is this incident's."""
+    check_incident_id(incident_id)
+    path = Path(workspace).resolve()
+    if path.name != incident_id or not (path / "10_evidence" / "ledger.jsonl").is_file():
+        raise WorkspaceError(
+            f"workspace {path} is not incident {incident_id}'s workspace: run through "
+            "`kfm-runbook run` / `kfm-runbook open`, which inject the right path"
+        )
+    if not isinstance(apply, bool):
+        raise InputError(f"apply must be True or False, not {apply!r}")
+    recorder = Recorder(
+        incident_id=incident_id,
+        workspace=Workspace(path.parent, incident_id),
+        target=load_target(os.fspath(target)),
+        apply=apply,
+        run_id=os.environ.get("KFM_RUN_ID") or f"SESSION-{secrets.token_hex(3)}",
+        runbook_id=os.environ.get("KFM_RUNBOOK_ID", "interactive"),
+        actor=default_actor(),
+    )
+    mode = "APPLY — changes will be made" if apply else "read-only (apply=False)"
+    print(
+        f"incident {incident_id} · run {recorder.run_id} · target {recorder.target.name} "
+        f"({recorder.target.kind}) · {mode}"
+    )
+    return recorder

@@ -1,0 +1,35 @@
+"""Read-side views of an incident for operators: what `incident show` prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import ledger
+from .workspace import open_workspace
+
+
+def incident_summary(incident_id: str, root: str | Path | None = None) -> dict[str, Any]:
+    """The incident record, its runs (from the ledger) and the ledger head."""
+    workspace = open_workspace(incident_id, root)
+    record = workspace.load()
+    chain = ledger.check(workspace.ledger)
+    runs = [
+        {
+            "run_id": e["data"].get("run_id"),
+            "runbook": (e["data"].get("runbook") or {}).get("id"),
+            "outcome": e["data"].get("outcome"),
+            "ended": e["data"].get("ended"),
+            "actor": e.get("actor"),
+        }
+        for e in chain.entries
+        if e.get("kind") == "run"
+    ]
+    return {
+        "incident": record.model_dump(mode="json"),
+        "path": str(workspace.path),
+        "runs": runs,
+        "ledger_entries": len(chain.entries),
+        "ledger_head": chain.head_hash,
+        "ledger_problems": chain.problems,
+    }

@@ -1,0 +1,158 @@
+"""A runbook as data: the notebook file, its hash, metadata, parameters; library discovery.
+
+Runbooks live at `runbooks/<domain>/RBK-<domain>-<slug>.ipynb` (override the folder with
+$KFM_RUNBOOKS_DIR). A runbook is named on the command line by id, or by a path to an
+.ipynb file; ids are validated so they cannot walk out of the library.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ._fs import sha256_bytes
+from .errors import NotebookFormatError, ParameterError, RunbookNotFoundError
+from .ids import RUNBOOK_ID_RE, check_runbook_id
+
+METADATA_KEY = "kfm_runbook"
+RUNBOOKS_ENV = "KFM_RUNBOOKS_DIR"
+REQUIRED_PARAMETERS = ("incident_id", "workspace", "target", "apply")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def runbooks_dir() -> Path:
+    return Path(os.environ.get(RUNBOOKS_ENV) or PROJECT_ROOT / "runbooks").resolve()
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type_name: str  # as papermill infers it from the default: str, int, bool, None, ...
+    default: str  # the default's source text
+    help: str
+
+
+@dataclass(frozen=True)
+class Runbook:
+    path: Path
+    raw: bytes
+    nb: Any  # nbformat.NotebookNode
+
+    @cached_property
+    def sha256(self) -> str:
+        return sha256_bytes(self.raw)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        value = self.nb.metadata.get(METADATA_KEY, {})
+        return dict(value) if isinstance(value, dict) else {}
+
+    @property
+    def id(self) -> str:
+        """The runbook id: metadata id, else the file name (validated either way)."""
+        value = self.metadata.get("id") or self.path.stem
+        if not isinstance(value, str) or not RUNBOOK_ID_RE.fullmatch(value):
+            if RUNBOOK_ID_RE.fullmatch(self.path.stem):
+                return self.path.stem
+            return "RBK-adhoc-" + "".join(c if c.isalnum() else "-" for c in self.path.stem.lower())
+        return value
+
+    @property
+    def title(self) -> str:
+        return str(self.metadata.get("title") or self.id)
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata.get("version") or "0.0.0")
+
+    def parameter_cells(self) -> list[int]:
+        return [
+            index
+            for index, cell in enumerate(self.nb.cells)
+            if "parameters" in cell.get("metadata", {}).get("tags", [])
+        ]
+
+    def parameters(self) -> dict[str, Parameter]:
+        """Declared parameters of the one `parameters`-tagged cell; errors name the fix."""
+        cells = self.parameter_cells()
+        if not cells:
+            raise ParameterError(
+                f"{self.path.name} has no cell tagged 'parameters': papermill would inject "
+                "values above the defaults, which would then override them; tag the cell "
+                "that assigns the defaults with 'parameters'"
+            )
+        if len(cells) > 1:
+            raise ParameterError(
+                f"{self.path.name} has {len(cells)} cells tagged 'parameters' (cells "
+                f"{', '.join(map(str, cells))}): keep exactly one"
+            )
+        from papermill.translators import PythonTranslator
+
+        declared = {
+            p.name: Parameter(p.name, p.inferred_type_name, p.default, p.help)
+            for p in PythonTranslator.inspect(self.nb.cells[cells[0]])
+        }
+        missing = [name for name in REQUIRED_PARAMETERS if name not in declared]
+        if missing:
+            raise ParameterError(
+                f"{self.path.name}: the parameters cell must declare {', '.join(missing)} "
+                "(incident_id, workspace, target, apply are injected into every run)"
+            )
+        return declared
+
+
+def load(path: Path) -> Runbook:
+    """Read and validate a notebook; any problem is a NotebookFormatError with the fix."""
+    import nbformat
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise RunbookNotFoundError(f"runbook file {path} not found") from exc
+    except IsADirectoryError as exc:
+        raise RunbookNotFoundError(f"{path} is a folder, not a runbook notebook") from exc
+    try:
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+        nbformat.validate(nb)
+    except UnicodeDecodeError as exc:
+        raise NotebookFormatError(f"{path.name} is not UTF-8 text: not a notebook") from exc
+    except nbformat.ValidationError as exc:
+        first = str(exc).splitlines()[0]
+        raise NotebookFormatError(
+            f"{path.name} is not a valid nbformat 4 notebook ({first}); "
+            "open and re-save it in JupyterLab or restore it from git"
+        ) from exc
+    except Exception as exc:  # nbformat.reads raises json and reader errors of many types
+        raise NotebookFormatError(
+            f"{path.name} is not a readable notebook ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); restore it from git"
+        ) from exc
+    return Runbook(path.resolve(), raw, nb)
+
+
+def discover(folder: Path | None = None) -> list[Path]:
+    """Library runbooks, sorted (TEMPLATE excluded)."""
+    base = folder or runbooks_dir()
+    return sorted(p for p in base.glob("*/RBK-*.ipynb") if p.is_file())
+
+
+def find(ref: str) -> Path:
+    """A runbook by id (searched in the library) or by path to an .ipynb file."""
+    if ref.endswith(".ipynb") or os.sep in ref or "/" in ref:
+        path = Path(ref).expanduser()
+        if not path.is_file():
+            raise RunbookNotFoundError(f"runbook file {ref} not found")
+        if path.suffix != ".ipynb":
+            raise RunbookNotFoundError(f"{ref} is not an .ipynb notebook")
+        return path.resolve()
+    check_runbook_id(ref)
+    domain = RUNBOOK_ID_RE.fullmatch(ref)
+    assert domain is not None
+    candidate = runbooks_dir() / domain.group(1) / f"{ref}.ipynb"
+    if candidate.is_file():
+        return candidate
+    known = ", ".join(p.stem for p in discover()) or "none"
+    raise RunbookNotFoundError(f"unknown runbook {ref}: no {candidate}; known: {known}")

@@ -1,0 +1,71 @@
+"""The built-in sandbox: a small, deterministic KFM-like system with seeded faults.
+
+`create(DIR)` writes the same bytes every time (fixed content, timestamps, order), one
+part per domain, and a `target.yaml` that describes it. `--clean` builds the variant
+without faults, where every verification passes. SANDBOX.md in the folder lists the
+seeded faults and which runbook finds each.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .._fs import create_new
+from ..errors import InputError
+from . import catalog
+
+SANDBOX_ENV = "KFM_SANDBOX_DIR"
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+# Each part writes its files under the sandbox folder and returns
+# (target section name, section, fault descriptions).
+Part = Callable[[Path, bool], tuple[str, dict[str, Any], list[str]]]
+PARTS: list[Part] = [catalog.build]
+
+
+def default_sandbox_dir() -> Path:
+    return Path(os.environ.get(SANDBOX_ENV) or PROJECT_ROOT / ".kfm" / "sandbox").resolve()
+
+
+def create_sandbox(dest: str | Path, *, clean: bool = False) -> Path:
+    """Build the sandbox in `dest` (must not exist or be empty); returns target.yaml."""
+    folder = Path(dest).expanduser().resolve()
+    if folder.exists() and any(folder.iterdir()):
+        raise InputError(
+            f"{folder} is not empty: the sandbox is built into a new folder "
+            "(remove it or choose another path)"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    target: dict[str, Any] = {
+        "name": "kfm-sandbox-clean" if clean else "kfm-sandbox",
+        "kind": "sandbox",
+        "variant": "clean" if clean else "faulty",
+        "network": "deny",
+    }
+    faults: list[str] = []
+    for part in PARTS:
+        section, config, seeded = part(folder, clean)
+        target[section] = config
+        faults.extend(seeded)
+    header = (
+        "# kfm-runbook target: the built-in sandbox (see SANDBOX.md).\n"
+        "# Paths are relative to this file.\n"
+    )
+    create_new(folder / "target.yaml", (header + yaml.safe_dump(target, sort_keys=False)).encode())
+    notes = ["# KFM sandbox", "", f"Variant: {target['variant']}.", "", "## Seeded faults", ""]
+    notes += [f"- {fault}" for fault in faults] or ["- none (clean variant)"]
+    create_new(folder / "SANDBOX.md", ("\n".join(notes) + "\n").encode())
+    return folder / "target.yaml"
+
+
+def ensure_sandbox(folder: Path) -> Path:
+    """The sandbox's target.yaml, building the faulty sandbox first if it is absent."""
+    target = folder / "target.yaml"
+    if not target.is_file():
+        create_sandbox(folder)
+    return target

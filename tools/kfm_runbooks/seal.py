@@ -1,0 +1,317 @@
+"""Turn an execution into sealed evidence.
+
+For every run, whatever its outcome: the executed notebook is marked (outcome, run
+metadata, an abort banner when the kernel was stopped), scrubbed of secrets, published
+atomically into `10_evidence/runs/`, hashed into hashes.sha256 together with a copy of
+the target file and a PROV-JSON record, chained into the ledger, and summarised into the
+timeline, 30_verification/checks.md and metrics.md - all under the workspace lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__, manifest, provenance, redact, scraps
+from ._fs import append_bytes, create_new, sha256_bytes
+from ._time import iso
+from .errors import (
+    EXIT_CHECK_FAILED,
+    EXIT_OK,
+    EXIT_RUN_ABORTED,
+    EXIT_RUNBOOK_ERROR,
+)
+from .layout import Workspace
+from .runbook import Runbook
+from .target import Target
+
+EXIT_CODES = {
+    "passed": EXIT_OK,
+    "failed": EXIT_CHECK_FAILED,
+    "hold": EXIT_CHECK_FAILED,
+    "unverified": EXIT_CHECK_FAILED,
+    "errored": EXIT_RUNBOOK_ERROR,
+    "timeout": EXIT_RUN_ABORTED,
+    "kernel-died": EXIT_RUN_ABORTED,
+    "interrupted": EXIT_RUN_ABORTED,
+}
+ABORTED = ("timeout", "kernel-died", "interrupted")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    incident_id: str
+    runbook_id: str
+    outcome: str
+    exit_code: int
+    started: str
+    ended: str
+    notebook: str  # relative to the workspace
+    notebook_sha256: str
+    ledger_seq: int
+    ledger_head: str
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    findings: int = 0
+    detail: str = ""
+    redactions: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def outcome_from(status: dict[str, Any], found: dict[str, Any]) -> tuple[str, str]:
+    """(outcome, human detail) from the worker status and the notebook's scraps."""
+    kind = status.get("status")
+    if kind == "completed":
+        checks = [v for k, v in found.items() if k.startswith("kfm.check.")]
+        if not checks:
+            return "unverified", "the runbook recorded no verification check (fail closed)"
+        failed = [c["name"] for c in checks if c.get("status") == "FAIL"]
+        held = [c["name"] for c in checks if c.get("status") == "HOLD"]
+        if failed:
+            return "failed", f"verification failed: {', '.join(failed)}"
+        if held:
+            return "hold", f"verification on hold (unverifiable): {', '.join(held)}"
+        return "passed", f"all {len(checks)} verification checks passed"
+    if kind == "cell-error":
+        return "errored", (
+            f"cell {status.get('cell_index')} raised {status.get('ename')}: {status.get('evalue')}"
+        )
+    if kind == "timeout":
+        return "timeout", status.get("detail") or "wall-clock limit reached; kernel stopped"
+    if kind == "kernel-died":
+        return "kernel-died", status.get("detail") or "the kernel died during the run"
+    if kind == "interrupted":
+        return "interrupted", "interrupted by the operator; kernel stopped"
+    return "errored", f"{status.get('ename', 'error')}: {status.get('evalue', kind)}"
+
+
+def _running_cell(nb: Any) -> int | None:
+    for index, cell in enumerate(nb.cells):
+        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
+            return int(index)
+    return None
+
+
+def _banner(nb: Any, outcome: str, detail: str) -> None:
+    import nbformat
+
+    running = _running_cell(nb)
+    where = (
+        f" while cell {running} was running; later cells never ran" if running is not None else ""
+    )
+    text = (
+        f'<span style="color:red; font-family:monospace">⛔ RUN {outcome.upper()}: '
+        f"{detail}{where}. This notebook is the evidence of what ran before.</span>"
+    )
+    cell = nbformat.v4.new_markdown_cell(text, id="kfm-run-aborted")
+    cell.metadata["tags"] = ["kfm-run-banner"]
+    nb.cells.insert(0, cell)
+
+
+def _fallback_notebook(runbook: Runbook, parameters: dict[str, Any]) -> Any:
+    """The parameterized runbook, for a run whose kernel never saved anything."""
+    import copy
+
+    from papermill.parameterize import parameterize_notebook
+
+    return parameterize_notebook(copy.deepcopy(runbook.nb), parameters)
+
+
+def _checks_section(result: RunResult, runbook: Runbook, actor: str, found: dict[str, Any]) -> str:
+    lines = [
+        f"\n## {result.run_id} · {runbook.id} v{runbook.version} · **{result.outcome}**\n",
+        f"- started {result.started}, ended {result.ended} (UTC), by {actor}",
+        f"- notebook `{result.notebook}` sha256 `{result.notebook_sha256}`",
+        f"- ledger entry #{result.ledger_seq} `{result.ledger_head}`",
+        f"- {result.detail}",
+        "",
+    ]
+    if result.checks:
+        lines += ["| status | check | detail |", "|---|---|---|"]
+        for check in result.checks:
+            detail = str(check.get("detail", "")).replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {check.get('status')} | {check.get('name')} | {detail} |")
+        lines.append("")
+    findings = [v for k, v in found.items() if k.startswith("kfm.finding.")]
+    if findings:
+        by_code = Counter((f.get("severity"), f.get("code")) for f in findings)
+        lines += ["| findings | severity | code |", "|---:|---|---|"]
+        for (severity, code), count in sorted(by_code.items()):
+            lines.append(f"| {count} | {severity} | {code} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _metrics_section(result: RunResult, runbook: Runbook, found: dict[str, Any]) -> str:
+    metrics = {
+        k.removeprefix("kfm.metric."): v for k, v in found.items() if k.startswith("kfm.metric.")
+    }
+    if not metrics:
+        return ""
+    lines = [
+        f"\n## {result.run_id} · {runbook.id} · {result.ended}\n",
+        "| metric | value | unit |",
+        "|---|---:|---|",
+    ]
+    for name, value in metrics.items():
+        lines.append(f"| {name} | {json.dumps(value.get('value'))} | {value.get('unit', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def seal_run(
+    workspace: Workspace,
+    *,
+    run_id: str,
+    runbook: Runbook,
+    partial: Path,
+    status: dict[str, Any],
+    parameters: dict[str, Any],
+    target: Target,
+    actor: str,
+    started: dt.datetime,
+    ended: dt.datetime,
+) -> RunResult:
+    import nbformat
+
+    nb = None
+    if partial.exists():
+        try:
+            nb = nbformat.read(partial, as_version=4)
+        except Exception:  # torn by a kill mid-save: fall back below, keep the bytes
+            nb = None
+    if nb is None:
+        nb = _fallback_notebook(runbook, parameters)
+        if status.get("status") == "completed":
+            status = {
+                "status": "internal-error",
+                "ename": "MissingOutput",
+                "evalue": "the executed notebook was not saved",
+            }
+    found = scraps.read(nb)
+    outcome, detail = outcome_from(status, found)
+    if outcome in ABORTED or (outcome == "errored" and status.get("status") != "cell-error"):
+        _banner(nb, outcome, detail)
+    target_bytes = target.path.read_bytes()
+    nb.metadata["kfm_run"] = {
+        "run_id": run_id,
+        "incident_id": workspace.incident_id,
+        "runbook": {
+            "id": runbook.id,
+            "version": runbook.version,
+            "sha256": runbook.sha256,
+            "path": str(runbook.path),
+        },
+        "target": {
+            "name": target.name,
+            "path": str(target.path),
+            "sha256": sha256_bytes(target_bytes),
+        },
+        "actor": actor,
+        "started": iso(started),
+        "ended": iso(ended),
+        "outcome": outcome,
+        "detail": detail,
+        "tool_version": __version__,
+    }
+    counts: Counter[str] = Counter()
+    clean = redact.scrub_tree(json.loads(nbformat.writes(nb)), counts)
+    notebook_bytes = (
+        json.dumps(clean, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    ).encode()
+    nb_rel = f"runs/{run_id}.{runbook.id}.ipynb"
+    target_rel = f"runs/{run_id}.target.yaml"
+    prov_rel = f"runs/{run_id}.prov.json"
+    nb_sha = sha256_bytes(notebook_bytes)
+    prov_text = provenance.run_document(
+        incident_id=workspace.incident_id,
+        run_id=run_id,
+        runbook_id=runbook.id,
+        runbook_sha256=runbook.sha256,
+        runbook_version=runbook.version,
+        actor=actor,
+        started=started,
+        ended=ended,
+        outcome=outcome,
+        parameters=parameters,
+        target_name=target.name,
+        target_sha256=sha256_bytes(target_bytes),
+        notebook_name=nb_rel,
+        notebook_sha256=nb_sha,
+        tool_version=__version__,
+    )
+    prov_bytes = prov_text.encode()
+    checks = [v for k, v in found.items() if k.startswith("kfm.check.")]
+    findings = [v for k, v in found.items() if k.startswith("kfm.finding.")]
+    with workspace.locked():
+        outputs = []
+        for rel, data in (
+            (nb_rel, notebook_bytes),
+            (target_rel, target_bytes),
+            (prov_rel, prov_bytes),
+        ):
+            create_new(workspace.evidence / rel, data)
+            outputs.append({"path": rel, "sha256": sha256_bytes(data)})
+        partial.unlink(missing_ok=True)
+        manifest.append(workspace.manifest, [(o["sha256"], o["path"]) for o in outputs])
+        entry = workspace.record(
+            "run",
+            {
+                "run_id": run_id,
+                "runbook": {
+                    "id": runbook.id,
+                    "version": runbook.version,
+                    "sha256": runbook.sha256,
+                    "path": str(runbook.path),
+                },
+                "parameters": parameters,
+                "target": {
+                    "name": target.name,
+                    "path": str(target.path),
+                    "sha256": sha256_bytes(target_bytes),
+                },
+                "started": iso(started),
+                "ended": iso(ended),
+                "outcome": outcome,
+                "detail": detail,
+                "checks": [{"name": c.get("name"), "status": c.get("status")} for c in checks],
+                "findings": len(findings),
+                "outputs": outputs,
+                "redactions": dict(counts),
+            },
+            actor,
+        )
+        result = RunResult(
+            run_id=run_id,
+            incident_id=workspace.incident_id,
+            runbook_id=runbook.id,
+            outcome=outcome,
+            exit_code=EXIT_CODES[outcome],
+            started=iso(started),
+            ended=iso(ended),
+            notebook=f"10_evidence/{nb_rel}",
+            notebook_sha256=nb_sha,
+            ledger_seq=int(entry["seq"]),
+            ledger_head=str(entry["hash"]),
+            checks=checks,
+            findings=len(findings),
+            detail=detail,
+            redactions=dict(counts),
+        )
+        workspace.append_timeline(
+            f"run {run_id} {runbook.id} → {outcome} ({detail}); {len(findings)} findings; "
+            f"by {actor}; ledger #{entry['seq']} {str(entry['hash'])[:12]}"
+        )
+        append_bytes(
+            workspace.verification / "checks.md",
+            _checks_section(result, runbook, actor, found).encode(),
+        )
+        metrics = _metrics_section(result, runbook, found)
+        if metrics:
+            append_bytes(workspace.verification / "metrics.md", metrics.encode())
+    return result

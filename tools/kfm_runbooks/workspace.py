@@ -1,0 +1,174 @@
+"""Incident workspaces: create, open, list `INC-YYYYMMDD-###/` folders (layout: layout.py).
+
+A new workspace is assembled in a hidden temp folder and renamed into place while the
+root's sequence lock is held, so two `incident new` at once get two different ids and no
+reader ever sees a half-built workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from . import incident as incident_mod
+from . import ledger
+from ._fs import file_lock, sha256_file
+from ._time import utc_now
+from .errors import IncidentNotFoundError, InputError, WorkspaceError
+from .ids import INCIDENT_ID_RE, check_incident_id
+from .layout import LAYOUT_DIRS, Workspace, default_actor
+
+ROOT_ENV = "KFM_INCIDENT_ROOT"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_root(root: str | Path | None = None) -> Path:
+    """--root, else $KFM_INCIDENT_ROOT, else the project's incident_cases/."""
+    chosen = root if root is not None else os.environ.get(ROOT_ENV) or None
+    path = Path(chosen) if chosen is not None else PROJECT_ROOT / "incident_cases"
+    return path.expanduser().resolve()
+
+
+def open_workspace(incident_id: str, root: str | Path | None = None) -> Workspace:
+    check_incident_id(incident_id)
+    workspace = Workspace(resolve_root(root), incident_id)
+    if not workspace.path.is_dir():
+        raise IncidentNotFoundError(
+            f"incident {incident_id} not found under {workspace.root}: "
+            "check the id with `kfm-runbook incident list` or pass --root"
+        )
+    missing = [d for d in LAYOUT_DIRS if not (workspace.path / d).is_dir()]
+    if missing:
+        raise WorkspaceError(
+            f"{workspace.path} is not a complete incident workspace (missing {', '.join(missing)})"
+        )
+    return workspace
+
+
+def _next_sequence(root: Path, day: str) -> int:
+    taken = [
+        int(match.group(2))
+        for child in root.iterdir()
+        if (match := INCIDENT_ID_RE.fullmatch(child.name)) and match.group(1) == day
+    ]
+    return max(taken, default=0) + 1
+
+
+def _write_layout(folder: Path, record: incident_mod.Incident, actor: str) -> None:
+    for sub in LAYOUT_DIRS:
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    (folder / "00_meta" / "incident.yaml").write_text(record.to_yaml(), encoding="utf-8")
+    header = (
+        f"# Timeline — {record.id}: {record.title}\n\n"
+        "Append-only. UTC. One line per event; the ledger (10_evidence/ledger.jsonl) holds the "
+        "hashes.\n\n"
+    )
+    (folder / "00_meta" / "timeline.md").write_text(header, encoding="utf-8")
+    (folder / "10_evidence" / "hashes.sha256").write_bytes(b"")
+    (folder / "20_actions" / "commands.md").write_text(
+        f"# Commands — {record.id}\n\nEvery state-changing step: actor, command, "
+        "pre-check, post-check (append-only).\n",
+        encoding="utf-8",
+    )
+    (folder / "20_actions" / "rollback.md").write_text(
+        f"# Rollback plan — {record.id}\n\nOne entry per applied change, written when it "
+        "was applied (append-only).\n",
+        encoding="utf-8",
+    )
+    (folder / "30_verification" / "checks.md").write_text(
+        f"# Verification checks — {record.id}\n\nOne section per runbook run (append-only).\n",
+        encoding="utf-8",
+    )
+    (folder / "30_verification" / "metrics.md").write_text(
+        f"# Metrics — {record.id}\n\nOne section per runbook run (append-only).\n",
+        encoding="utf-8",
+    )
+    ledger.append(
+        folder / "10_evidence" / "ledger.jsonl",
+        kind="incident.opened",
+        incident=record.id,
+        actor=actor,
+        data={
+            "title": record.title,
+            "severity": record.severity,
+            "roles": record.roles.model_dump(exclude_none=True),
+            "incident_yaml_sha256": sha256_file(folder / "00_meta" / "incident.yaml"),
+        },
+    )
+
+
+def create_incident(
+    title: str,
+    severity: str,
+    *,
+    commander: str | None = None,
+    summary: str = "",
+    root: str | Path | None = None,
+    actor: str | None = None,
+) -> Workspace:
+    """Allocate the next INC-YYYYMMDD-### under the root and build its workspace."""
+    base = resolve_root(root)
+    base.mkdir(parents=True, exist_ok=True)
+    actor = actor or default_actor()
+    now = utc_now()
+    day = f"{now:%Y%m%d}"
+    with file_lock(base / ".incident-seq.lock"):
+        sequence = _next_sequence(base, day)
+        if sequence > 999:
+            raise InputError(f"more than 999 incidents on {day}: archive old ones or use --root")
+        incident_id = f"INC-{day}-{sequence:03d}"
+        try:
+            record = incident_mod.Incident.model_validate(
+                {
+                    "id": incident_id,
+                    "title": title,
+                    "severity": severity,
+                    "roles": {"IC": commander} if commander else {},
+                    "timestamps": {"declared": now, "detected": now},
+                    "summary": summary,
+                }
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise InputError(f"invalid incident {where}: {first['msg']}") from exc
+        staging = Path(tempfile.mkdtemp(prefix=".new-incident-", dir=base))
+        try:
+            _write_layout(staging, record, actor)
+            staging.chmod(0o755)
+            staging.rename(base / incident_id)
+        except BaseException:
+            _remove_tree(staging)
+            raise
+    workspace = Workspace(base, incident_id)
+    with workspace.locked():
+        workspace.append_timeline(
+            f"Incident declared: {record.title} ({record.severity}) by {actor}"
+            + (f"; IC {commander}" if commander else "")
+        )
+    return workspace
+
+
+def _remove_tree(folder: Path) -> None:
+    if not folder.exists():
+        return
+    for child in sorted(folder.rglob("*"), reverse=True):
+        if child.is_dir() and not child.is_symlink():
+            child.rmdir()
+        else:
+            child.unlink()
+    folder.rmdir()
+
+
+def list_incidents(root: str | Path | None = None) -> list[incident_mod.Incident]:
+    base = resolve_root(root)
+    if not base.is_dir():
+        return []
+    found = []
+    for child in sorted(base.iterdir()):
+        if INCIDENT_ID_RE.fullmatch(child.name) and child.is_dir():
+            found.append(Workspace(base, child.name).load())
+    return found

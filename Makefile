@@ -35,6 +35,7 @@ lint: venv
 	$(BIN)/ruff format --check tools tests
 	$(BIN)/mypy
 	$(BIN)/kfm-runbook schema --check
+	$(BIN)/python tools/cli_reference.py --check
 
 format: venv
 	$(BIN)/ruff format tools tests
@@ -44,7 +45,7 @@ test: kernel lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 golden: kernel
-	$(BIN)/python tests/golden/make_golden.py
+	$(BIN)/kfm-runbook golden
 
 bench: kernel
 	$(BIN)/python tests/bench/bench_run.py

@@ -65,6 +65,7 @@ def _write_temp(dest: Path, data: bytes) -> Path:
     tmp = temp_path(dest)
     try:
         with tmp.open("wb") as stream:
+            os.fchmod(stream.fileno(), 0o644)
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())

@@ -57,6 +57,9 @@ def main() -> None:
     3 the runbook raised; 4 the run was aborted (timeout, kernel died, interrupted);
     5 environment (kernel missing, lock timeout).
     """
+    from ._speedups import skip_slow_optional_imports
+
+    skip_slow_optional_imports()
 
 
 # --- incidents -------------------------------------------------------------------------
@@ -393,3 +396,26 @@ def schema_cmd(mode: str) -> None:
         sys.exit(EXIT_CHECK_FAILED)
     else:
         click.echo(f"{SCHEMA_PATH.name} is up to date")
+
+
+@main.command("golden")
+@click.option("--check", is_flag=True, help="Only report stale or missing goldens (exit 1).")
+@click.argument("runbooks", nargs=-1)
+@handle_errors
+def golden_cmd(check: bool, runbooks: tuple[str, ...]) -> None:
+    """Regenerate the nbval golden notebooks (tests/golden) for RUNBOOKS (default: all)."""
+    from .golden import load_cases, make, stale_reason
+
+    cases = [c for c in load_cases() if not runbooks or c.runbook in runbooks]
+    stale = []
+    for case in cases:
+        reason = stale_reason(case)
+        if check:
+            if reason:
+                stale.append(reason)
+                click.echo(f"✗ {reason}")
+            continue
+        click.echo(f"… {case.runbook} [{case.case}]", err=True)
+        click.echo(f"wrote {make(case)}")
+    if stale:
+        sys.exit(EXIT_CHECK_FAILED)

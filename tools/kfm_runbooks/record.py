@@ -219,10 +219,8 @@ class Recorder:
         operation ({"op": ..., "args": ...}), or is a function of the change's result that
         returns one (for undo arguments only known after the change).
         """
-        action_id = f"ACT-{secrets.token_hex(4)}"
         if not self.apply:
             planned = {
-                "action_id": action_id,
                 "title": title,
                 "command": command,
                 "applied": False,
@@ -231,7 +229,8 @@ class Recorder:
             self.actions.append(planned)
             _publish(f"kfm.action.{len(self.actions):04d}", planned)
             print(f"🔒 DRY RUN (apply=False) — would: {title}\n   command: {command}")
-            return ActionResult(action_id, applied=False, ok=True)
+            return ActionResult("", applied=False, ok=True)
+        action_id = f"ACT-{secrets.token_hex(4)}"
         pre = _jsonable(precheck()) if precheck else None
         error: str | None = None
         result: Any = None

@@ -44,7 +44,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
     ),
-    Pattern("url-credentials", re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@")),
+    Pattern("url-credentials", re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@"), 1),
     Pattern(
         "assigned-secret",
         re.compile(

@@ -7,6 +7,7 @@ $KFM_RUNBOOKS_DIR). A runbook is named on the command line by id, or by a path t
 
 from __future__ import annotations
 
+import ast
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -92,7 +93,9 @@ class Runbook:
         from papermill.translators import PythonTranslator
 
         declared = {
-            p.name: Parameter(p.name, p.inferred_type_name, p.default, p.help)
+            p.name: Parameter(
+                p.name, _type_name(p.inferred_type_name, p.default), p.default, p.help
+            )
             for p in PythonTranslator.inspect(self.nb.cells[cells[0]])
         }
         missing = [name for name in REQUIRED_PARAMETERS if name not in declared]
@@ -102,6 +105,17 @@ class Runbook:
                 "(incident_id, workspace, target, apply are injected into every run)"
             )
         return declared
+
+
+def _type_name(annotated: str, default: str) -> str:
+    """The parameter's type: its annotation, else the type of its literal default."""
+    if annotated and annotated != "None":
+        return annotated
+    try:
+        value = ast.literal_eval(default)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return "None"
+    return "None" if value is None else type(value).__name__
 
 
 def load(path: Path) -> Runbook:
@@ -141,7 +155,8 @@ def discover(folder: Path | None = None) -> list[Path]:
 
 def find(ref: str) -> Path:
     """A runbook by id (searched in the library) or by path to an .ipynb file."""
-    if ref.endswith(".ipynb") or os.sep in ref or "/" in ref:
+    looks_like_id = ref.startswith("RBK-") and not ref.endswith(".ipynb")
+    if not looks_like_id and (ref.endswith(".ipynb") or os.sep in ref or "/" in ref):
         path = Path(ref).expanduser()
         if not path.is_file():
             raise RunbookNotFoundError(f"runbook file {ref} not found")

@@ -108,18 +108,27 @@ def create_incident(
     summary: str = "",
     root: str | Path | None = None,
     actor: str | None = None,
+    incident_id: str | None = None,
 ) -> Workspace:
-    """Allocate the next INC-YYYYMMDD-### under the root and build its workspace."""
+    """Allocate the next INC-YYYYMMDD-### under the root and build its workspace.
+
+    `incident_id` pins the id instead (imports, fixed-id test fixtures); it must be free.
+    """
     base = resolve_root(root)
     base.mkdir(parents=True, exist_ok=True)
     actor = actor or default_actor()
     now = utc_now()
     day = f"{now:%Y%m%d}"
     with file_lock(base / ".incident-seq.lock"):
-        sequence = _next_sequence(base, day)
-        if sequence > 999:
-            raise InputError(f"more than 999 incidents on {day}: archive old ones or use --root")
-        incident_id = f"INC-{day}-{sequence:03d}"
+        if incident_id is not None:
+            check_incident_id(incident_id)
+            if (base / incident_id).exists():
+                raise InputError(f"incident {incident_id} already exists under {base}")
+        else:
+            sequence = _next_sequence(base, day)
+            if sequence > 999:
+                raise InputError(f"more than 999 incidents on {day}: archive or use --root")
+            incident_id = f"INC-{day}-{sequence:03d}"
         try:
             record = incident_mod.Incident.model_validate(
                 {

@@ -1,0 +1,125 @@
+"""The in-kernel helper: light import, the apply gate, evidence that is never overwritten."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import kfm_runbooks.record as rb
+from kfm_runbooks import ledger, manifest
+from kfm_runbooks.errors import InputError, WorkspaceError
+
+
+def test_importing_the_helper_stays_light() -> None:
+    code = (
+        "import sys, kfm_runbooks.record, kfm_runbooks.checks.catalog\n"
+        "heavy = [m for m in ('scrapbook', 'papermill', 'pandas', 'pydantic', 'pyarrow', "
+        "'nbformat', 'prov', 'jupyter_client') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+@pytest.fixture
+def recorder(incident: tuple[str, Path], sandbox: Path) -> rb.Recorder:
+    incident_id, path = incident
+    return rb.start(incident_id, path, sandbox, apply=False)
+
+
+def test_start_refuses_a_foreign_workspace(incident: tuple[str, Path], sandbox: Path) -> None:
+    _, path = incident
+    with pytest.raises(WorkspaceError, match="not incident INC-20200101-001"):
+        rb.start("INC-20200101-001", path, sandbox)
+
+
+def test_without_apply_nothing_changes(recorder: rb.Recorder) -> None:
+    calls: list[str] = []
+    result = recorder.action("change it", command="x", change=lambda: calls.append("changed"))
+    assert result.applied is False and calls == []
+    entries = ledger.check(recorder.workspace.ledger).entries
+    assert [e["kind"] for e in entries] == ["incident.opened"]
+    assert "## ACT-" not in (recorder.workspace.actions / "commands.md").read_text()
+
+
+def test_with_apply_the_trail_is_complete(recorder: rb.Recorder) -> None:
+    recorder.apply = True
+    state = {"on": False}
+    result = recorder.action(
+        "switch on",
+        command="set on",
+        precheck=lambda: dict(state),
+        change=lambda: state.update(on=True) or "done",
+        postcheck=lambda: dict(state),
+        rollback="switch off",
+        undo={"op": "catalog.restore_item", "args": {"item_id": "x"}},
+    )
+    assert result.applied and state["on"]
+    entry = ledger.check(recorder.workspace.ledger).entries[-1]
+    assert entry["kind"] == "action" and entry["actor"] == "tester"
+    data = entry["data"]
+    assert data["precheck"] == {"on": False} and data["postcheck"] == {"on": True}
+    assert data["command"] == "set on" and data["action_id"] == result.action_id
+    commands = (recorder.workspace.actions / "commands.md").read_text()
+    assert result.action_id in commands and "pre-check" in commands and "post-check" in commands
+    rollback = (recorder.workspace.actions / "rollback.md").read_text()
+    assert f"kfm-runbook rollback {recorder.incident_id} {result.action_id} --apply" in rollback
+
+
+def test_a_failing_change_is_recorded_then_raised(recorder: rb.Recorder) -> None:
+    recorder.apply = True
+
+    def broken() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        recorder.action("break", command="x", change=broken)
+    data = ledger.check(recorder.workspace.ledger).entries[-1]["data"]
+    assert data["ok"] is False and "disk full" in data["error"]
+
+
+def test_evidence_is_hashed_and_never_overwritten(recorder: rb.Recorder) -> None:
+    path = recorder.save_evidence("logs", "api.log", "GET / 500\n")
+    assert path.parent.name == "logs" and path.read_text() == "GET / 500\n"
+    [entry] = manifest.read(recorder.workspace.manifest)
+    assert entry.name == f"logs/{recorder.run_id}.api.log"
+    with pytest.raises(InputError, match="never overwritten"):
+        recorder.save_evidence("logs", "api.log", "other")
+    assert path.read_text() == "GET / 500\n"
+    for bad in ("../escape", ".hidden", "a/b"):
+        with pytest.raises(InputError):
+            recorder.save_evidence("logs", bad, "x")
+    with pytest.raises(InputError):
+        recorder.save_evidence("runs", "x.txt", "x")
+
+
+def test_checks_and_verdict(recorder: rb.Recorder) -> None:
+    assert recorder.verdict == "UNVERIFIED"
+    recorder.check("a", True)
+    assert recorder.verdict == "PASS"
+    recorder.check("b", "HOLD")
+    assert recorder.verdict == "HOLD"
+    recorder.check("c", False)
+    assert recorder.verdict == "FAIL"
+    with pytest.raises(ValueError, match="one of"):
+        recorder.check("d", "MAYBE")
+
+
+def test_scrap_bundle_matches_scrapbook_format() -> None:
+    from kfm_runbooks import scraps
+
+    data, metadata = scraps.bundle("kfm.check.x", {"status": "PASS"})
+    assert data == {
+        "application/scrapbook.scrap.json+json": {
+            "name": "kfm.check.x",
+            "data": {"status": "PASS"},
+            "encoder": "json",
+            "version": 1,
+        }
+    }
+    assert metadata == {"scrapbook": {"name": "kfm.check.x", "data": True, "display": False}}
+    assert json.dumps(scraps.bundle("t", "text")[0]).count("scrap.text+json") == 1

@@ -1,0 +1,155 @@
+"""Golden notebooks: the regression harness for runbooks (pytest + nbval).
+
+For every case in tests/golden/cases.yaml (a runbook, a target, fixed parameters), a
+golden executed notebook lives at tests/golden/<domain>/<runbook id>.<case>.ipynb. It is
+produced by papermill with the project kernel in a scratch folder laid out like this::
+
+    <scratch>/<golden>.ipynb
+    <scratch>/sandbox/            fresh `sandbox create` (faulty, or clean)
+    <scratch>/kfm_sample/         copy of tests/kfm_sample (KFM fixture cases)
+    <scratch>/incidents/INC-20260101-001/   a fresh workspace
+
+with parameters given as paths relative to <scratch>, so `pytest --nbval` can re-run the
+stored cells in any folder rebuilt the same way. The golden records the sha256 of the
+runbook it came from: when a runbook changes and its golden does not, the harness fails
+and `make golden` regenerates it (review the diff: it is the behaviour change).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import runbook as runbook_mod
+from ._fs import replace_atomic
+from .errors import InputError
+from .workspace import create_incident
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+GOLDEN_DIR = PROJECT_ROOT / "tests" / "golden"
+CASES_FILE = GOLDEN_DIR / "cases.yaml"
+SANITIZE_FILE = GOLDEN_DIR / "sanitize.cfg"
+KFM_SAMPLE = PROJECT_ROOT / "tests" / "kfm_sample"
+INCIDENT_ID = "INC-20260101-001"
+METADATA_KEY = "kfm_golden"
+
+
+@dataclass(frozen=True)
+class Case:
+    runbook: str
+    case: str
+    target: str  # "sandbox", "sandbox-clean" or "kfm:<target file in tests/kfm_sample>"
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        domain = self.runbook.split("-")[1]
+        return GOLDEN_DIR / domain / f"{self.runbook}.{self.case}.ipynb"
+
+
+def load_cases(path: Path = CASES_FILE) -> list[Case]:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    cases = []
+    for runbook_id, entries in raw.items():
+        for entry in entries:
+            cases.append(
+                Case(
+                    runbook_id, entry["case"], entry["target"], dict(entry.get("parameters") or {})
+                )
+            )
+    return cases
+
+
+def prepare(case: Case, scratch: Path) -> dict[str, Any]:
+    """Lay out `scratch` for `case`; returns the papermill parameters (relative paths)."""
+    from .sandbox import create_sandbox
+
+    if case.target in ("sandbox", "sandbox-clean"):
+        create_sandbox(scratch / "sandbox", clean=case.target == "sandbox-clean")
+        target = "sandbox/target.yaml"
+    elif case.target.startswith("kfm:"):
+        shutil.copytree(KFM_SAMPLE, scratch / "kfm_sample")
+        target = f"kfm_sample/{case.target.removeprefix('kfm:')}"
+    else:
+        raise InputError(f"golden case {case.runbook}/{case.case}: unknown target {case.target!r}")
+    create_incident(
+        f"Golden case {case.case} of {case.runbook}",
+        "Sev3",
+        root=scratch / "incidents",
+        actor="golden",
+        incident_id=INCIDENT_ID,
+    )
+    return {
+        **case.parameters,
+        "incident_id": INCIDENT_ID,
+        "workspace": f"incidents/{INCIDENT_ID}",
+        "target": target,
+        "apply": False,
+    }
+
+
+def make(case: Case) -> Path:
+    """Execute the case with papermill and store the golden notebook."""
+    import nbformat
+    import papermill
+
+    from .kernel import KERNEL_NAME, ipc_kernel_manager_class
+
+    book = runbook_mod.load(runbook_mod.find(case.runbook))
+    with tempfile.TemporaryDirectory(prefix="kfm-golden-") as tmp:
+        scratch = Path(tmp)
+        parameters = prepare(case, scratch)
+        (scratch / "ipc").mkdir()
+        out = scratch / "golden.ipynb"
+        papermill.execute_notebook(
+            str(book.path),
+            str(out),
+            parameters=parameters,
+            kernel_name=KERNEL_NAME,
+            cwd=str(scratch),
+            progress_bar=False,
+            kernel_manager_class=ipc_kernel_manager_class(scratch / "ipc"),
+        )
+        nb = nbformat.read(out, as_version=4)
+    nb.metadata[METADATA_KEY] = {
+        "runbook": case.runbook,
+        "case": case.case,
+        "target": case.target,
+        "runbook_sha256": book.sha256,
+        "parameters": parameters,
+    }
+    nb.metadata.get("papermill", {}).pop("input_path", None)
+    nb.metadata.get("papermill", {}).pop("output_path", None)
+    case.path.parent.mkdir(parents=True, exist_ok=True)
+    replace_atomic(case.path, nbformat.writes(nb).encode())
+    return case.path
+
+
+def stale_reason(case: Case) -> str | None:
+    """Why the golden cannot be trusted as-is (missing, or made from another runbook)."""
+    import nbformat
+
+    if not case.path.is_file():
+        return f"{case.path.name} is missing: run `make golden`"
+    recorded = nbformat.read(case.path, as_version=4).metadata.get(METADATA_KEY, {})
+    current = runbook_mod.load(runbook_mod.find(case.runbook)).sha256
+    if recorded.get("runbook_sha256") != current:
+        return (
+            f"{case.runbook} changed (sha256 {current[:12]}…) but its golden {case.path.name} "
+            f"was made from {str(recorded.get('runbook_sha256'))[:12]}…: run `make golden` and "
+            "review the diff"
+        )
+    return None
+
+
+def stage(case: Case, scratch: Path) -> Path:
+    """Rebuild the case's folder in `scratch` and copy the golden in; returns its path."""
+    prepare(case, scratch)
+    dest = scratch / case.path.name
+    shutil.copyfile(case.path, dest)
+    return dest

@@ -36,6 +36,8 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/kfm-runbook schema --check
 	$(BIN)/python tools/cli_reference.py --check
+	$(BIN)/kfm-runbook lint runbooks
+	$(BIN)/kfm-runbook index --check
 
 format: venv
 	$(BIN)/ruff format tools tests

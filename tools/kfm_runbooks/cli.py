@@ -378,24 +378,109 @@ def kernel_check() -> None:
     "mode",
     flag_value="check",
     default=True,
-    help="Fail if schemas/incident.schema.json is stale (default).",
+    help="Fail if a schema file is stale (default).",
 )
-@click.option("--write", "mode", flag_value="write", help="Regenerate the schema file.")
+@click.option("--write", "mode", flag_value="write", help="Regenerate the schema files.")
 @handle_errors
 def schema_cmd(mode: str) -> None:
-    """The JSON Schema of incident.yaml, generated from the model."""
+    """JSON Schemas of incident.yaml and runbook front matter, generated from the models."""
     from ._fs import replace_atomic
-    from .incident import SCHEMA_PATH, json_schema
+    from .incident import SCHEMA_PATH as INCIDENT_SCHEMA
+    from .incident import json_schema as incident_schema
+    from .standard import SCHEMA_PATH as RUNBOOK_SCHEMA
+    from .standard import json_schema as runbook_schema
 
-    text = json_schema()
-    if mode == "write":
-        replace_atomic(SCHEMA_PATH, text.encode())
-        click.echo(f"wrote {SCHEMA_PATH}")
-    elif not SCHEMA_PATH.is_file() or SCHEMA_PATH.read_text() != text:
-        click.echo(f"error: {SCHEMA_PATH} is stale: run `kfm-runbook schema --write`", err=True)
+    stale = False
+    for path, text in ((INCIDENT_SCHEMA, incident_schema()), (RUNBOOK_SCHEMA, runbook_schema())):
+        if mode == "write":
+            replace_atomic(path, text.encode())
+            click.echo(f"wrote {path}")
+        elif not path.is_file() or path.read_text() != text:
+            click.echo(f"error: {path} is stale: run `kfm-runbook schema --write`", err=True)
+            stale = True
+        else:
+            click.echo(f"{path.name} is up to date")
+    if stale:
         sys.exit(EXIT_CHECK_FAILED)
+
+
+# --- the runbook standard --------------------------------------------------------------
+
+
+@main.command("lint")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--strict", is_flag=True, help="Treat warnings (TODO markers, ...) as errors.")
+@json_option
+@handle_errors
+def lint_cmd(paths: tuple[Path, ...], strict: bool, as_json: bool) -> None:
+    """Check runbooks against the standard (default: the whole library). Exit 1 on errors."""
+    from .lint import lint_paths
+    from .runbook import runbooks_dir
+
+    findings = lint_paths(list(paths) or [runbooks_dir()])
+    errors = [f for f in findings if f.severity == "error" or strict]
+    if as_json:
+        _emit_json(
+            {
+                "findings": [f.as_dict() for f in findings],
+                "errors": len(errors),
+                "warnings": len(findings) - len(errors),
+            }
+        )
     else:
-        click.echo(f"{SCHEMA_PATH.name} is up to date")
+        for finding in findings:
+            click.echo(finding.format())
+        click.echo(f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)", err=True)
+    sys.exit(EXIT_CHECK_FAILED if errors else 0)
+
+
+@main.command("new")
+@click.argument("domain")
+@click.argument("slug")
+@click.option("--title", required=True, help="One-line title, e.g. 'API outage / 5xx spike'.")
+@handle_errors
+def new_cmd(domain: str, slug: str, title: str) -> None:
+    """Create runbooks/DOMAIN/RBK-DOMAIN-SLUG.ipynb from the TEMPLATE (lint-clean, with TODOs)."""
+    from .library import new_runbook
+
+    path = new_runbook(domain, slug, title)
+    click.echo(str(path))
+    click.echo(
+        "  next: fill the TODOs, `kfm-runbook lint`, add a golden case in "
+        "tests/golden/cases/<domain>.yaml, `make golden`, `kfm-runbook index`",
+        err=True,
+    )
+
+
+@main.command("index")
+@click.option("--check", is_flag=True, help="Fail (exit 1) if runbooks/README.md is stale.")
+@handle_errors
+def index_cmd(check: bool) -> None:
+    """Generate runbooks/README.md (a table per domain) from the runbooks' metadata."""
+    from ._fs import replace_atomic
+    from .library import INDEX_NAME, render_index
+    from .runbook import runbooks_dir
+
+    path = runbooks_dir() / INDEX_NAME
+    text = render_index()
+    if check:
+        if not path.is_file() or path.read_text() != text:
+            click.echo(f"error: {path} is stale: run `kfm-runbook index`", err=True)
+            sys.exit(EXIT_CHECK_FAILED)
+        click.echo(f"{path.name} is up to date")
+        return
+    replace_atomic(path, text.encode())
+    click.echo(f"wrote {path}")
+
+
+@main.command("show")
+@click.argument("runbook")
+@handle_errors
+def show_cmd(runbook: str) -> None:
+    """Print RUNBOOK as readable text: front matter, sections, cells with ids and tags."""
+    from .library import show
+
+    click.echo(show(runbook))
 
 
 @main.command("golden")

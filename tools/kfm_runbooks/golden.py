@@ -1,6 +1,6 @@
 """Golden notebooks: the regression harness for runbooks (pytest + nbval).
 
-For every case in tests/golden/cases.yaml (a runbook, a target, fixed parameters), a
+For every case in tests/golden/cases/<domain>.yaml (a runbook, a target, fixed parameters), a
 golden executed notebook lives at tests/golden/<domain>/<runbook id>.<case>.ipynb. It is
 produced by papermill with the project kernel in a scratch folder laid out like this::
 
@@ -32,7 +32,7 @@ from .workspace import create_incident
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = PROJECT_ROOT / "tests" / "golden"
-CASES_FILE = GOLDEN_DIR / "cases.yaml"
+CASES_DIR = GOLDEN_DIR / "cases"
 SANITIZE_FILE = GOLDEN_DIR / "sanitize.cfg"
 KFM_SAMPLE = PROJECT_ROOT / "tests" / "kfm_sample"
 INCIDENT_ID = "INC-20260101-001"
@@ -52,16 +52,15 @@ class Case:
         return GOLDEN_DIR / domain / f"{self.runbook}.{self.case}.ipynb"
 
 
-def load_cases(path: Path = CASES_FILE) -> list[Case]:
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+def load_cases(folder: Path = CASES_DIR) -> list[Case]:
+    """Every case of every tests/golden/cases/*.yaml file (runbook id -> list of cases)."""
     cases = []
-    for runbook_id, entries in raw.items():
-        for entry in entries:
-            cases.append(
-                Case(
-                    runbook_id, entry["case"], entry["target"], dict(entry.get("parameters") or {})
-                )
-            )
+    for path in sorted(folder.glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for runbook_id, entries in raw.items():
+            for entry in entries:
+                parameters = dict(entry.get("parameters") or {})
+                cases.append(Case(runbook_id, entry["case"], entry["target"], parameters))
     return cases
 
 

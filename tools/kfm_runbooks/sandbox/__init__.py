@@ -8,7 +8,9 @@ seeded faults and which runbook finds each.
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,15 +19,24 @@ import yaml
 
 from .._fs import create_new
 from ..errors import InputError
-from . import catalog
 
 SANDBOX_ENV = "KFM_SANDBOX_DIR"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
-# Each part writes its files under the sandbox folder and returns
-# (target section name, section, fault descriptions).
-Part = Callable[[Path, bool], tuple[str, dict[str, Any], list[str]]]
-PARTS: list[Part] = [catalog.build]
+# A part is a module in this package with `build(folder, clean)` that writes its files
+# under the sandbox folder and returns {target section name: section} and the faults it
+# seeded (one line each, naming the finding code and the runbook that finds it). Parts
+# are built in module-name order, so the sandbox stays byte-for-byte deterministic.
+Part = Callable[[Path, bool], tuple[dict[str, Any], list[str]]]
+
+
+def parts() -> list[tuple[str, Part]]:
+    found = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if callable(getattr(module, "build", None)):
+            found.append((info.name, module.build))
+    return found
 
 
 def default_sandbox_dir() -> Path:
@@ -48,9 +59,12 @@ def create_sandbox(dest: str | Path, *, clean: bool = False) -> Path:
         "network": "deny",
     }
     faults: list[str] = []
-    for part in PARTS:
-        section, config, seeded = part(folder, clean)
-        target[section] = config
+    for name, build in parts():
+        sections, seeded = build(folder, clean)
+        for section, config in sections.items():
+            if section in target:
+                raise RuntimeError(f"sandbox part {name} redefines target section {section!r}")
+            target[section] = config
         faults.extend(seeded)
     header = (
         "# kfm-runbook target: the built-in sandbox (see SANDBOX.md).\n"

@@ -94,7 +94,7 @@ def _item(collection: str, item_id: str, asset: str, size: int, remote: bool) ->
     }
 
 
-def build(folder: Path, clean: bool) -> tuple[str, dict[str, Any], list[str]]:
+def build(folder: Path, clean: bool) -> tuple[dict[str, Any], list[str]]:
     base = folder / "catalog"
     collections: dict[str, list[str]] = {}
     for collection, item_id, asset, size, remote in ITEMS:
@@ -168,4 +168,4 @@ def build(folder: Path, clean: bool) -> tuple[str, dict[str, Any], list[str]]:
             " — RBK-catalog-checksum-mismatch",
         ]
     )
-    return "catalog", section, faults
+    return {"catalog": section}, faults

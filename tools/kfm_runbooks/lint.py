@@ -1,0 +1,464 @@
+"""`kfm-runbook lint`: the runbook standard as checks, reported like a compiler.
+
+Each finding names the file, the cell (index and id), a rule code, what is wrong and how
+to fix it. Rule codes (README has the table):
+
+    RB001 unreadable or invalid notebook        RB030 no `parameters` cell
+    RB002 not nbformat 4.5 (no cell ids)        RB031 more than one `parameters` cell
+    RB003 duplicate cell id                     RB032 required parameter missing
+    RB004 cell id looks generated (warning)     RB033 unsafe default (apply must be False)
+    RB010 no kfm_runbook metadata               RB034 parameters cell holds more than literals
+    RB011 metadata field invalid                RB040 stored outputs
+    RB012 file name is not the id               RB041 stored execution counts
+    RB013 folder / id is not the domain         RB050 secret or credential in a source
+    RB014 related runbook does not exist        RB060 kernelspec is not the project kernel
+    RB020 required section missing              RB070 code cell without a phase tag
+    RB021 sections out of order                 RB071 unknown or several phase tags
+    RB022 section repeated                      RB072 changes-target cell bypasses run.action
+    RB080 TODO marker (warning)                 RB073 run.action outside a changes-target cell
+                                                RB074 changes-target outside containment/
+                                                      recovery/rollback
+                                                RB075 no verification cell with run.check
+
+Fast by design: notebooks are read as JSON, the parameters cell is parsed with `ast`
+(no papermill), so the whole library lints in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import redact
+from .errors import InputError
+from .ids import RUNBOOK_ID_RE
+from .runbook import REQUIRED_PARAMETERS, runbooks_dir
+from .standard import (
+    CHANGES_TARGET,
+    CHANGING_PHASES,
+    FOREIGN_TAGS,
+    KERNEL_NAME,
+    METADATA_KEY,
+    PHASES,
+    SECTIONS,
+    RunbookMeta,
+)
+
+TEMPLATE_NAME = "TEMPLATE_runbook.ipynb"
+_SECTION_RE = re.compile(r"^##\s+(\d+)\.\s+(.+?)\s*$", re.MULTILINE)
+_TODO_RE = re.compile(r"\bTODO\b")
+_GENERATED_ID_RE = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{4}){0,4}[0-9a-f-]*$")
+_ACTION_RE = re.compile(r"\brun\.action\(")
+_CHECK_RE = re.compile(r"\brun\.check\(")
+
+
+def _calls(source: str, method: str) -> bool:
+    """Does the code call `run.<method>(...)`? (ast: comments and strings do not count)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        pattern = _ACTION_RE if method == "action" else _CHECK_RE
+        return bool(pattern.search(source))
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == method
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "run"
+        for node in ast.walk(tree)
+    )
+
+
+@dataclass(frozen=True)
+class LintFinding:
+    path: str
+    cell_index: int | None
+    cell_id: str | None
+    code: str
+    severity: str  # error | warning
+    message: str
+    fix: str
+
+    def format(self) -> str:
+        where = self.path
+        if self.cell_index is not None:
+            where += f":cell {self.cell_index}" + (f" [{self.cell_id}]" if self.cell_id else "")
+        return f"{where}: {self.severity} {self.code}: {self.message} — fix: {self.fix}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Collector:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.found: list[LintFinding] = []
+
+    def add(
+        self,
+        code: str,
+        message: str,
+        fix: str,
+        *,
+        cell: tuple[int, str | None] | None = None,
+        severity: str = "error",
+    ) -> None:
+        index, cell_id = cell if cell is not None else (None, None)
+        self.found.append(LintFinding(self.path, index, cell_id, code, severity, message, fix))
+
+
+def _source(cell: dict[str, Any]) -> str:
+    value = cell.get("source", "")
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def _tags(cell: dict[str, Any]) -> list[str]:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return [str(t) for t in tags] if isinstance(tags, list) else []
+
+
+def _display(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def lint_file(path: Path, library: Path | None = None) -> list[LintFinding]:
+    out = _Collector(_display(path))
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        out.add(
+            "RB001",
+            f"not a readable notebook ({type(exc).__name__})",
+            "restore the file from git or re-save it from JupyterLab",
+        )
+        return out.found
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        out.add("RB001", "not a notebook (no cells list)", "restore the file from git")
+        return out.found
+    _check_format(nb, out)
+    cells: list[dict[str, Any]] = [c for c in nb["cells"] if isinstance(c, dict)]
+    is_template = path.name == TEMPLATE_NAME
+    _check_metadata(nb, path, library or runbooks_dir(), is_template, out)
+    _check_sections(cells, out)
+    _check_parameters(cells, out)
+    _check_cells(cells, out)
+    kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
+    if kernel != KERNEL_NAME:
+        out.add(
+            "RB060",
+            f"kernelspec is {kernel!r}, not {KERNEL_NAME!r}",
+            f"select the '{KERNEL_NAME}' kernel (Kernel > Change Kernel) and save",
+        )
+    return out.found
+
+
+def _check_format(nb: dict[str, Any], out: _Collector) -> None:
+    import nbformat
+
+    try:
+        nbformat.validate(nbformat.from_dict(nb))
+    except nbformat.ValidationError as exc:
+        first = str(exc).splitlines()[0]
+        out.add("RB001", f"invalid nbformat 4 notebook: {first}", "re-save it from JupyterLab")
+    major, minor = nb.get("nbformat"), nb.get("nbformat_minor")
+    if not (isinstance(major, int) and isinstance(minor, int) and (major, minor) >= (4, 5)):
+        out.add(
+            "RB002",
+            f"nbformat {major}.{minor}: cells have no stable ids",
+            "upgrade to nbformat 4.5 and give each cell a meaningful id",
+        )
+    seen: dict[str, int] = {}
+    for index, cell in enumerate(nb["cells"]):
+        cell_id = cell.get("id") if isinstance(cell, dict) else None
+        if not isinstance(cell_id, str):
+            continue
+        if cell_id in seen:
+            out.add(
+                "RB003",
+                f"cell id {cell_id!r} also used by cell {seen[cell_id]}",
+                "give every cell a unique id",
+                cell=(index, cell_id),
+            )
+        seen[cell_id] = index
+        if _GENERATED_ID_RE.match(cell_id) and len(cell_id) >= 8:
+            out.add(
+                "RB004",
+                f"cell id {cell_id!r} looks generated",
+                "use a short meaningful id (e.g. 'triage-scan'): ids anchor reviews",
+                cell=(index, cell_id),
+                severity="warning",
+            )
+
+
+def _check_metadata(
+    nb: dict[str, Any], path: Path, library: Path, is_template: bool, out: _Collector
+) -> None:
+    from pydantic import ValidationError
+
+    meta = nb.get("metadata", {}).get(METADATA_KEY)
+    if not isinstance(meta, dict):
+        out.add(
+            "RB010",
+            f"no '{METADATA_KEY}' front matter in the notebook metadata",
+            "start from `kfm-runbook new DOMAIN SLUG --title ...` or copy the TEMPLATE's",
+        )
+        return
+    try:
+        RunbookMeta.model_validate(meta)
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"]) or "(root)"
+            out.add(
+                "RB011",
+                f"metadata {field}: {error['msg']}",
+                "see schemas/runbook.schema.json for the allowed values",
+            )
+    for key in ("title", "owners", "signals", "tags"):
+        if _TODO_RE.search(json.dumps(meta.get(key, ""))):
+            out.add(
+                "RB080", f"metadata {key} still has a TODO marker", "fill it in", severity="warning"
+            )
+    if is_template:
+        return
+    runbook_id = meta.get("id")
+    if runbook_id != path.stem:
+        out.add(
+            "RB012",
+            f"file name {path.name} does not match id {runbook_id!r}",
+            f"rename the file to {runbook_id}.ipynb or fix metadata id",
+        )
+    domain = meta.get("domain")
+    match = RUNBOOK_ID_RE.fullmatch(str(runbook_id))
+    if path.parent.name != domain or (match and match.group(1) != domain):
+        out.add(
+            "RB013",
+            f"domain {domain!r}: file is in {path.parent.name}/ and id says "
+            f"{match.group(1) if match else '?'}",
+            f"keep runbooks/<domain>/RBK-<domain>-<slug>.ipynb consistent ({domain})",
+        )
+    for related in meta.get("related", []) or []:
+        related_match = RUNBOOK_ID_RE.fullmatch(str(related))
+        exists = related_match and (library / related_match.group(1) / f"{related}.ipynb").is_file()
+        if not exists:
+            out.add(
+                "RB014",
+                f"related runbook {related} does not exist in {library.name}/",
+                "fix the id or remove it from related",
+            )
+
+
+def _check_sections(cells: list[dict[str, Any]], out: _Collector) -> None:
+    found: list[tuple[int, int, str, str | None]] = []  # (number, cell index, title, id)
+    for index, cell in enumerate(cells):
+        if cell.get("cell_type") != "markdown":
+            continue
+        for match in _SECTION_RE.finditer(_source(cell)):
+            found.append((int(match.group(1)), index, match.group(2), cell.get("id")))
+    by_title: dict[str, tuple[int, int]] = {}
+    for number, index, title, cell_id in found:
+        if title in by_title:
+            out.add(
+                "RB022",
+                f"section '{title}' appears twice",
+                "merge the two sections",
+                cell=(index, cell_id),
+            )
+        by_title.setdefault(title, (number, index))
+    for position, title in enumerate(SECTIONS, start=1):
+        if title not in by_title:
+            out.add(
+                "RB020",
+                f"required section {position}. {title} is missing",
+                f"add a markdown heading '## {position}. {title}'",
+            )
+    order = [SECTIONS.index(t) for _, _, t, _ in found if t in SECTIONS]
+    if order != sorted(order):
+        out.add(
+            "RB021",
+            "the 13 required sections are not in the seed's order",
+            "order them 1. Summary ... 13. Hardening Tasks",
+        )
+    for number, index, title, cell_id in found:
+        if title in SECTIONS and number != SECTIONS.index(title) + 1:
+            out.add(
+                "RB021",
+                f"section '{title}' is numbered {number}",
+                f"number it {SECTIONS.index(title) + 1}",
+                cell=(index, cell_id),
+            )
+
+
+def _check_parameters(cells: list[dict[str, Any]], out: _Collector) -> None:
+    indexes = [i for i, c in enumerate(cells) if "parameters" in _tags(c)]
+    if not indexes:
+        out.add(
+            "RB030",
+            "no cell tagged 'parameters'",
+            "tag the cell assigning incident_id, workspace, target, apply with 'parameters'",
+        )
+        return
+    for extra in indexes[1:]:
+        out.add(
+            "RB031",
+            "second cell tagged 'parameters'",
+            "keep exactly one",
+            cell=(extra, cells[extra].get("id")),
+        )
+    index = indexes[0]
+    cell = cells[index]
+    where = (index, cell.get("id"))
+    try:
+        tree = ast.parse(_source(cell))
+    except SyntaxError:
+        out.add("RB034", "parameters cell is not valid Python", "fix the syntax", cell=where)
+        return
+    defaults: dict[str, Any] = {}
+    for node in tree.body:
+        target = (
+            node.targets[0]
+            if isinstance(node, ast.Assign) and len(node.targets) == 1
+            else (node.target if isinstance(node, ast.AnnAssign) else None)
+        )
+        value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+        if not isinstance(target, ast.Name) or value is None:
+            out.add(
+                "RB034",
+                "parameters cell may only assign literal defaults",
+                "move other code to the setup cell",
+                cell=where,
+            )
+            continue
+        try:
+            defaults[target.id] = ast.literal_eval(value)
+        except ValueError:
+            out.add(
+                "RB034",
+                f"default of {target.id} is not a literal",
+                "use a literal default (str, number, bool, None, list, dict)",
+                cell=where,
+            )
+    missing = [name for name in REQUIRED_PARAMETERS if name not in defaults]
+    if missing:
+        out.add(
+            "RB032",
+            f"parameters cell does not declare {', '.join(missing)}",
+            "declare incident_id, workspace, target and apply (see the TEMPLATE)",
+            cell=where,
+        )
+    if "apply" in defaults and defaults["apply"] is not False:
+        out.add(
+            "RB033",
+            f"apply defaults to {defaults['apply']!r}",
+            "set `apply = False`: a runbook changes nothing unless asked",
+            cell=where,
+        )
+
+
+def _check_cells(cells: list[dict[str, Any]], out: _Collector) -> None:
+    verification_checks = False
+    for index, cell in enumerate(cells):
+        where = (index, cell.get("id"))
+        source = _source(cell)
+        for name, _start, _end in redact.find(source):
+            out.add(
+                "RB050",
+                f"{name} in the source",
+                "remove it and rotate it; read secrets from the target or environment",
+                cell=where,
+            )
+        if _TODO_RE.search(source):
+            out.add("RB080", "TODO marker", "finish the step", cell=where, severity="warning")
+        if cell.get("cell_type") != "code":
+            continue
+        if cell.get("outputs"):
+            out.add(
+                "RB040",
+                "cell has stored outputs",
+                "clear outputs before committing (Edit > Clear All Outputs)",
+                cell=where,
+            )
+        if cell.get("execution_count") is not None:
+            out.add(
+                "RB041",
+                "cell has an execution count",
+                "clear outputs before committing",
+                cell=where,
+            )
+        tags = _tags(cell)
+        if "parameters" in tags:
+            continue
+        phases = [t for t in tags if t in PHASES]
+        unknown = [
+            t for t in tags if t not in PHASES and t not in FOREIGN_TAGS and t != CHANGES_TARGET
+        ]
+        if not phases:
+            out.add(
+                "RB070",
+                "code cell has no phase tag",
+                f"tag it with one of: {', '.join(PHASES)}",
+                cell=where,
+            )
+        if len(phases) > 1 or unknown:
+            out.add(
+                "RB071",
+                f"tags {phases + unknown} are not exactly one known phase",
+                f"use one of {', '.join(PHASES)} (+ '{CHANGES_TARGET}' where it applies)",
+                cell=where,
+            )
+        changes = CHANGES_TARGET in tags
+        calls_action = _calls(source, "action")
+        if changes and not calls_action:
+            out.add(
+                "RB072",
+                "changes-target cell does not go through run.action(...)",
+                "wrap every state change in run.action(..., change=...) (the apply gate)",
+                cell=where,
+            )
+        if calls_action and not changes:
+            out.add(
+                "RB073",
+                "cell calls run.action(...) but is not tagged changes-target",
+                f"add the '{CHANGES_TARGET}' tag",
+                cell=where,
+            )
+        if changes and phases and phases[0] not in CHANGING_PHASES:
+            out.add(
+                "RB074",
+                f"changes-target in a {phases[0]} cell",
+                f"state changes belong in {', '.join(CHANGING_PHASES)} cells",
+                cell=where,
+            )
+        if "verification" in phases and _calls(source, "check"):
+            verification_checks = True
+    if not verification_checks:
+        out.add(
+            "RB075",
+            "no verification cell records a check",
+            "add a cell tagged 'verification' that calls run.check(...)",
+        )
+
+
+def collect(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(f"{path} does not exist: pass runbook files or folders")
+    return files
+
+
+def lint_paths(paths: list[Path], library: Path | None = None) -> list[LintFinding]:
+    found: list[LintFinding] = []
+    for file in collect(paths):
+        found += lint_file(file, library)
+    return found

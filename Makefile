@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 KERNEL := $(VENV)/share/jupyter/kernels/kfm-runbook/kernel.json
 PYTEST_ARGS ?=
 
-.PHONY: help venv kernel demo test lint format golden bench lock dev clean
+.PHONY: help venv kernel demo test lint format golden bench lock dev precommit clean
 
 help:
 	@sed -n '2,3p' Makefile
@@ -33,6 +33,8 @@ demo: kernel
 lint: venv
 	$(BIN)/ruff check tools tests
 	$(BIN)/ruff format --check tools tests
+	git ls-files -z | xargs -0 $(BIN)/detect-private-key
+	git ls-files -z | xargs -0 $(BIN)/check-added-large-files --enforce-all --maxkb=1024
 	$(BIN)/mypy
 	$(BIN)/kfm-runbook schema --check
 	$(BIN)/python tools/cli_reference.py --check
@@ -51,6 +53,15 @@ golden: kernel
 
 bench: kernel
 	$(BIN)/python tests/bench/bench_run.py
+
+# Contributor set-up: nbdime's git diff/merge drivers for notebooks (this repo only) and
+# the pre-commit hooks (ruff, runbook lint, index check, private keys, large files).
+dev: kernel
+	$(BIN)/nbdime config-git --enable
+	$(BIN)/pre-commit install
+
+precommit: venv
+	$(BIN)/pre-commit run --all-files
 
 # Re-pin every dependency from a fresh resolve (commit requirements/constraints.txt).
 lock:

@@ -27,8 +27,10 @@ Fast by design: notebooks are read as JSON, the parameters cell is parsed with `
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import re
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -162,11 +164,14 @@ def lint_file(path: Path, library: Path | None = None) -> list[LintFinding]:
 def _check_format(nb: dict[str, Any], out: _Collector) -> None:
     import nbformat
 
-    try:
-        nbformat.validate(nbformat.from_dict(nb))
-    except nbformat.ValidationError as exc:
-        first = str(exc).splitlines()[0]
-        out.add("RB001", f"invalid nbformat 4 notebook: {first}", "re-save it from JupyterLab")
+    with warnings.catch_warnings():
+        # nbformat "repairs" duplicate ids with a warning; we report them as RB003 instead.
+        warnings.simplefilter("ignore")
+        try:
+            nbformat.validate(nbformat.from_dict(copy.deepcopy(nb)))
+        except nbformat.ValidationError as exc:
+            first = str(exc).splitlines()[0]
+            out.add("RB001", f"invalid nbformat 4 notebook: {first}", "re-save it from JupyterLab")
     major, minor = nb.get("nbformat"), nb.get("nbformat_minor")
     if not (isinstance(major, int) and isinstance(minor, int) and (major, minor) >= (4, 5)):
         out.add(

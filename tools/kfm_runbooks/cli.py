@@ -147,6 +147,161 @@ def incident_show(incident_id: str, root: Path | None, as_json: bool) -> None:
     for run in summary["runs"]:
         click.echo(f"    {run['run_id']}  {run['runbook']:<36} {run['outcome']}")
     click.echo(f"  ledger: {summary['ledger_entries']} entries, head {summary['ledger_head']}")
+    for source, reason in summary["integrity_flags"].items():
+        click.echo(f"  ⚠ integrity unproven ({source}): {reason}")
+    if summary["update_overdue"]:
+        click.echo(f"  ⚠ {summary['update_overdue']}")
+
+
+@incident.command("status")
+@click.argument("incident_id")
+@click.argument(
+    "status", type=click.Choice(["Investigating", "Identified", "Mitigating", "Monitoring"])
+)
+@click.option("--note", required=True, help="Why (one line, goes to the timeline).")
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@handle_errors
+def incident_status(
+    incident_id: str, status: str, note: str, actor: str | None, root: Path | None
+) -> None:
+    """Move the incident along the status flow (Resolved only via `incident resolve`)."""
+    from .lifecycle import set_status
+
+    record, entry = set_status(incident_id, status, note=note, root=root, actor=actor)
+    click.echo(f"{record.id}: {record.status} (ledger #{entry['seq']} {entry['hash'][:12]})")
+
+
+@incident.command("severity")
+@click.argument("incident_id")
+@click.argument("severity", type=click.Choice(["Sev0", "Sev1", "Sev2", "Sev3"]))
+@click.option("--reason", required=True, help="Why (one line, goes to the timeline).")
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@handle_errors
+def incident_severity(
+    incident_id: str, severity: str, reason: str, actor: str | None, root: Path | None
+) -> None:
+    """Change severity; lowering it is refused while integrity is unproven."""
+    from .lifecycle import set_severity
+
+    record, entry = set_severity(incident_id, severity, reason=reason, root=root, actor=actor)
+    click.echo(f"{record.id}: {record.severity} (ledger #{entry['seq']} {entry['hash'][:12]})")
+
+
+@incident.command("assign")
+@click.argument("incident_id")
+@click.argument("role", type=click.Choice(["IC", "Ops", "Scribe", "Comms", "SME"]))
+@click.argument("name")
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@handle_errors
+def incident_assign(
+    incident_id: str, role: str, name: str, actor: str | None, root: Path | None
+) -> None:
+    """Assign ROLE to NAME (a handoff records both names)."""
+    from .lifecycle import assign_role
+
+    record, entry = assign_role(incident_id, role, name, root=root, actor=actor)
+    previous = entry["data"].get("from")
+    click.echo(f"{record.id}: {role} {previous + ' → ' if previous else ''}{name}")
+
+
+@incident.command("note")
+@click.argument("incident_id")
+@click.option("--impact", default=None, help="Who / what is affected (comms: Impact).")
+@click.option("--hypothesis", default=None, help="Current hypothesis (comms), keep it short.")
+@click.option("--root-cause", default=None, help="The root cause, once understood.")
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@handle_errors
+def incident_note(
+    incident_id: str,
+    impact: str | None,
+    hypothesis: str | None,
+    root_cause: str | None,
+    actor: str | None,
+    root: Path | None,
+) -> None:
+    """Record impact, current hypothesis and/or root cause."""
+    from .lifecycle import set_notes
+
+    record, entry = set_notes(
+        incident_id,
+        impact=impact,
+        hypothesis=hypothesis,
+        root_cause=root_cause,
+        root=root,
+        actor=actor,
+    )
+    click.echo(f"{record.id}: recorded (ledger #{entry['seq']} {entry['hash'][:12]})")
+
+
+@incident.command("resolve")
+@click.argument("incident_id")
+@click.option("--note", default="", help="Closing note. Default: none.")
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@json_option
+@handle_errors
+def incident_resolve(
+    incident_id: str, note: str, actor: str | None, root: Path | None, as_json: bool
+) -> None:
+    """Resolve, only if the Definition of Resolved is proven; else list what is missing."""
+    from .errors import IntegrityError
+    from .resolve import resolve
+
+    try:
+        result = resolve(incident_id, root, actor, note)
+    except IntegrityError as exc:
+        if as_json:
+            _emit_json({"resolved": False, "missing": exc.problems})
+        else:
+            click.echo(f"✗ {exc.message}:")
+            for item in exc.problems:
+                click.echo(f"   - {item}")
+        sys.exit(exc.exit_code)
+    if as_json:
+        _emit_json({"resolved": True, "missing": [], "ledger_head": result.ledger_head})
+    else:
+        click.echo(f"✅ {incident_id} RESOLVED. ledger head: {result.ledger_head}")
+
+
+@main.command("update")
+@click.argument("incident_id")
+@click.option(
+    "--audience",
+    type=click.Choice(["internal", "public"]),
+    default="internal",
+    show_default=True,
+    help="Public updates omit internal paths, ids and names.",
+)
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@handle_errors
+def update_cmd(incident_id: str, audience: str, actor: str | None, root: Path | None) -> None:
+    """Write and print a status update from the seed's comms template."""
+    from .comms import publish
+
+    update = publish(incident_id, audience, root, actor)
+    click.echo(update.text)
+    click.echo(f"  written: {update.path}", err=True)
+
+
+@main.command("postmortem")
+@click.argument("incident_id")
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@handle_errors
+def postmortem_cmd(incident_id: str, actor: str | None, root: Path | None) -> None:
+    """Draft 90_postmortem/postmortem.md and action_items.md from the evidence."""
+    from .postmortem import write
+
+    result = write(incident_id, root, actor)
+    click.echo(str(result.postmortem))
+    click.echo(str(result.action_items))
+    reason = "; ".join(result.required) if result.required else "not required"
+    click.echo(f"  required: {reason}", err=True)
 
 
 # --- runs ------------------------------------------------------------------------------
@@ -255,7 +410,7 @@ def verify_cmd(incident_id: str, expect_head: str | None, root: Path | None, as_
     """Re-hash the evidence, check the ledger chain; exit 0 only if all holds."""
     from .verify import verify_workspace
 
-    report = verify_workspace(incident_id, root, expect_head)
+    report = verify_workspace(incident_id, root, expect_head, record=True)
     if as_json:
         _emit_json(report.as_dict())
     else:

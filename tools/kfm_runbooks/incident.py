@@ -81,6 +81,9 @@ class Incident(_Strict):
     roles: Roles = Roles()
     timestamps: Timestamps
     summary: str = ""
+    impact: str = Field(default="", description="who / what is affected (comms: Impact)")
+    hypothesis: str = Field(default="", description="current hypothesis (comms), keep short")
+    root_cause: str = Field(default="", description="recorded root cause (resolve gate)")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(

@@ -109,6 +109,7 @@ class Recorder:
         }
         self.findings.append(entry)
         _publish(f"kfm.finding.{len(self.findings):04d}", entry)
+        self._ledger("finding", entry)
         icon = _ICONS.get(severity, "•")
         print(f"{icon} {code:<34} {subject}{field if field != '/' else ''}  {message}".rstrip())
 
@@ -141,6 +142,7 @@ class Recorder:
             raise ValueError(f"check status must be one of {STATUSES}, not {status!r}")
         self.checks[name] = {"name": name, "status": status, "detail": detail}
         _publish(f"kfm.check.{name}", self.checks[name])
+        self._ledger("check", self.checks[name])
         print(f"{_ICONS[status]} check {name}: {status}" + (f" — {detail}" if detail else ""))
         return status
 
@@ -157,6 +159,14 @@ class Recorder:
             if worst in statuses:
                 return worst
         return "PASS"
+
+    def _ledger(self, kind: str, data: dict[str, Any]) -> None:
+        """Findings and checks reach the ledger as they happen (a session that is never
+        sealed still leaves them)."""
+        with self.workspace.locked():
+            self.workspace.record(
+                kind, {"run_id": self.run_id, "runbook": self.runbook_id, **data}, self.actor
+            )
 
     # -- raw evidence -----------------------------------------------------------------
 
@@ -302,6 +312,16 @@ class Recorder:
             )
 
 
+def _session_namespace() -> dict[str, Any]:
+    """The notebook's globals: `kfm-runbook open` injects kfm_session_id / kfm_runbook_id."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return {}
+    shell = get_ipython()
+    return dict(shell.user_ns) if shell is not None else {}
+
+
 def start(
     incident_id: str,
     workspace: str | os.PathLike[str],
@@ -318,13 +338,16 @@ def start(
         )
     if not isinstance(apply, bool):
         raise InputError(f"apply must be True or False, not {apply!r}")
+    session = _session_namespace()
     recorder = Recorder(
         incident_id=incident_id,
         workspace=Workspace(path.parent, incident_id),
         target=load_target(os.fspath(target)),
         apply=apply,
-        run_id=os.environ.get("KFM_RUN_ID") or f"SESSION-{secrets.token_hex(3)}",
-        runbook_id=os.environ.get("KFM_RUNBOOK_ID", "interactive"),
+        run_id=os.environ.get("KFM_RUN_ID")
+        or str(session.get("kfm_session_id") or f"SESSION-{secrets.token_hex(3)}"),
+        runbook_id=os.environ.get("KFM_RUNBOOK_ID")
+        or str(session.get("kfm_runbook_id") or "interactive"),
         actor=default_actor(),
     )
     mode = "APPLY — changes will be made" if apply else "read-only (apply=False)"

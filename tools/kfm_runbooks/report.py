@@ -25,8 +25,13 @@ def incident_summary(incident_id: str, root: str | Path | None = None) -> dict[s
         for e in chain.entries
         if e.get("kind") == "run"
     ]
+    from .comms import overdue
+    from .history import History
+
     return {
         "incident": record.model_dump(mode="json"),
+        "integrity_flags": History(chain.entries, chain.problems).open_flags,
+        "update_overdue": overdue(incident_id, root),
         "path": str(workspace.path),
         "runs": runs,
         "ledger_entries": len(chain.entries),

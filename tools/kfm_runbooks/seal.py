@@ -164,6 +164,18 @@ def _metrics_section(result: RunResult, runbook: Runbook, found: dict[str, Any])
     return "\n".join(lines) + "\n"
 
 
+def _update_integrity_flag(
+    workspace: Workspace, runbook_id: str, outcome: str, detail: str, actor: str
+) -> None:
+    """HOLD means integrity/provenance could not be proven: flag it; a pass clears it."""
+    from .lifecycle import flag_locked
+
+    if outcome == "hold":
+        flag_locked(workspace, f"run:{runbook_id}", detail, actor)
+    elif outcome == "passed":
+        flag_locked(workspace, f"run:{runbook_id}", None, actor)
+
+
 def seal_run(
     workspace: Workspace,
     *,
@@ -314,4 +326,5 @@ def seal_run(
         metrics = _metrics_section(result, runbook, found)
         if metrics:
             append_bytes(workspace.verification / "metrics.md", metrics.encode())
+        _update_integrity_flag(workspace, runbook.id, outcome, detail, actor)
     return result

@@ -45,14 +45,31 @@ def _evidence_files(evidence: Path) -> list[str]:
 
 
 def verify_workspace(
-    incident_id: str, root: str | Path | None = None, expect_head: str | None = None
+    incident_id: str,
+    root: str | Path | None = None,
+    expect_head: str | None = None,
+    *,
+    record: bool = False,
+    actor: str | None = None,
 ) -> VerifyReport:
+    """Verify; with `record`, a failure flags the incident and a pass clears that flag."""
     workspace = open_workspace(incident_id, root)
     with workspace.locked():
-        return _verify(workspace, expect_head)
+        report = verify_locked(workspace, expect_head)
+        if record:
+            from .layout import default_actor
+            from .lifecycle import flag_locked
+
+            reason = None if report.ok else f"verify failed: {report.problems[0]}"
+            entry = flag_locked(workspace, "verify", reason, actor or default_actor())
+            if entry is not None:
+                report.ledger_head = str(entry["hash"])
+                report.ledger_entries += 1
+        return report
 
 
-def _verify(workspace: Workspace, expect_head: str | None) -> VerifyReport:
+def verify_locked(workspace: Workspace, expect_head: str | None) -> VerifyReport:
+    """Verify a workspace whose lock the caller holds."""
     problems: list[str] = []
     warnings: list[str] = []
     evidence = workspace.evidence
@@ -131,6 +148,24 @@ def _verify(workspace: Workspace, expect_head: str | None) -> VerifyReport:
         problems.append(
             f"{name}: in 10_evidence but not recorded in hashes.sha256 (unrecorded file)"
         )
+
+    recorded_yaml = next(
+        (
+            e["data"]["incident_yaml_sha256"]
+            for e in reversed(chain.entries)
+            if isinstance(e.get("data"), dict) and "incident_yaml_sha256" in e["data"]
+        ),
+        None,
+    )
+    if workspace.incident_yaml.is_file() and recorded_yaml is not None:
+        actual = sha256_file(workspace.incident_yaml)
+        if actual != recorded_yaml:
+            problems.append(
+                f"00_meta/incident.yaml: sha256 {actual[:16]}… is not the last recorded "
+                f"{recorded_yaml[:16]}… (edited outside kfm-runbook)"
+            )
+    elif not workspace.incident_yaml.is_file():
+        problems.append("00_meta/incident.yaml is missing")
 
     head = chain.head_hash
     if expect_head is not None:

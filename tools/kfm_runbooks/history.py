@@ -1,0 +1,136 @@
+"""What happened in an incident, read back from its ledger (facts only, each with its entry).
+
+Comms updates, postmortems, the resolve gate, `incident show` and the report all read the
+same views, so they never disagree about what ran, what changed and what was rolled back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from . import ledger
+from ._time import parse_iso
+from .layout import Workspace
+
+RUN_KINDS = ("run", "session.sealed")
+
+
+@dataclass(frozen=True)
+class History:
+    entries: list[dict[str, Any]]
+    problems: list[str]
+
+    @classmethod
+    def read(cls, workspace: Workspace) -> History:
+        chain = ledger.check(workspace.ledger)
+        return cls(chain.entries, chain.problems)
+
+    @property
+    def head(self) -> str | None:
+        return str(self.entries[-1]["hash"]) if self.entries else None
+
+    def of(self, *kinds: str) -> list[dict[str, Any]]:
+        return [e for e in self.entries if e.get("kind") in kinds]
+
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        """Headless runs and sealed JupyterLab sessions, in ledger order."""
+        return self.of(*RUN_KINDS)
+
+    @property
+    def applied_actions(self) -> list[dict[str, Any]]:
+        return [e for e in self.of("action") if e["data"].get("applied") and e["data"].get("ok")]
+
+    @property
+    def rollbacks(self) -> list[dict[str, Any]]:
+        return [e for e in self.of("rollback") if e["data"].get("ok")]
+
+    @property
+    def rolled_back_ids(self) -> set[str]:
+        return {str(e["data"].get("action_id")) for e in self.rollbacks}
+
+    @property
+    def last_change_seq(self) -> int | None:
+        """Seq of the last entry that changed the target (applied action or rollback)."""
+        changes = self.applied_actions + self.rollbacks
+        return max((int(e["seq"]) for e in changes), default=None)
+
+    @property
+    def last_update_time(self) -> dt.datetime | None:
+        updates = self.of("comms.update")
+        return parse_iso(updates[-1]["time"]) if updates else None
+
+    @property
+    def severities_held(self) -> set[str]:
+        held = {str(self.entries[0]["data"].get("severity"))} if self.entries else set()
+        held |= {str(e["data"].get("to")) for e in self.of("severity")}
+        return held
+
+    @property
+    def open_flags(self) -> dict[str, str]:
+        """Integrity flags still open: source -> reason (replayed from the ledger)."""
+        flags: dict[str, str] = {}
+        for entry in self.of("integrity.flagged", "integrity.cleared"):
+            source = str(entry["data"].get("source"))
+            if entry["kind"] == "integrity.flagged":
+                flags[source] = str(entry["data"].get("reason"))
+            else:
+                flags.pop(source, None)
+        return flags
+
+    @property
+    def integrity_ever_flagged(self) -> bool:
+        return bool(self.of("integrity.flagged"))
+
+    def findings(self) -> list[dict[str, Any]]:
+        return [e for e in self.of("finding")]
+
+
+def describe(entry: dict[str, Any]) -> str:
+    """One factual line for an entry (postmortem timeline, report)."""
+    data = entry.get("data", {})
+    kind = entry.get("kind")
+    if kind == "incident.opened":
+        return f"incident declared: {data.get('title')} ({data.get('severity')})"
+    if kind in RUN_KINDS:
+        runbook = (data.get("runbook") or {}).get("id")
+        what = "session sealed" if kind == "session.sealed" else "run"
+        return (
+            f"{what} {data.get('run_id')} {runbook} → {data.get('outcome')} ({data.get('detail')})"
+        )
+    if kind == "action":
+        state = "applied" if data.get("ok") else f"FAILED ({data.get('error')})"
+        return f"action {data.get('action_id')} {state}: {data.get('title')}"
+    if kind == "rollback":
+        return f"rollback of {data.get('action_id')}: {data.get('title')}"
+    if kind == "status":
+        return f"status {data.get('from')} → {data.get('to')}: {data.get('note')}"
+    if kind == "severity":
+        return f"severity {data.get('from')} → {data.get('to')}: {data.get('reason')}"
+    if kind == "assign":
+        return f"{data.get('role')}: {data.get('from') or '-'} → {data.get('to')}"
+    if kind == "notes":
+        return "; ".join(
+            f"{k.replace('_', ' ')}: {v}" for k, v in data.items() if k != "incident_yaml_sha256"
+        )
+    if kind == "finding":
+        return f"finding {data.get('code')} on {data.get('subject')} (run {data.get('run_id')})"
+    if kind == "check":
+        return f"check {data.get('name')} {data.get('status')} (run {data.get('run_id')})"
+    if kind == "evidence":
+        return f"evidence saved: {data.get('path')}"
+    if kind == "integrity.flagged":
+        return f"integrity unproven ({data.get('source')}): {data.get('reason')}"
+    if kind == "integrity.cleared":
+        return f"integrity proven again ({data.get('source')})"
+    if kind == "comms.update":
+        return f"{data.get('audience')} update published (next due {data.get('next_update_due')})"
+    if kind == "session.opened":
+        return f"session {data.get('session_id')} opened for {data.get('runbook', {}).get('id')}"
+    if kind == "postmortem":
+        return "postmortem drafted"
+    if kind == "incident.resolved":
+        return "incident resolved"
+    return str(kind)

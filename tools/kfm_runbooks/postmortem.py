@@ -1,0 +1,199 @@
+"""`kfm-runbook postmortem`: 90_postmortem/postmortem.md and action_items.md from evidence.
+
+Facts come from the ledger only — every timeline line names its ledger entry (seq and
+hash prefix) — and the people fill in what evidence cannot know (root cause narrative,
+what went well / badly). Required for Sev0/Sev1, whenever an applied action was rolled
+back, and whenever integrity was flagged (data integrity at risk). Written once: the
+files then belong to the people editing them, and are never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._fs import create_new, sha256_bytes
+from .errors import InputError
+from .history import History, describe
+from .layout import Workspace, default_actor
+from .workspace import open_workspace
+
+
+@dataclass(frozen=True)
+class Postmortem:
+    postmortem: Path
+    action_items: Path
+    required: list[str]
+
+
+def required_reasons(workspace: Workspace, history: History | None = None) -> list[str]:
+    """Why a postmortem is required ([] when it is not)."""
+    history = history or History.read(workspace)
+    reasons = []
+    high = sorted(history.severities_held & {"Sev0", "Sev1"})
+    if high:
+        reasons.append(f"severity {high[0]} was held")
+    if history.rollbacks:
+        reasons.append(f"{len(history.rollbacks)} applied action(s) were rolled back")
+    if history.integrity_ever_flagged:
+        reasons.append("data integrity / provenance was flagged unproven")
+    return reasons
+
+
+def _stamp(entry: dict[str, object]) -> str:
+    return str(entry["time"]).replace(".000Z", "Z")
+
+
+def render(workspace: Workspace) -> tuple[str, str, list[str]]:
+    record = workspace.load()
+    history = History.read(workspace)
+    reasons = required_reasons(workspace, history)
+    lines = [
+        f"# Postmortem — {record.id}: {record.title}",
+        "",
+        f"Severity {record.severity} (held: {', '.join(sorted(history.severities_held))}) · "
+        f"status {record.status} · declared {record.timestamps.declared.isoformat()} · "
+        f"ledger head `{history.head}`",
+        "",
+        "Required because: " + ("; ".join(reasons) if reasons else "not required (written anyway)"),
+        "",
+        "## Summary",
+        "",
+        record.summary or "_(write two or three sentences)_",
+        "",
+        "## Impact",
+        "",
+        record.impact or "_(who/what was affected, for how long; measured, not vibes)_",
+        "",
+        "## Root cause",
+        "",
+        record.root_cause
+        or f"_(not recorded yet: `kfm-runbook incident note {record.id} --root-cause ...`)_",
+        "",
+        "## Timeline (from the ledger; facts only)",
+        "",
+        "| time (UTC) | ledger | event | by |",
+        "|---|---|---|---|",
+    ]
+    for entry in history.entries:
+        if entry["kind"] in ("finding", "check"):
+            continue  # summarised below, per run
+        event = describe(entry).replace("|", "\\|")
+        lines.append(
+            f"| {_stamp(entry)} | #{entry['seq']} `{str(entry['hash'])[:10]}` | {event} | "
+            f"{entry['actor']} |"
+        )
+    lines += [
+        "",
+        "## Runbooks run",
+        "",
+        "| run | runbook | outcome | checks | evidence |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in history.runs:
+        data = entry["data"]
+        checks = ", ".join(f"{c['name']} {c['status']}" for c in data.get("checks", []))
+        notebook: dict[str, str] = next(
+            (o for o in data.get("outputs", []) if o["path"].endswith(".ipynb")), {}
+        )
+        lines.append(
+            f"| {data.get('run_id')} | {(data.get('runbook') or {}).get('id')} | "
+            f"{data.get('outcome')} | {checks or '-'} | `{notebook.get('path')}` "
+            f"`{str(notebook.get('sha256'))[:12]}` |"
+        )
+    rolled_back = history.rolled_back_ids
+    lines += [
+        "",
+        "## Actions applied",
+        "",
+        "| action | what | run | rolled back |",
+        "|---|---|---|---|",
+    ]
+    for entry in history.applied_actions:
+        data = entry["data"]
+        back = "yes" if data.get("action_id") in rolled_back else "no"
+        lines.append(
+            f"| {data.get('action_id')} | {data.get('title')} | {data.get('run_id')} | {back} |"
+        )
+    findings = Counter(
+        (e["data"].get("runbook"), e["data"].get("code"), e["data"].get("severity"))
+        for e in history.of("finding")
+    )
+    lines += ["", "## Findings", "", "| runbook | code | severity | count |", "|---|---|---|---:|"]
+    for (runbook, code, severity), count in sorted(findings.items(), key=str):
+        lines.append(f"| {runbook} | {code} | {severity} | {count} |")
+    lines += [
+        "",
+        "## What went well",
+        "",
+        "- _(fill in)_",
+        "",
+        "## What went badly",
+        "",
+        "- _(fill in)_",
+        "",
+        "## Action items",
+        "",
+        "See [action_items.md](action_items.md).",
+        "",
+    ]
+    items = [
+        f"# Action items — {record.id}",
+        "",
+        "Track each item to done; `type` is prevent, detect, mitigate or process.",
+        "",
+        "| # | action | owner | due (UTC) | type | status |",
+        "|---:|---|---|---|---|---|",
+    ]
+    number = 0
+    for entry in history.runs:
+        data = entry["data"]
+        if data.get("outcome") in ("failed", "hold", "errored", "timeout", "kernel-died"):
+            number += 1
+            runbook = (data.get("runbook") or {}).get("id")
+            items.append(
+                f"| {number} | Harden against what {runbook} found "
+                f"({data.get('outcome')}, run {data.get('run_id')}) | _owner_ | _due_ | "
+                "prevent | open |"
+            )
+    for action_id in sorted(rolled_back):
+        number += 1
+        items.append(
+            f"| {number} | Understand why {action_id} had to be rolled back | _owner_ | "
+            "_due_ | process | open |"
+        )
+    if number == 0:
+        items.append(
+            "| 1 | _(add the hardening tasks the runbooks list)_ | _owner_ | _due_ | "
+            "prevent | open |"
+        )
+    return "\n".join(lines) + "\n", "\n".join(items) + "\n", reasons
+
+
+def write(incident_id: str, root: str | Path | None = None, actor: str | None = None) -> Postmortem:
+    workspace = open_workspace(incident_id, root)
+    actor = actor or default_actor()
+    folder = workspace.postmortem
+    paths = (folder / "postmortem.md", folder / "action_items.md")
+    existing = [p.name for p in paths if p.exists()]
+    if existing:
+        raise InputError(
+            f"{', '.join(existing)} already exist in 90_postmortem/: they are edited by people "
+            "and never overwritten; edit them"
+        )
+    with workspace.locked():
+        text, items, reasons = render(workspace)
+        create_new(paths[0], text.encode())
+        create_new(paths[1], items.encode())
+        workspace.record(
+            "postmortem",
+            {
+                "required": reasons,
+                "postmortem_sha256": sha256_bytes(text.encode()),
+                "action_items_sha256": sha256_bytes(items.encode()),
+            },
+            actor,
+        )
+        workspace.append_timeline(f"postmortem drafted by {actor} (90_postmortem/)")
+    return Postmortem(paths[0], paths[1], reasons)

@@ -396,6 +396,122 @@ def run_cmd(
     sys.exit(result.exit_code)
 
 
+@main.command("open")
+@click.argument("runbook")
+@click.option("--incident", "incident_id", required=True, help="Incident id, INC-YYYYMMDD-###.")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a parameter (repeatable), as for `run`.",
+)
+@click.option(
+    "-f",
+    "--params-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML file of parameters (overridden by -p).",
+)
+@click.option(
+    "--apply",
+    is_flag=True,
+    default=False,
+    help="Let the session's containment/recovery cells act. Default: read-only.",
+)
+@click.option(
+    "--target",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Target YAML. Default: the built-in sandbox.",
+)
+@click.option(
+    "--no-lab", is_flag=True, help="Only prepare the notebook; do not start or look for JupyterLab."
+)
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@json_option
+@handle_errors
+def open_cmd(
+    runbook: str,
+    incident_id: str,
+    params: tuple[str, ...],
+    params_file: Path | None,
+    apply: bool,
+    target: Path | None,
+    no_lab: bool,
+    actor: str | None,
+    root: Path | None,
+    as_json: bool,
+) -> None:
+    """Prepare RUNBOOK for stepping through in JupyterLab (loopback, token auth)."""
+    from .execute import RunOptions
+    from .session import lab_url, open_session, running_server, start_lab
+    from .workspace import resolve_root
+
+    session = open_session(
+        RunOptions(
+            runbook=runbook,
+            incident_id=incident_id,
+            root=root,
+            cli_params=list(params),
+            params_file=params_file,
+            apply=apply,
+            target=target,
+            actor=actor,
+        )
+    )
+    url = None
+    if not no_lab:
+        base = resolve_root(root)
+        info = running_server(session.notebook) or start_lab(base, base / ".jupyter")
+        url = lab_url(info, session.notebook)
+    if as_json:
+        _emit_json(
+            {
+                "session_id": session.session_id,
+                "notebook": str(session.notebook),
+                "url": url,
+                "ledger_head": session.ledger_head,
+            }
+        )
+        return
+    click.echo(f"session {session.session_id}")
+    click.echo(f"  notebook: {session.notebook}")
+    if url:
+        click.echo(f"  open:     {url}")
+    click.echo(f"  when done: kfm-runbook seal {incident_id} {session.notebook}")
+
+
+@main.command("seal")
+@click.argument("incident_id")
+@click.argument("notebook", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@json_option
+@handle_errors
+def seal_cmd(
+    incident_id: str, notebook: Path, actor: str | None, root: Path | None, as_json: bool
+) -> None:
+    """Hash an operator's session NOTEBOOK into the evidence (cells run/skipped/edited)."""
+    from .session import seal_session
+
+    result, cells = seal_session(incident_id, notebook, root=root, actor=actor)
+    if as_json:
+        _emit_json({**result.as_dict(), "cells": cells})
+    else:
+        summary = {
+            k: sum(c["execution"] == k or c["drift"] == k for c in cells)
+            for k in ("run", "skipped", "edited", "added", "removed")
+        }
+        click.echo(f"{result.outcome.upper()}: {result.detail}")
+        click.echo("   cells: " + ", ".join(f"{v} {k}" for k, v in summary.items()))
+        click.echo(f"   evidence: {result.notebook} (sha256 {result.notebook_sha256[:16]}…)")
+        click.echo(f"   ledger head: {result.ledger_head}")
+    sys.exit(result.exit_code)
+
+
 @main.command("verify")
 @click.argument("incident_id")
 @click.option(

@@ -32,9 +32,9 @@ from . import runbook as runbook_mod
 from ._time import utc_now
 from .errors import InputError
 from .ids import new_run_id
-from .layout import default_actor
+from .layout import Workspace, default_actor
 from .seal import RunResult, seal_run
-from .target import load_target
+from .target import Target, load_target
 from .workspace import open_workspace
 
 DEFAULT_TIMEOUT_S = 1800.0
@@ -102,8 +102,19 @@ def _supervise(proc: subprocess.Popen[bytes], deadline: float, pid_file: Path) -
     return reason
 
 
-def run_runbook(options: RunOptions) -> RunResult:
-    """Execute a runbook headlessly and seal its evidence; returns the sealed result."""
+@dataclass(frozen=True)
+class Prepared:
+    """Everything validated before a kernel starts (shared by `run` and `open`)."""
+
+    workspace: Workspace
+    runbook: runbook_mod.Runbook
+    target: Target
+    parameters: dict[str, Any]
+    actor: str
+
+
+def prepare(options: RunOptions) -> Prepared:
+    """Validate ids, runbook, parameters, target and kernel; raises before anything runs."""
     workspace = open_workspace(options.incident_id, options.root)
     runbook = runbook_mod.load(runbook_mod.find(options.runbook))
     declared = runbook.parameters()
@@ -122,7 +133,14 @@ def run_runbook(options: RunOptions) -> RunResult:
         },
     )
     kernel_mod.spec_info(options.kernel_name)
-    actor = options.actor or default_actor()
+    return Prepared(workspace, runbook, target, parameters, options.actor or default_actor())
+
+
+def run_runbook(options: RunOptions) -> RunResult:
+    """Execute a runbook headlessly and seal its evidence; returns the sealed result."""
+    prepared = prepare(options)
+    workspace, runbook, target = prepared.workspace, prepared.runbook, prepared.target
+    parameters, actor = prepared.parameters, prepared.actor
     run_id = new_run_id()
     partial = workspace.runs / f".{run_id}.partial.ipynb"
     private = Path(tempfile.mkdtemp(prefix="kfm-run-"))

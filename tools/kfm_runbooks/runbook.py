@@ -69,6 +69,21 @@ class Runbook:
     def version(self) -> str:
         return str(self.metadata.get("version") or "0.0.0")
 
+    def parameterized(self, parameters: dict[str, Any], kernel_name: str) -> Any:
+        """A deep copy with papermill's injected-parameters cell (papermill's prepare step)."""
+        import copy
+
+        from papermill.parameterize import parameterize_notebook
+
+        nb = copy.deepcopy(self.nb)
+        # what papermill's own loader adds: a tags list on every cell, papermill metadata
+        for cell in nb.cells:
+            cell.metadata.setdefault("tags", [])
+        nb.metadata.setdefault(
+            "papermill", {"default_parameters": {}, "parameters": {}, "environment_variables": {}}
+        )
+        return parameterize_notebook(nb, parameters, kernel_name=kernel_name, language="python")
+
     def parameter_cells(self) -> list[int]:
         return [
             index

@@ -116,11 +116,9 @@ def _banner(nb: Any, outcome: str, detail: str) -> None:
 
 def _fallback_notebook(runbook: Runbook, parameters: dict[str, Any]) -> Any:
     """The parameterized runbook, for a run whose kernel never saved anything."""
-    import copy
+    from .kernel import KERNEL_NAME
 
-    from papermill.parameterize import parameterize_notebook
-
-    return parameterize_notebook(copy.deepcopy(runbook.nb), parameters)
+    return runbook.parameterized(parameters, KERNEL_NAME)
 
 
 def _checks_section(result: RunResult, runbook: Runbook, actor: str, found: dict[str, Any]) -> str:
@@ -176,6 +174,19 @@ def _update_integrity_flag(
         flag_locked(workspace, f"run:{runbook_id}", None, actor)
 
 
+def _read_partial(partial: Path) -> tuple[Any, bytes | None]:
+    """(notebook or None, raw bytes if they could not be parsed: torn by a kill mid-save)."""
+    import nbformat
+
+    if not partial.exists():
+        return None, None
+    raw = partial.read_bytes()
+    try:
+        return nbformat.reads(raw.decode("utf-8"), as_version=4), None
+    except Exception:  # any parse failure: keep the bytes as evidence, fall back below
+        return None, raw
+
+
 def seal_run(
     workspace: Workspace,
     *,
@@ -189,14 +200,8 @@ def seal_run(
     started: dt.datetime,
     ended: dt.datetime,
 ) -> RunResult:
-    import nbformat
-
-    nb = None
-    if partial.exists():
-        try:
-            nb = nbformat.read(partial, as_version=4)
-        except Exception:  # torn by a kill mid-save: fall back below, keep the bytes
-            nb = None
+    """Seal a headless run, whatever happened to it (the worker's status says what)."""
+    nb, torn = _read_partial(partial)
     if nb is None:
         nb = _fallback_notebook(runbook, parameters)
         if status.get("status") == "completed":
@@ -209,38 +214,92 @@ def seal_run(
     outcome, detail = outcome_from(status, found)
     if outcome in ABORTED or (outcome == "errored" and status.get("status") != "cell-error"):
         _banner(nb, outcome, detail)
+    extra = {f"runs/{run_id}.torn-partial.bin": torn} if torn is not None else {}
+    result = seal_notebook(
+        workspace,
+        kind="run",
+        run_id=run_id,
+        runbook=runbook,
+        nb=nb,
+        outcome=outcome,
+        detail=detail,
+        parameters=parameters,
+        target=target,
+        actor=actor,
+        started=started,
+        ended=ended,
+        extra_files=extra,
+        notebook_name=f"runs/{run_id}.{runbook.id}.ipynb",
+    )
+    partial.unlink(missing_ok=True)
+    return result
+
+
+def seal_notebook(
+    workspace: Workspace,
+    *,
+    kind: str,
+    run_id: str,
+    runbook: Runbook,
+    nb: Any,
+    outcome: str,
+    detail: str,
+    parameters: dict[str, Any],
+    target: Target,
+    actor: str,
+    started: dt.datetime,
+    ended: dt.datetime,
+    notebook_name: str,
+    extra_files: dict[str, bytes] | None = None,
+    extra_data: dict[str, Any] | None = None,
+) -> RunResult:
+    """Publish an executed notebook as evidence: marked, scrubbed, hashed, chained, summarised.
+
+    Writes the notebook, a copy of the target and a PROV-JSON record into 10_evidence/runs/,
+    appends them to hashes.sha256, one ledger entry of `kind` ("run" or "session.sealed"),
+    a timeline line, a checks.md / metrics.md section, and updates the integrity flag.
+    """
+    import nbformat
+
+    found = scraps.read(nb)
     target_bytes = target.path.read_bytes()
+    runbook_info = {
+        "id": runbook.id,
+        "version": runbook.version,
+        "sha256": runbook.sha256,
+        "path": str(runbook.path),
+    }
+    target_info = {
+        "name": target.name,
+        "path": str(target.path),
+        "sha256": sha256_bytes(target_bytes),
+    }
     nb.metadata["kfm_run"] = {
         "run_id": run_id,
         "incident_id": workspace.incident_id,
-        "runbook": {
-            "id": runbook.id,
-            "version": runbook.version,
-            "sha256": runbook.sha256,
-            "path": str(runbook.path),
-        },
-        "target": {
-            "name": target.name,
-            "path": str(target.path),
-            "sha256": sha256_bytes(target_bytes),
-        },
+        "runbook": runbook_info,
+        "target": target_info,
         "actor": actor,
         "started": iso(started),
         "ended": iso(ended),
         "outcome": outcome,
         "detail": detail,
         "tool_version": __version__,
+        **(extra_data or {}),
     }
     counts: Counter[str] = Counter()
     clean = redact.scrub_tree(json.loads(nbformat.writes(nb)), counts)
     notebook_bytes = (
         json.dumps(clean, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     ).encode()
-    nb_rel = f"runs/{run_id}.{runbook.id}.ipynb"
     target_rel = f"runs/{run_id}.target.yaml"
     prov_rel = f"runs/{run_id}.prov.json"
+    if kind != "run":
+        stamp = f"{ended:%Y%m%dT%H%M%S}"
+        target_rel = f"runs/{run_id}.{stamp}.target.yaml"
+        prov_rel = f"runs/{run_id}.{stamp}.prov.json"
     nb_sha = sha256_bytes(notebook_bytes)
-    prov_text = provenance.run_document(
+    prov_bytes = provenance.run_document(
         incident_id=workspace.incident_id,
         run_id=run_id,
         runbook_id=runbook.id,
@@ -253,40 +312,27 @@ def seal_run(
         parameters=parameters,
         target_name=target.name,
         target_sha256=sha256_bytes(target_bytes),
-        notebook_name=nb_rel,
+        notebook_name=notebook_name,
         notebook_sha256=nb_sha,
         tool_version=__version__,
-    )
-    prov_bytes = prov_text.encode()
+    ).encode()
     checks = [v for k, v in found.items() if k.startswith("kfm.check.")]
     findings = [v for k, v in found.items() if k.startswith("kfm.finding.")]
+    files = [(notebook_name, notebook_bytes), (target_rel, target_bytes), (prov_rel, prov_bytes)]
+    files += list((extra_files or {}).items())
     with workspace.locked():
         outputs = []
-        for rel, data in (
-            (nb_rel, notebook_bytes),
-            (target_rel, target_bytes),
-            (prov_rel, prov_bytes),
-        ):
+        for rel, data in files:
             create_new(workspace.evidence / rel, data)
             outputs.append({"path": rel, "sha256": sha256_bytes(data)})
-        partial.unlink(missing_ok=True)
         manifest.append(workspace.manifest, [(o["sha256"], o["path"]) for o in outputs])
         entry = workspace.record(
-            "run",
+            kind,
             {
                 "run_id": run_id,
-                "runbook": {
-                    "id": runbook.id,
-                    "version": runbook.version,
-                    "sha256": runbook.sha256,
-                    "path": str(runbook.path),
-                },
+                "runbook": runbook_info,
                 "parameters": parameters,
-                "target": {
-                    "name": target.name,
-                    "path": str(target.path),
-                    "sha256": sha256_bytes(target_bytes),
-                },
+                "target": target_info,
                 "started": iso(started),
                 "ended": iso(ended),
                 "outcome": outcome,
@@ -295,6 +341,7 @@ def seal_run(
                 "findings": len(findings),
                 "outputs": outputs,
                 "redactions": dict(counts),
+                **(extra_data or {}),
             },
             actor,
         )
@@ -306,7 +353,7 @@ def seal_run(
             exit_code=EXIT_CODES[outcome],
             started=iso(started),
             ended=iso(ended),
-            notebook=f"10_evidence/{nb_rel}",
+            notebook=f"10_evidence/{notebook_name}",
             notebook_sha256=nb_sha,
             ledger_seq=int(entry["seq"]),
             ledger_head=str(entry["hash"]),
@@ -315,8 +362,9 @@ def seal_run(
             detail=detail,
             redactions=dict(counts),
         )
+        what = "session" if kind == "session.sealed" else "run"
         workspace.append_timeline(
-            f"run {run_id} {runbook.id} → {outcome} ({detail}); {len(findings)} findings; "
+            f"{what} {run_id} {runbook.id} → {outcome} ({detail}); {len(findings)} findings; "
             f"by {actor}; ledger #{entry['seq']} {str(entry['hash'])[:12]}"
         )
         append_bytes(

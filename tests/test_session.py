@@ -1,0 +1,172 @@
+"""JupyterLab parity for real: a Jupyter server, its kernel, an operator's cells, seal, verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from jupyter_client.blocking import BlockingKernelClient
+
+from kfm_runbooks import ledger
+
+from .conftest import CHECKSUM, Cli, sha256sum_check
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def lab(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A real JupyterLab server on loopback with token auth, always stopped afterwards."""
+    from kfm_runbooks.session import start_lab
+
+    runtime = Path(tempfile.mkdtemp(prefix="kfm-rt-"))  # short: Unix socket paths
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    root.mkdir(parents=True, exist_ok=True)
+    info = start_lab(root, tmp_path / "lab-logs")
+    info["runtime"] = runtime
+    try:
+        yield info
+    finally:
+        os.kill(int(info["pid"]), signal.SIGTERM)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _api(lab: dict[str, Any], method: str, path: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        f"{lab['url'].rstrip('/')}/api/{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"token {lab['token']}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read() or b"null")
+
+
+def _execute(client: BlockingKernelClient, cell: Any) -> None:
+    """Run one cell in the server's kernel the way JupyterLab does, keeping its outputs."""
+    outputs: list[Any] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] in ("stream", "display_data", "execute_result", "error"):
+            outputs.append(nbformat.v4.output_from_msg(msg))
+
+    reply = client.execute_interactive(cell.source, output_hook=hook, timeout=180)
+    cell.outputs = outputs
+    cell.execution_count = reply["content"]["execution_count"]
+
+
+def test_operator_session_leaves_the_same_evidence(
+    cli: Cli,
+    root: Path,
+    lab: dict[str, Any],
+    incident: tuple[str, Path],
+    sandbox: Path,
+    tmp_path: Path,
+) -> None:
+    incident_id, ws = incident
+    opened = cli(
+        "open", CHECKSUM, "--incident", incident_id, "--target", str(sandbox), "--apply", "--json"
+    )
+    assert opened.exit_code == 0, opened.output
+    session = json.loads(opened.stdout)
+    assert session["url"].startswith(f"http://127.0.0.1:{lab['port']}/lab/tree/")
+    assert f"token={lab['token']}" in session["url"]
+    notebook = Path(session["notebook"])
+    rel = notebook.relative_to(root).as_posix()
+
+    kernel = _api(
+        lab,
+        "POST",
+        "sessions",
+        {"path": rel, "type": "notebook", "name": "", "kernel": {"name": "kfm-runbook"}},
+    )["kernel"]
+    connection = lab["runtime"] / f"kernel-{kernel['id']}.json"
+    assert json.loads(connection.read_text())["transport"] == "ipc"
+    client = BlockingKernelClient(connection_file=str(connection))
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        nb = nbformat.read(notebook, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "code" or cell.get("id") == "triage-plot":
+                continue  # the operator skips the plot
+            if cell.get("id") == "safety":
+                cell.source += '\nprint("operator: checked the quarantine folder by hand")'
+            _execute(client, cell)
+            if cell.get("id") == "containment-quarantine":
+                kinds = [e["kind"] for e in ledger.check(ws / "10_evidence/ledger.jsonl").entries]
+                assert kinds.count("action") == 2  # recorded as it happened, before any seal
+    finally:
+        client.stop_channels()
+    _api(
+        lab,
+        "PUT",
+        f"contents/{rel}",
+        {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))},
+    )
+
+    sealed = cli("seal", incident_id, str(notebook), "--json")
+    assert sealed.exit_code == 0, sealed.output
+    result = json.loads(sealed.stdout)
+    assert result["outcome"] == "passed"
+    cells = {c["id"]: c for c in result["cells"]}
+    assert cells["triage-plot"]["execution"] == "skipped"
+    assert cells["safety"]["drift"] == "edited" and cells["safety"]["execution"] == "run"
+    assert cells["triage-scan"] == {
+        **cells["triage-scan"],
+        "drift": "unchanged",
+        "execution": "run",
+    }
+
+    entries = ledger.check(ws / "10_evidence/ledger.jsonl").entries
+    session_id = session["session_id"]
+    last = entries[-1]
+    assert last["kind"] == "session.sealed" and last["data"]["run_id"] == session_id
+    assert last["data"]["cell_summary"]["edited"] == 1
+    mine = [e for e in entries if e["data"].get("run_id") == session_id]
+    assert {"finding", "check", "action"} <= {e["kind"] for e in mine}
+    assert sha256sum_check(ws).returncode == 0
+    assert cli("verify", incident_id).exit_code == 0
+    evidence = ws / result["notebook"]
+    assert evidence.is_file() and "operator: checked" in evidence.read_text()
+
+
+def test_seal_refuses_foreign_notebooks(
+    cli: Cli, incident: tuple[str, Path], tmp_path: Path
+) -> None:
+    incident_id, ws = incident
+    stray = tmp_path / "elsewhere.ipynb"
+    stray.write_text("{}")
+    result = cli("seal", incident_id, str(stray))
+    assert result.exit_code == 2 and "not a session notebook" in result.stderr
+    evidence = ws / "10_evidence/runs/x.ipynb"
+    evidence.write_text("{}")
+    assert cli("seal", incident_id, str(evidence)).exit_code == 2
+
+
+def test_open_without_lab_only_prepares(
+    cli: Cli, incident: tuple[str, Path], sandbox: Path
+) -> None:
+    incident_id, _ = incident
+    result = cli(
+        "open", CHECKSUM, "--incident", incident_id, "--target", str(sandbox), "--no-lab", "--json"
+    )
+    assert result.exit_code == 0
+    out = json.loads(result.stdout)
+    assert out["url"] is None
+    nb = nbformat.read(out["notebook"], as_version=4)
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert f'incident_id = "{incident_id}"' in injected.source
+    assert out["session_id"] in injected.source
+    bad = cli("open", CHECKSUM, "--incident", incident_id, "-p", "nope=1", "--no-lab")
+    assert bad.exit_code == 2 and "unknown parameter" in bad.stderr

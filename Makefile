@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 KERNEL := $(VENV)/share/jupyter/kernels/kfm-runbook/kernel.json
 PYTEST_ARGS ?=
 
-.PHONY: help venv kernel demo test lint format golden bench lock dev precommit clean
+.PHONY: help venv kernel browser demo test lint format golden bench lock dev precommit clean
 
 help:
 	@sed -n '2,3p' Makefile
@@ -26,6 +26,15 @@ $(KERNEL): $(STAMP) kernels/kfm-runbook/kernel.json
 	$(BIN)/kfm-runbook kernel install
 
 kernel: $(KERNEL)
+
+# Headless Chromium from Debian for the report / UI tests (playwright drives it; no download).
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
+browser:
+ifeq ($(CHROMIUM),)
+	@echo "installing Debian's chromium (report and UI tests need it)"
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium
+endif
 
 demo: kernel
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo.sh
@@ -45,7 +54,7 @@ format: venv
 	$(BIN)/ruff format tools tests
 	$(BIN)/ruff check --fix tools tests
 
-test: kernel lint
+test: kernel browser lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 golden: kernel

@@ -288,6 +288,36 @@ def update_cmd(incident_id: str, audience: str, actor: str | None, root: Path | 
     click.echo(f"  written: {update.path}", err=True)
 
 
+@main.command("report")
+@click.argument("incident_id")
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@handle_errors
+def report_cmd(incident_id: str, actor: str | None, root: Path | None) -> None:
+    """Write one self-contained HTML report of the incident (90_postmortem/report-*.html)."""
+    from .html_report import write_report
+
+    click.echo(str(write_report(incident_id, root, actor)))
+
+
+@main.command("bundle")
+@click.argument("incident_id")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Archive path. Default: <root>/bundles/<id>-<UTC>.tar.gz.",
+)
+@root_option
+@handle_errors
+def bundle_cmd(incident_id: str, output: Path | None, root: Path | None) -> None:
+    """Pack the (verified) workspace into one tar.gz with its manifest."""
+    from .bundle import create_bundle
+
+    click.echo(str(create_bundle(incident_id, root, output)))
+
+
 @main.command("postmortem")
 @click.argument("incident_id")
 @click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
@@ -513,19 +543,37 @@ def seal_cmd(
 
 
 @main.command("verify")
-@click.argument("incident_id")
+@click.argument("incident_id", required=False)
 @click.option(
     "--expect-head",
     default=None,
     help="A ledger head hash recorded elsewhere; fails if the ledger no longer has it.",
 )
+@click.option(
+    "--bundle",
+    "bundle_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Verify a bundle archive instead (no repo or root needed).",
+)
 @root_option
 @json_option
 @handle_errors
-def verify_cmd(incident_id: str, expect_head: str | None, root: Path | None, as_json: bool) -> None:
+def verify_cmd(
+    incident_id: str | None,
+    expect_head: str | None,
+    bundle_path: Path | None,
+    root: Path | None,
+    as_json: bool,
+) -> None:
     """Re-hash the evidence, check the ledger chain; exit 0 only if all holds."""
     from .verify import verify_workspace
 
+    if bundle_path is not None:
+        _verify_bundle(bundle_path, as_json)
+        return
+    if incident_id is None:
+        raise click.UsageError("give an INCIDENT_ID or --bundle FILE")
     report = verify_workspace(incident_id, root, expect_head, record=True)
     if as_json:
         _emit_json(report.as_dict())
@@ -539,6 +587,24 @@ def verify_cmd(incident_id: str, expect_head: str | None, root: Path | None, as_
             click.echo(f"   ✗ {problem}")
         for warning in report.warnings:
             click.echo(f"   ! {warning}")
+        click.echo(f"   ledger head: {report.ledger_head}")
+    sys.exit(0 if report.ok else EXIT_CHECK_FAILED)
+
+
+def _verify_bundle(path: Path, as_json: bool) -> None:
+    from .bundle import verify_bundle
+
+    report = verify_bundle(path)
+    if as_json:
+        _emit_json({k: v for k, v in report.__dict__.items() if k != "workspace"})
+    else:
+        verdict = "INTACT" if report.ok else "NOT INTACT"
+        click.echo(
+            f"{'✅' if report.ok else '❌'} bundle {path.name} ({report.incident_id}): "
+            f"{verdict} — {report.files_checked} files checked"
+        )
+        for problem in report.problems:
+            click.echo(f"   ✗ {problem}")
         click.echo(f"   ledger head: {report.ledger_head}")
     sys.exit(0 if report.ok else EXIT_CHECK_FAILED)
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo incident, end to end, on the built-in sandbox. Run through `make demo`
+# The demo incident, end to end, on the built-in sandbox: declare -> triage -> comms ->
+# contain -> verify -> postmortem -> report -> resolve -> bundle. Run through `make demo`
 # (which puts the venv's kfm-runbook first on PATH). Every command shown is one an
 # operator would type.
 set -uo pipefail
@@ -7,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 run() { say "$*"; "$@"; }
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 sandbox=".kfm/demo/sandbox-$stamp"
@@ -18,38 +20,59 @@ say kfm-runbook incident new --title "Demo: asset checksum mismatch in the sandb
 incident=$(kfm-runbook incident new --title "Demo: asset checksum mismatch in the sandbox catalog" \
   --severity Sev1 --commander demo-ic) || exit 1
 echo "$incident"
-workspace=$(kfm-runbook incident show "$incident" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])')
+workspace=$(kfm-runbook incident show "$incident" --json | json '["path"]')
+run kfm-runbook incident assign "$incident" Ops demo-ops || exit 1
+run kfm-runbook incident assign "$incident" Scribe demo-scribe || exit 1
 
 # 1. Triage, read-only: finds the seeded faults, so verification fails (exit 1).
 run kfm-runbook run RBK-catalog-checksum-mismatch --incident "$incident" --target "$sandbox/target.yaml"
 code=$?
 [ "$code" -eq 1 ] || { echo "expected exit 1 (verification failed) from the read-only run, got $code"; exit 1; }
+run kfm-runbook incident status "$incident" Identified --note "1 asset changed after publication, 1 missing, 1 dangling link" || exit 1
+run kfm-runbook incident note "$incident" --impact "downloads of 2 sandbox items are wrong or fail" \
+  --hypothesis "assets rewritten in place without regenerating their items" || exit 1
+run kfm-runbook update "$incident" || exit 1
+run kfm-runbook update "$incident" --audience public || exit 1
 
 # 2. Containment + recovery with --apply: quarantine, remove dangling links, re-verify (exit 0).
+run kfm-runbook incident status "$incident" Mitigating --note "quarantining affected items" || exit 1
 run kfm-runbook run RBK-catalog-checksum-mismatch --incident "$incident" --target "$sandbox/target.yaml" --apply || exit 1
+run kfm-runbook incident status "$incident" Monitoring --note "catalog verified clean" || exit 1
 
 # 3. The same runbook on KFM's own catalog-health fixtures (real data, read-only):
 #    digest mismatch and path escape FAIL, the remote asset is HOLD while the network is denied.
-run kfm-runbook run RBK-catalog-checksum-mismatch --incident "$incident" \
+#    (Run in a separate incident: a HOLD flags integrity as unproven until it passes.)
+kfm_incident=$(kfm-runbook incident new --title "Demo: KFM catalog-health fixtures" --severity Sev3) || exit 1
+run kfm-runbook run RBK-catalog-checksum-mismatch --incident "$kfm_incident" \
   --target tests/kfm_sample/catalog_health.target.yaml
 [ $? -eq 1 ] || { echo "expected exit 1 on KFM's fixtures"; exit 1; }
 
-# 4. Prove the evidence intact, with our verifier and with plain coreutils.
-head=$(kfm-runbook incident show "$incident" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["ledger_head"])')
+# 4. Close: root cause, postmortem (required: Sev1), report, proof of integrity, resolve.
+run kfm-runbook incident note "$incident" --root-cause "asset files rewritten by a re-run without new checksums" || exit 1
+run kfm-runbook postmortem "$incident" || exit 1
+head=$(kfm-runbook incident show "$incident" --json | json '["ledger_head"]')
 run kfm-runbook verify "$incident" --expect-head "$head" || exit 1
 say "(cd $workspace/10_evidence && sha256sum -c hashes.sha256)"
-(cd "$workspace/10_evidence" && sha256sum -c hashes.sha256) || exit 1
+(cd "$workspace/10_evidence" && sha256sum --quiet -c hashes.sha256) && echo "all OK" || exit 1
+run kfm-runbook report "$incident" || exit 1
+run kfm-runbook incident resolve "$incident" --note "contained, verified, postmortem drafted" || exit 1
+say kfm-runbook bundle "$incident"
+bundle=$(kfm-runbook bundle "$incident") || exit 1
+echo "$bundle"
+run kfm-runbook verify --bundle "$bundle" || exit 1
 
 run kfm-runbook incident show "$incident"
 cat <<MSG
 
 Where everything is:
   workspace     $workspace
-  timeline      $workspace/00_meta/timeline.md
+  timeline      $workspace/00_meta/timeline.md   (updates in 00_meta/updates/)
   notebooks     $workspace/10_evidence/runs/
-  ledger        $workspace/10_evidence/ledger.jsonl   (head $head)
+  ledger        $workspace/10_evidence/ledger.jsonl
   actions       $workspace/20_actions/commands.md, rollback.md
   checks        $workspace/30_verification/checks.md
+  postmortem    $workspace/90_postmortem/ (postmortem.md, action_items.md, report-*.html)
+  bundle        $bundle
   sandbox       $sandbox (quarantined items in catalog/quarantine/)
-Undo a containment step: kfm-runbook rollback $incident ACT-… --apply (ids in rollback.md)
+Step through a runbook in JupyterLab: kfm-runbook open RBK-catalog-checksum-mismatch --incident $incident
 MSG

@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 KERNEL := $(VENV)/share/jupyter/kernels/kfm-runbook/kernel.json
 PYTEST_ARGS ?=
 
-.PHONY: help venv kernel browser demo test lint format golden bench lock dev precommit clean
+.PHONY: help venv kernel browser services demo test lint format golden bench lock dev precommit clean
 
 help:
 	@sed -n '2,3p' Makefile
@@ -54,7 +54,18 @@ format: venv
 	$(BIN)/ruff format tools tests
 	$(BIN)/ruff check --fix tools tests
 
-test: kernel browser lint
+# PostgreSQL + PostGIS from Debian for the live sandbox (`kfm-runbook sandbox up`).
+PG_CTL := $(wildcard /usr/lib/postgresql/*/bin/pg_ctl)
+POSTGIS := $(wildcard /usr/share/postgresql/*/extension/postgis.control)
+services:
+ifeq ($(and $(PG_CTL),$(POSTGIS)),)
+	@echo "installing Debian's postgresql + postgis (the live sandbox needs them)"
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq \
+		postgresql postgresql-15-postgis-3
+endif
+
+test: kernel browser services lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 golden: kernel

@@ -686,6 +686,84 @@ def sandbox_create(directory: Path, clean: bool) -> None:
     click.echo(f"  faults: see {target.parent / 'SANDBOX.md'}", err=True)
 
 
+def _sandbox_dir(directory: Path | None) -> Path:
+    from .sandbox import default_sandbox_dir, ensure_sandbox
+
+    folder = directory or default_sandbox_dir()
+    if directory is None:
+        ensure_sandbox(folder)
+    return folder
+
+
+sandbox_dir_option = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Sandbox folder. Default: $KFM_SANDBOX_DIR, else .kfm/sandbox (created if absent).",
+)
+
+
+@sandbox.command("up")
+@sandbox_dir_option
+@json_option
+@handle_errors
+def sandbox_up(directory: Path | None, as_json: bool) -> None:
+    """Start the live side on loopback: the sandbox API and PostgreSQL + PostGIS."""
+    from .live.supervisor import up
+
+    state = up(_sandbox_dir(directory))
+    if as_json:
+        _emit_json(state)
+        return
+    click.echo(f"API        {state['api']['url']}  (pid {state['api']['pid']})")
+    click.echo(f"PostgreSQL 127.0.0.1:{state['postgres']['port']}  ({state['postgres']['dsn']})")
+    click.echo("stop with: kfm-runbook sandbox down", err=True)
+
+
+@sandbox.command("down")
+@sandbox_dir_option
+@handle_errors
+def sandbox_down(directory: Path | None) -> None:
+    """Stop everything `sandbox up` started (nothing is left running)."""
+    from .live.supervisor import down
+
+    stopped = down(_sandbox_dir(directory))
+    click.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@sandbox.command("status")
+@sandbox_dir_option
+@handle_errors
+def sandbox_status(directory: Path | None) -> None:
+    """Show whether the live side is up, its addresses and the active faults."""
+    from .live.supervisor import status
+
+    _emit_json(status(_sandbox_dir(directory)))
+
+
+@sandbox.command("fault")
+@click.argument("name")
+@click.option("--on/--off", "on", default=True, help="Switch the fault on (default) or off.")
+@sandbox_dir_option
+@handle_errors
+def sandbox_fault(name: str, on: bool, directory: Path | None) -> None:
+    """Switch a live fault NAME on or off (see `kfm-runbook sandbox faults`)."""
+    from .live.supervisor import fault
+
+    now = fault(_sandbox_dir(directory), name, on)
+    click.echo("active faults: " + (", ".join(sorted(now)) or "none"))
+
+
+@sandbox.command("faults")
+def sandbox_faults() -> None:
+    """List the live faults and what each does."""
+    from .live.faults import FAULTS
+
+    for name, what in sorted(FAULTS.items()):
+        click.echo(f"{name:<24} {what}")
+
+
 @main.group()
 def kernel() -> None:
     """The project's Jupyter kernel (kfm-runbook)."""

@@ -1,0 +1,1 @@
+"""The live sandbox: real service processes on loopback (see supervisor.py)."""

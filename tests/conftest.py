@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -130,3 +130,19 @@ def sha256sum_check(workspace: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
     )
+
+
+@pytest.fixture(scope="module")
+def live_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A sandbox with its live side up (API + PostgreSQL) for one test module; yields its
+    target.yaml. Always brought down, also when a test fails. Switch faults with
+    `kfm_runbooks.live.supervisor.fault(target.parent, NAME, on)` and switch them off again."""
+    from kfm_runbooks.live import supervisor
+    from kfm_runbooks.sandbox import create_sandbox
+
+    target = create_sandbox(tmp_path_factory.mktemp("live") / "sandbox")
+    try:
+        supervisor.up(target.parent)
+        yield target
+    finally:
+        supervisor.down(target.parent)

@@ -48,7 +48,8 @@ def test_golden_is_fresh(case: golden.Case) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.runbook}.{c.case}" for c in CASES])
 def test_golden_reruns_identically(case: golden.Case, tmp_path: Path) -> None:
-    result = _nbval(golden.stage(case, tmp_path))
+    with golden.stage(case, tmp_path) as notebook:
+        result = _nbval(notebook)
     assert result.returncode == 0, result.stdout[-4000:]
 
 
@@ -61,8 +62,14 @@ def test_every_library_runbook_has_a_golden() -> None:
 
 def test_a_changed_finding_fails_the_harness(tmp_path: Path) -> None:
     """The sanitizer must not hide findings: alter one stored finding and nbval must fail."""
-    case = next(c for c in CASES if c.case == "sandbox")
-    staged = golden.stage(case, tmp_path)
+    case = next(
+        c for c in CASES if (c.runbook, c.case) == ("RBK-catalog-checksum-mismatch", "sandbox")
+    )
+    with golden.stage(case, tmp_path) as staged:
+        _alter_and_check(staged)
+
+
+def _alter_and_check(staged: Path) -> None:
     nb = nbformat.read(staged, as_version=4)
     altered = 0
     for cell in nb.cells:
@@ -89,7 +96,9 @@ def test_a_changed_runbook_makes_its_golden_stale(
     library = tmp_path / "runbooks"
     shutil.copytree(runbook.runbooks_dir(), library)
     monkeypatch.setenv("KFM_RUNBOOKS_DIR", str(library))
-    case = next(c for c in CASES if c.case == "sandbox")
+    case = next(
+        c for c in CASES if (c.runbook, c.case) == ("RBK-catalog-checksum-mismatch", "sandbox")
+    )
     assert golden.stale_reason(case) is None
     path = runbook.find(case.runbook)
     nb = nbformat.read(path, as_version=4)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,9 @@ METADATA_KEY = "kfm_golden"
 class Case:
     runbook: str
     case: str
-    target: str  # "sandbox", "sandbox-clean" or "kfm:<target file in tests/kfm_sample>"
+    # "sandbox", "sandbox-clean", "kfm:<target file in tests/kfm_sample>", or
+    # "live" / "live:<fault>[,<fault>...]": the sandbox with its services up, faults on
+    target: str
     parameters: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -68,7 +72,7 @@ def prepare(case: Case, scratch: Path) -> dict[str, Any]:
     """Lay out `scratch` for `case`; returns the papermill parameters (relative paths)."""
     from .sandbox import create_sandbox
 
-    if case.target in ("sandbox", "sandbox-clean"):
+    if case.target in ("sandbox", "sandbox-clean") or case.target.split(":")[0] == "live":
         create_sandbox(scratch / "sandbox", clean=case.target == "sandbox-clean")
         target = "sandbox/target.yaml"
     elif case.target.startswith("kfm:"):
@@ -92,6 +96,34 @@ def prepare(case: Case, scratch: Path) -> dict[str, Any]:
     }
 
 
+def live_faults(case: Case) -> list[str] | None:
+    """The faults of a live case ([] for plain "live"), None when the case is not live."""
+    kind, _, faults = case.target.partition(":")
+    if kind != "live":
+        return None
+    return [f for f in faults.split(",") if f]
+
+
+@contextmanager
+def environment(case: Case, scratch: Path) -> Iterator[dict[str, Any]]:
+    """Lay out the case and, for live cases, run its services (always stopped after)."""
+    parameters = prepare(case, scratch)
+    faults = live_faults(case)
+    if faults is None:
+        yield parameters
+        return
+    from .live import supervisor
+
+    folder = scratch / "sandbox"
+    try:
+        supervisor.up(folder)
+        for name in faults:
+            supervisor.fault(folder, name, True)
+        yield parameters
+    finally:
+        supervisor.down(folder)
+
+
 def make(case: Case) -> Path:
     """Execute the case with papermill and store the golden notebook."""
     import nbformat
@@ -100,9 +132,11 @@ def make(case: Case) -> Path:
     from .kernel import KERNEL_NAME, ipc_kernel_manager_class
 
     book = runbook_mod.load(runbook_mod.find(case.runbook))
-    with tempfile.TemporaryDirectory(prefix="kfm-golden-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="kfm-golden-") as tmp,
+        environment(case, Path(tmp)) as parameters,
+    ):
         scratch = Path(tmp)
-        parameters = prepare(case, scratch)
         (scratch / "ipc").mkdir()
         out = scratch / "golden.ipynb"
         papermill.execute_notebook(
@@ -146,9 +180,11 @@ def stale_reason(case: Case) -> str | None:
     return None
 
 
-def stage(case: Case, scratch: Path) -> Path:
-    """Rebuild the case's folder in `scratch` and copy the golden in; returns its path."""
-    prepare(case, scratch)
-    dest = scratch / case.path.name
-    shutil.copyfile(case.path, dest)
-    return dest
+@contextmanager
+def stage(case: Case, scratch: Path) -> Iterator[Path]:
+    """Rebuild the case's folder in `scratch` (services up for live cases), copy the golden
+    in and yield its path; services are stopped when the block ends."""
+    with environment(case, scratch):
+        dest = scratch / case.path.name
+        shutil.copyfile(case.path, dest)
+        yield dest

@@ -1,4 +1,4 @@
-"""Status, severity, roles, notes, integrity flags: validated, and each in yaml + ledger + timeline."""
+"""Status, severity, roles, notes, integrity flags: validated; each in yaml, ledger, timeline."""
 
 from __future__ import annotations
 

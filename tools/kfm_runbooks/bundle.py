@@ -17,6 +17,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import __version__, manifest
 from ._fs import create_new, sha256_bytes, sha256_file
@@ -68,7 +69,7 @@ def create_bundle(
             for p in workspace.path.rglob("*")
             if p.is_dir() and not p.is_symlink()
         )
-        files = []
+        files: list[dict[str, Any]] = []
         payload: dict[str, bytes] = {}
         for path in _files(workspace.path):
             rel = f"{incident_id}/{path.relative_to(workspace.path).as_posix()}"
@@ -87,8 +88,8 @@ def create_bundle(
     buffer = io.BytesIO()
     stamp = int(utc_now().timestamp())
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for folder in [incident_id, *folders]:  # empty layout folders travel too
-            info = tarfile.TarInfo(folder)
+        for directory in [incident_id, *folders]:  # empty layout folders travel too
+            info = tarfile.TarInfo(directory)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, stamp
             tar.addfile(info)
         for name, data in [(BUNDLE_JSON, meta_bytes), (BUNDLE_SHA256, sums), *payload.items()]:

@@ -1,0 +1,298 @@
+"""Strict JSON for catalog records: bounded reads, JSON pointers, placeholders, RFC 8785.
+
+Shared by the catalog-record runbooks (STAC/DCAT/PROV validation, license / sensitivity
+labels, provenance). Read errors are returned as KFM's stable codes (the codes KFM's
+validators use, unprefixed): FILE_NOT_FOUND, INPUT_SYMLINK_DENIED, JSON_DUPLICATE_KEY,
+JSON_INVALID, JSON_NONFINITE_NUMBER, JSON_NOT_UTF8, JSON_COMPLEXITY_LIMIT,
+ROOT_NOT_OBJECT, FILE_TOO_LARGE, FILE_READ_ERROR. Hostile input never raises.
+
+`spec_hash` is KFM's content identity: ``sha256:`` + SHA-256 of the RFC 8785 (JCS)
+canonical form. JCS is implemented here with the standard library (sorted keys by UTF-16
+code units, no whitespace, ECMAScript number formatting).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+MAX_RECORD_BYTES = 1_048_576
+MAX_DEPTH = 64
+MAX_NODES = 20_000
+READ_ERROR_CODES = frozenset(
+    {
+        "FILE_NOT_FOUND",
+        "FILE_READ_ERROR",
+        "FILE_TOO_LARGE",
+        "INPUT_SYMLINK_DENIED",
+        "JSON_COMPLEXITY_LIMIT",
+        "JSON_DUPLICATE_KEY",
+        "JSON_INVALID",
+        "JSON_NONFINITE_NUMBER",
+        "JSON_NOT_UTF8",
+        "ROOT_NOT_OBJECT",
+        "PATH_ESCAPE",
+    }
+)
+PLACEHOLDER_RE = re.compile(r"placeholder", re.IGNORECASE)
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFinite(text)
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise _NonFinite(text)
+
+
+def _bounded(value: Any) -> bool:
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    seen = 0
+    while pending:
+        item, depth = pending.pop()
+        seen += 1
+        if seen > MAX_NODES or depth > MAX_DEPTH:
+            return False
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+    return True
+
+
+def parse_json(data: bytes) -> tuple[Any, str | None]:
+    """Parse bytes strictly: (value, None) or (None, code)."""
+    try:
+        value = json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=_pairs,
+            parse_float=_finite,
+            parse_constant=_constant,
+        )
+    except UnicodeDecodeError:
+        return None, "JSON_NOT_UTF8"
+    except _Duplicate:
+        return None, "JSON_DUPLICATE_KEY"
+    except _NonFinite:
+        return None, "JSON_NONFINITE_NUMBER"
+    except json.JSONDecodeError:
+        return None, "JSON_INVALID"
+    except (RecursionError, ValueError):
+        return None, "JSON_COMPLEXITY_LIMIT"
+    if not _bounded(value):
+        return None, "JSON_COMPLEXITY_LIMIT"
+    return value, None
+
+
+def read_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """Strict, bounded read of a JSON object file; symlinks are refused, never followed."""
+    try:
+        if path.is_symlink():
+            return None, "INPUT_SYMLINK_DENIED"
+        if not path.is_file():
+            return None, "FILE_NOT_FOUND"
+        if path.stat().st_size > MAX_RECORD_BYTES:
+            return None, "FILE_TOO_LARGE"
+        data = path.read_bytes()
+    except OSError:
+        return None, "FILE_READ_ERROR"
+    value, code = parse_json(data)
+    if code is not None:
+        return None, code
+    if not isinstance(value, dict):
+        return None, "ROOT_NOT_OBJECT"
+    return value, None
+
+
+def inside(path: Path, base: Path) -> bool:
+    """Is `path` (not following its last component) inside `base`?"""
+    try:
+        path.parent.resolve().joinpath(path.name).relative_to(base.resolve())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def json_files(entries: list[Path], base: Path, exclude: list[Path]) -> list[Path]:
+    """Every *.json file under `entries` (files or folders), sorted, staying in `base`.
+
+    Folders in `exclude` (quarantine, withheld) are skipped; symlinked files are kept so
+    that reading them reports INPUT_SYMLINK_DENIED, symlinked folders are not walked.
+    """
+    found: set[Path] = set()
+    for entry in entries:
+        if entry.is_file() or entry.is_symlink():
+            candidates = [entry]
+        elif entry.is_dir():
+            candidates = [p for p in entry.rglob("*.json") if not _under_symlink(p, entry)]
+        else:
+            continue
+        for path in candidates:
+            if any(_is_under(path, folder) for folder in exclude):
+                continue
+            found.add(path)
+    return sorted(found, key=lambda p: rel(p, base))
+
+
+def _is_under(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+def _under_symlink(path: Path, top: Path) -> bool:
+    current = path.parent
+    while current != top and top in current.parents:
+        if current.is_symlink():
+            return True
+        current = current.parent
+    return False
+
+
+def rel(path: Path, base: Path) -> str:
+    """A stable display path: relative to `base` when inside it, else the file name."""
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.name
+
+
+def pointer(parts: Any) -> str:
+    """RFC 6901 JSON pointer for a path of keys / indexes ('/' for the root)."""
+    encoded = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
+    return "/" + "/".join(encoded) if encoded else "/"
+
+
+def walk_strings(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[str, str]]:
+    """(pointer, string) for every string value (not keys) in a JSON value."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            yield pointer(where), item
+        elif isinstance(item, dict):
+            stack.extend((v, (*where, k)) for k, v in reversed(list(item.items())))
+        elif isinstance(item, list):
+            stack.extend((v, (*where, i)) for i, v in reversed(list(enumerate(item))))
+
+
+def placeholders(value: Any) -> list[str]:
+    """Pointers of string values that say they are placeholders (KFM's stub convention)."""
+    return sorted(where for where, text in walk_strings(value) if PLACEHOLDER_RE.search(text))
+
+
+# --- RFC 8785 JSON Canonicalization Scheme -------------------------------------------
+
+
+class CanonicalizationError(ValueError):
+    """A value outside the JSON domain JCS admits (NaN, lone surrogates, non-JSON types)."""
+
+
+def _number(value: float) -> str:
+    """ECMAScript Number.prototype.toString, as RFC 8785 requires."""
+    if not math.isfinite(value):
+        raise CanonicalizationError("non-finite number")
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    digits_tuple = Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(str(d) for d in digits_tuple.digits)
+    exponent = digits_tuple.exponent
+    assert isinstance(exponent, int)
+    k = len(digits)
+    n = exponent + k  # value = 0.digits × 10^n
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * (-n) + digits
+    else:
+        mantissa = digits[0] + ("." + digits[1:] if k > 1 else "")
+        text = f"{mantissa}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+    return sign + text
+
+
+def _string(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CanonicalizationError("lone surrogate in string") from exc
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _canonical(value: Any, out: list[str], depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise CanonicalizationError("nesting too deep")
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(str(value) if abs(value) <= 2**53 else _number(float(value)))
+    elif isinstance(value, float):
+        out.append(_number(value))
+    elif isinstance(value, str):
+        out.append(_string(value))
+    elif isinstance(value, list):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _canonical(item, out, depth + 1)
+        out.append("]")
+    elif isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise CanonicalizationError("object key is not a string")
+        out.append("{")
+        for index, key in enumerate(sorted(value, key=lambda k: k.encode("utf-16-be"))):
+            if index:
+                out.append(",")
+            out.append(_string(key))
+            out.append(":")
+            _canonical(value[key], out, depth + 1)
+        out.append("}")
+    else:
+        raise CanonicalizationError(f"{type(value).__name__} is not a JSON value")
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """RFC 8785 canonical UTF-8 bytes of a JSON value."""
+    out: list[str] = []
+    _canonical(value, out)
+    return "".join(out).encode("utf-8")
+
+
+def spec_hash(value: Any) -> str:
+    """KFM spec_hash: ``sha256:<hex>`` of the JCS bytes."""
+    return "sha256:" + hashlib.sha256(canonical_bytes(value)).hexdigest()

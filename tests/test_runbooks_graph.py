@@ -1,0 +1,199 @@
+"""The four graph runbooks through the CLI, papermill and the real kernel.
+
+Per runbook: the seeded fault is found (exit 1), `--apply` contains and recovers it
+(exit 0), a second `--apply` changes nothing, and `kfm-runbook rollback` undoes a step.
+The clean sandbox passes all four; KFM's STAC link-closure cases reach their expected
+verdicts through the runbook; KFM's graph runtime matrix with an unreachable Neo4j holds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import scrapbook
+
+from kfm_runbooks import ledger
+from kfm_runbooks.checks import graph_backup, graph_orphans, graph_schema, graphdb
+from kfm_runbooks.target import load_target
+
+from .conftest import KFM_SAMPLE, Cli, sha256sum_check
+
+pytestmark = pytest.mark.slow
+CLOSURE_TARGET = KFM_SAMPLE / "graph_stac_link_closure.target.yaml"
+RUNTIME_TARGET = KFM_SAMPLE / "graph_runtime.target.yaml"
+CASES = KFM_SAMPLE / "fixtures/contracts/v1/data/stac_link_closure_assessment/cases.json"
+
+
+def _run(cli: Cli, runbook: str, incident_id: str, target: Path, *extra: str) -> dict[str, Any]:
+    result = cli(
+        "run", runbook, "--incident", incident_id, "--target", str(target), "--json", *extra
+    )
+    out: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+    out["_exit"] = result.exit_code
+    out["statuses"] = {c["name"]: c["status"] for c in out.get("checks", [])}
+    return out
+
+
+def _codes(ws: Path, out: dict[str, Any]) -> list[str]:
+    book = scrapbook.read_notebook(str(ws / out["notebook"]))
+    return sorted(
+        s.data["code"]
+        for name, s in book.scraps.items()
+        if name.startswith("kfm.finding.") and s.data["severity"] != "info"
+    )
+
+
+def _actions(ws: Path) -> list[dict[str, Any]]:
+    entries = ledger.check(ws / "10_evidence/ledger.jsonl").entries
+    return [e["data"] for e in entries if e["kind"] == "action"]
+
+
+def _fix_twice(
+    cli: Cli, runbook: str, incident: tuple[str, Path], sandbox: Path, codes: list[str]
+) -> list[dict[str, Any]]:
+    """Triage finds `codes` (exit 1); apply fixes (exit 0); a second apply changes nothing."""
+    incident_id, ws = incident
+    triage = _run(cli, runbook, incident_id, sandbox)
+    assert triage["_exit"] == 1 and triage["outcome"] == "failed", triage
+    assert _codes(ws, triage) == codes
+    fixed = _run(cli, runbook, incident_id, sandbox, "--apply")
+    assert fixed["_exit"] == 0 and set(fixed["statuses"].values()) == {"PASS"}, fixed
+    applied = _actions(ws)
+    assert applied and all(a["ok"] for a in applied)
+    again = _run(cli, runbook, incident_id, sandbox, "--apply")
+    assert again["_exit"] == 0 and _actions(ws) == applied  # idempotent: nothing new
+    assert sha256sum_check(ws).returncode == 0
+    return applied
+
+
+def _rollback(cli: Cli, incident_id: str, action: dict[str, Any]) -> None:
+    result = cli("rollback", incident_id, action["action_id"], "--apply", "--json")
+    assert result.exit_code == 0, result.output
+
+
+def _graph(sandbox: Path) -> graphdb.GraphBackend:
+    return graphdb.connect(graphdb.GraphConfig.from_target(load_target(sandbox)))
+
+
+def test_orphaned_nodes(cli: Cli, incident: tuple[str, Path], sandbox: Path) -> None:
+    applied = _fix_twice(
+        cli,
+        "RBK-graph-orphaned-nodes",
+        incident,
+        sandbox,
+        ["GRAPH_ORPHAN_RECORD", "GRAPH_PROV_WITHOUT_EDGES"],
+    )
+    assert [a["undo"]["op"] for a in applied] == ["graph.unquarantine", "graph.unlink"]
+    for action in reversed(applied):
+        _rollback(cli, incident[0], action)
+    db = _graph(sandbox)
+    assert [f.code for f in graph_orphans.scan(db).findings] == [
+        "GRAPH_ORPHAN_RECORD",
+        "GRAPH_PROV_WITHOUT_EDGES",
+    ]
+    db.close()
+
+
+def test_constraint_offline(cli: Cli, incident: tuple[str, Path], sandbox: Path) -> None:
+    applied = _fix_twice(
+        cli, "RBK-graph-constraint-offline", incident, sandbox, ["GRAPH_CONSTRAINT_MISSING"]
+    )
+    assert [a["undo"]["op"] for a in applied] == [
+        "graph.unfreeze",
+        "graph.undo_schema_repair",
+        "graph.freeze",
+    ]
+    _rollback(cli, incident[0], applied[1])  # drop the re-created constraint again
+    db = _graph(sandbox)
+    decls, _ = graph_schema.load_declared(sandbox.parent / "graph/schema.json")
+    assert [s.decl.name for s in db.schema_state(decls) if s.state != "ONLINE"] == ["kfm_asset_id"]
+    assert not db.freeze_state().frozen
+    db.close()
+
+
+def test_count_anomaly(cli: Cli, incident: tuple[str, Path], sandbox: Path) -> None:
+    applied = _fix_twice(
+        cli, "RBK-graph-count-anomaly", incident, sandbox, ["GRAPH_COUNT_DROP", "GRAPH_COUNT_DROP"]
+    )
+    assert [a["undo"]["op"] for a in applied] == [
+        "graph.unfreeze",
+        "graph.undo_resync",
+        "graph.freeze",
+    ]
+    db = _graph(sandbox)
+    assert db.label_counts()["Asset"] == 6 and not db.freeze_state().frozen
+    db.close()
+    _rollback(cli, incident[0], applied[2])  # freeze again
+    _rollback(cli, incident[0], applied[1])  # remove what the re-sync added
+    db = _graph(sandbox)
+    assert db.label_counts()["Asset"] == 3
+    assert db.freeze_state().reasons == (f"{incident[0]}:count-anomaly",)
+    db.close()
+
+
+def test_backup_verification(cli: Cli, incident: tuple[str, Path], sandbox: Path) -> None:
+    folder = sandbox.parent / "graph" / "backups"
+    rotten, _ = graph_backup.read_pointer(folder)
+    applied = _fix_twice(
+        cli,
+        "RBK-graph-backup-verification",
+        incident,
+        sandbox,
+        [
+            "GRAPH_BACKUP_CHECKSUM_MISMATCH",
+            "GRAPH_BACKUP_CONTENT_MISMATCH",
+            "GRAPH_BACKUP_RESTORE_FAILED",
+        ],
+    )
+    fresh = applied[1]["result"]
+    assert fresh["created"] and graph_backup.read_pointer(folder)[0] == fresh["manifest"]
+    for action in reversed(applied):
+        _rollback(cli, incident[0], action)
+    assert graph_backup.read_pointer(folder)[0] == rotten
+    assert not (folder / fresh["file"]).exists()
+
+
+def test_the_clean_sandbox_passes_all_four(
+    cli: Cli, incident: tuple[str, Path], clean_sandbox: Path
+) -> None:
+    for runbook in (
+        "RBK-graph-orphaned-nodes",
+        "RBK-graph-constraint-offline",
+        "RBK-graph-count-anomaly",
+        "RBK-graph-backup-verification",
+    ):
+        out = _run(cli, runbook, incident[0], clean_sandbox)
+        assert out["_exit"] == 0 and out["outcome"] == "passed", (runbook, out)
+        assert out["findings"] == 0
+
+
+def test_kfm_stac_link_closure_cases(cli: Cli, incident: tuple[str, Path]) -> None:
+    incident_id, ws = incident
+    out = _run(cli, "RBK-graph-orphaned-nodes", incident_id, CLOSURE_TARGET)
+    assert out["_exit"] == 1 and out["statuses"] == {"declared-graph-closure": "FAIL"}
+    book = scrapbook.read_notebook(str(ws / out["notebook"]))
+    table = book.scraps["kfm.table.packet_verdicts"].data
+    cases = json.loads(CASES.read_text())["cases"]
+    assert {row["case_id"]: (row["outcome"], row["codes"]) for row in table} == {
+        case["case_id"]: (
+            case["expected_outcome"],
+            [f"{f['code']} {f['path']}" for f in case["expected_findings"]],
+        )
+        for case in cases
+    }
+
+
+def test_kfm_runtime_matrix_with_unreachable_neo4j_holds(
+    cli: Cli, incident: tuple[str, Path]
+) -> None:
+    incident_id, ws = incident
+    out = _run(cli, "RBK-graph-constraint-offline", incident_id, RUNTIME_TARGET)
+    assert out["_exit"] == 1 and out["outcome"] == "hold"
+    assert out["statuses"] == {
+        "declared-schema-online": "HOLD",
+        "runtime-compatibility": "HOLD",
+    }
+    assert _codes(ws, out) == ["GRAPH_RUNTIME_UNVERIFIED", "GRAPH_SCHEMA_NOT_DECLARED"]

@@ -1,0 +1,215 @@
+"""Helpers shared by the security runbooks' checks: safe reads, paths, fingerprints.
+
+Everything a security runbook reads comes from a target that may be hostile: paths are
+checked lexically before the filesystem is touched, symlinks are refused, files are size
+limited, JSON is read strictly (no duplicate keys, no NaN) and YAML only with
+`safe_load`. Failures come back as finding codes, never as exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .._fs import replace_atomic
+
+MAX_FILE_BYTES = 4 * 1_048_576
+FINGERPRINT_HEX = 8
+
+
+def fingerprint(value: str | bytes) -> str:
+    """A short, non-reversible handle for a secret: `fp:` + the first 8 hex of its sha256.
+
+    It tells two credentials apart and lets a rotation be matched to an exposure; it is
+    never the secret and (8 hex digits) too short to confirm a guess of a strong secret.
+    """
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    return "fp:" + hashlib.sha256(data).hexdigest()[:FINGERPRINT_HEX]
+
+
+def rel(path: Path, base: Path) -> str:
+    """`path` relative to `base` (posix), or its bare name when it lies elsewhere."""
+    try:
+        return Path(os.path.normpath(path)).relative_to(os.path.normpath(base)).as_posix()
+    except ValueError:
+        return path.name
+
+
+def inside(path: Path | str, base: Path | str) -> bool:
+    """Lexically inside `base` (no filesystem access; `..` collapsed first)."""
+    candidate = os.path.normpath(path)
+    boundary = os.path.normpath(base)
+    return candidate == boundary or candidate.startswith(boundary.rstrip(os.sep) + os.sep)
+
+
+def symlink_on_path(path: Path, base: Path) -> bool:
+    """Is `path`, or any folder between `base` and it, a symlink?"""
+    candidate = Path(os.path.normpath(path))
+    boundary = Path(os.path.normpath(base))
+    if not inside(candidate, boundary):
+        return True
+    current = boundary
+    for part in candidate.relative_to(boundary).parts:
+        current = current / part
+        if current.is_symlink():
+            return True
+    return False
+
+
+def walk_files(roots: tuple[Path, ...], base: Path, skip: tuple[Path, ...] = ()) -> Iterator[Path]:
+    """Regular files under `roots` (files or folders), sorted, never following symlinks.
+
+    Roots outside `base` and anything under a `skip` folder are left out; symlinks are
+    yielded (so callers can report them) but never descended into.
+    """
+    seen: set[Path] = set()
+    for root in roots:
+        if not inside(root, base):
+            continue
+        if root.is_symlink() or root.is_file():
+            candidates = [root]
+        elif root.is_dir():
+            candidates = sorted(_walk(root))
+        else:
+            continue
+        for path in candidates:
+            if path in seen or any(inside(path, s) for s in skip):
+                continue
+            seen.add(path)
+            yield path
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames.sort()
+        here = Path(dirpath)
+        for name in dirnames:
+            if (here / name).is_symlink():
+                yield here / name
+        for name in sorted(filenames):
+            yield here / name
+
+
+def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes | None, str | None]:
+    """(bytes, None) or (None, code): symlinks, specials and oversized files are refused."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None, "SEC_FILE_NOT_FOUND"
+    except OSError:
+        return None, "SEC_FILE_READ_ERROR"
+    if stat.S_ISLNK(info.st_mode):
+        return None, "SEC_INPUT_SYMLINK_DENIED"
+    if not stat.S_ISREG(info.st_mode):
+        return None, "SEC_FILE_NOT_REGULAR"
+    if info.st_size > limit:
+        return None, "SEC_FILE_TOO_LARGE"
+    try:
+        return path.read_bytes(), None
+    except OSError:
+        return None, "SEC_FILE_READ_ERROR"
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _NonFinite(text)
+    return number
+
+
+def _reject(text: str) -> Any:
+    raise _NonFinite(text)
+
+
+def parse_json(data: bytes) -> tuple[Any, str | None]:
+    """Strict JSON: (value, None) or (None, code)."""
+    try:
+        value = json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_float=_finite,
+            parse_constant=_reject,
+        )
+    except UnicodeDecodeError:
+        return None, "SEC_JSON_NOT_UTF8"
+    except _DuplicateKey:
+        return None, "SEC_JSON_DUPLICATE_KEY"
+    except _NonFinite:
+        return None, "SEC_JSON_NONFINITE_NUMBER"
+    except (json.JSONDecodeError, RecursionError):
+        return None, "SEC_JSON_INVALID"
+    return value, None
+
+
+def read_json(path: Path) -> tuple[Any, str | None]:
+    data, code = read_bytes(path)
+    if data is None:
+        return None, code
+    return parse_json(data)
+
+
+def read_yaml(path: Path) -> tuple[Any, str | None]:
+    """YAML (safe_load) or JSON by extension: (value, None) or (None, code)."""
+    data, code = read_bytes(path)
+    if data is None:
+        return None, code
+    if path.suffix.lower() == ".json":
+        return parse_json(data)
+    return parse_yaml(data)
+
+
+def parse_yaml(data: bytes) -> tuple[Any, str | None]:
+    try:
+        return yaml.safe_load(data.decode("utf-8")), None
+    except UnicodeDecodeError:
+        return None, "SEC_YAML_NOT_UTF8"
+    except (yaml.YAMLError, RecursionError):
+        return None, "SEC_YAML_INVALID"
+
+
+def dump_yaml(value: Any) -> bytes:
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True).encode("utf-8")
+
+
+def write_yaml(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_atomic(path, dump_yaml(value))
+
+
+def pointer(parts: tuple[Any, ...]) -> str:
+    """RFC 6901 JSON pointer of a path in a document."""
+    if not parts:
+        return "/"
+    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def private_folder(path: Path) -> Path:
+    """Create `path` readable by its owner only (it may hold what must not leak)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path

@@ -139,3 +139,22 @@ def test_hostile_hrefs(tmp_path: Path, href: str, code: str) -> None:
     )
     path, found = catalog.resolve_local_asset(href, item_dir=base, config=config)
     assert path is None and found == code
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b'{"a": 1, "a": 2}', "CAT_JSON_DUPLICATE_KEY"),
+        (b'{"a": NaN}', "CAT_JSON_NONFINITE_NUMBER"),
+        (b"\xff\xfe{}", "CAT_JSON_NOT_UTF8"),
+        (b"[" * 100_000 + b"]" * 100_000, "CAT_JSON_COMPLEXITY_LIMIT"),
+        (b'{"a": ' * 100 + b"1" + b"}" * 100, "CAT_JSON_COMPLEXITY_LIMIT"),
+        (b"[1, 2]", "CAT_ROOT_NOT_OBJECT"),
+        (b"{", "CAT_JSON_INVALID"),
+    ],
+    ids=["duplicate", "nan", "not-utf8", "too-deep", "deep-object", "array", "torn"],
+)
+def test_hostile_json_is_a_finding_not_a_crash(tmp_path: Path, content: bytes, code: str) -> None:
+    path = tmp_path / "item.json"
+    path.write_bytes(content)
+    assert catalog.read_json_object(path) == (None, code)

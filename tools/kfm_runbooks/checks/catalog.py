@@ -31,7 +31,7 @@ from typing import Any
 from .._fs import create_new, replace_atomic, sha256_file
 from .._time import now_iso
 from ..target import Target
-from . import BLOCKING, HOLD, Finding, undoable, verdict
+from . import BLOCKING, HOLD, Finding, strict_json, undoable, verdict
 
 MAX_RECORD_BYTES = 1_048_576
 SHA256_CHECKSUM_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -42,6 +42,7 @@ ERROR_CODES = frozenset(
         "CAT_FILE_READ_ERROR",
         "CAT_FILE_TOO_LARGE",
         "CAT_INPUT_SYMLINK_DENIED",
+        "CAT_JSON_COMPLEXITY_LIMIT",
         "CAT_JSON_DUPLICATE_KEY",
         "CAT_JSON_INVALID",
         "CAT_JSON_NONFINITE_NUMBER",
@@ -139,34 +140,6 @@ class ItemReport:
 # --- reading ---------------------------------------------------------------------------
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-class _NonFinite(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise _NonFinite(text)
-    return number
-
-
-def _reject_constant(text: str) -> Any:
-    raise _NonFinite(text)
-
-
 def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """Strict JSON read: (object, None) or (None, error code). Symlinks are refused."""
     try:
@@ -176,22 +149,14 @@ def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
             return None, "CAT_FILE_NOT_FOUND"
         if path.stat().st_size > MAX_RECORD_BYTES:
             return None, "CAT_FILE_TOO_LARGE"
-        value = json.loads(
-            path.read_bytes().decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_float=_finite,
-            parse_constant=_reject_constant,
-        )
-    except UnicodeDecodeError:
-        return None, "CAT_JSON_NOT_UTF8"
-    except _DuplicateKey:
-        return None, "CAT_JSON_DUPLICATE_KEY"
-    except _NonFinite:
-        return None, "CAT_JSON_NONFINITE_NUMBER"
-    except json.JSONDecodeError:
-        return None, "CAT_JSON_INVALID"
+        data = path.read_bytes()
     except OSError:
         return None, "CAT_FILE_READ_ERROR"
+    value, kind = strict_json.parse(data)
+    if kind == "TOO_DEEP" or (kind is None and not strict_json.within_limits(value)):
+        return None, "CAT_JSON_COMPLEXITY_LIMIT"
+    if kind is not None:
+        return None, f"CAT_JSON_{kind}"
     if not isinstance(value, dict):
         return None, "CAT_ROOT_NOT_OBJECT"
     return value, None

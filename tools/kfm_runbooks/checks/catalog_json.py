@@ -22,6 +22,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from . import strict_json
+
 MAX_RECORD_BYTES = 1_048_576
 MAX_DEPTH = 64
 MAX_NODES = 20_000
@@ -43,70 +45,15 @@ READ_ERROR_CODES = frozenset(
 PLACEHOLDER_RE = re.compile(r"placeholder", re.IGNORECASE)
 
 
-class _Duplicate(ValueError):
-    pass
-
-
-class _NonFinite(ValueError):
-    pass
-
-
-def _pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in items:
-        if key in out:
-            raise _Duplicate(key)
-        out[key] = value
-    return out
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _NonFinite(text)
-    return value
-
-
-def _constant(text: str) -> Any:
-    raise _NonFinite(text)
-
-
-def _bounded(value: Any) -> bool:
-    pending: list[tuple[Any, int]] = [(value, 0)]
-    seen = 0
-    while pending:
-        item, depth = pending.pop()
-        seen += 1
-        if seen > MAX_NODES or depth > MAX_DEPTH:
-            return False
-        if isinstance(item, dict):
-            pending.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            pending.extend((child, depth + 1) for child in item)
-    return True
-
-
 def parse_json(data: bytes) -> tuple[Any, str | None]:
     """Parse bytes strictly: (value, None) or (None, code)."""
-    try:
-        value = json.loads(
-            data.decode("utf-8"),
-            object_pairs_hook=_pairs,
-            parse_float=_finite,
-            parse_constant=_constant,
-        )
-    except UnicodeDecodeError:
-        return None, "JSON_NOT_UTF8"
-    except _Duplicate:
-        return None, "JSON_DUPLICATE_KEY"
-    except _NonFinite:
-        return None, "JSON_NONFINITE_NUMBER"
-    except json.JSONDecodeError:
-        return None, "JSON_INVALID"
-    except (RecursionError, ValueError):
+    value, kind = strict_json.parse(data)
+    if kind == "TOO_DEEP" or (
+        kind is None and not strict_json.within_limits(value, MAX_NODES, MAX_DEPTH)
+    ):
         return None, "JSON_COMPLEXITY_LIMIT"
-    if not _bounded(value):
-        return None, "JSON_COMPLEXITY_LIMIT"
+    if kind is not None:
+        return None, f"JSON_{kind}"
     return value, None
 
 

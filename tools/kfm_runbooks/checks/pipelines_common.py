@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import importlib
 import json
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 from .._fs import replace_atomic
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding
+from . import BLOCKING, HOLD, INFO, Finding, strict_json
 
 MAX_JSON_BYTES = 2 * 1024 * 1024
 SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -45,54 +44,12 @@ READ_CODES = frozenset(
 # --- strict JSON -----------------------------------------------------------------------
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-class _NonFinite(ValueError):
-    pass
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise _NonFinite(text)
-    return number
-
-
-def _no_constant(text: str) -> Any:
-    raise _NonFinite(text)
-
-
 def parse_json(data: bytes) -> tuple[Any, str | None]:
     """Strict parse of bytes: (value, None) or (None, code)."""
-    try:
-        return (
-            json.loads(
-                data.decode("utf-8"),
-                object_pairs_hook=_unique,
-                parse_float=_finite,
-                parse_constant=_no_constant,
-            ),
-            None,
-        )
-    except UnicodeDecodeError:
-        return None, "JSON_NOT_UTF8"
-    except _DuplicateKey:
-        return None, "JSON_DUPLICATE_KEY"
-    except _NonFinite:
-        return None, "JSON_NONFINITE_NUMBER"
-    except (json.JSONDecodeError, RecursionError):
-        return None, "JSON_INVALID"
+    value, kind = strict_json.parse(data)
+    if kind is None:
+        return value, None
+    return None, "JSON_INVALID" if kind == "TOO_DEEP" else f"JSON_{kind}"
 
 
 def read_json(

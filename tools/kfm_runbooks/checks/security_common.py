@@ -9,8 +9,6 @@ limited, JSON is read strictly (no duplicate keys, no NaN) and YAML only with
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import os
 import stat
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ from typing import Any
 import yaml
 
 from .._fs import replace_atomic
+from . import strict_json
 
 MAX_FILE_BYTES = 4 * 1_048_576
 FINGERPRINT_HEX = 8
@@ -118,52 +117,12 @@ def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes | None, s
         return None, "SEC_FILE_READ_ERROR"
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-class _NonFinite(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise _NonFinite(text)
-    return number
-
-
-def _reject(text: str) -> Any:
-    raise _NonFinite(text)
-
-
 def parse_json(data: bytes) -> tuple[Any, str | None]:
     """Strict JSON: (value, None) or (None, code)."""
-    try:
-        value = json.loads(
-            data.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_float=_finite,
-            parse_constant=_reject,
-        )
-    except UnicodeDecodeError:
-        return None, "SEC_JSON_NOT_UTF8"
-    except _DuplicateKey:
-        return None, "SEC_JSON_DUPLICATE_KEY"
-    except _NonFinite:
-        return None, "SEC_JSON_NONFINITE_NUMBER"
-    except (json.JSONDecodeError, RecursionError):
-        return None, "SEC_JSON_INVALID"
-    return value, None
+    value, kind = strict_json.parse(data)
+    if kind is None:
+        return value, None
+    return None, "SEC_JSON_INVALID" if kind == "TOO_DEEP" else f"SEC_JSON_{kind}"
 
 
 def read_json(path: Path) -> tuple[Any, str | None]:

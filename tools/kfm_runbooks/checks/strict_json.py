@@ -1,0 +1,79 @@
+"""Strict JSON for records and evidence: UTF-8 only, no duplicate keys, no NaN/Infinity.
+
+One parser for every checks module; each maps the problem `kind` to its own finding code
+family (CAT_JSON_*, SEC_JSON_*, JSON_*). Never raises on hostile input: too deep a
+nesting is a kind too, not a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+KINDS = ("NOT_UTF8", "DUPLICATE_KEY", "NONFINITE_NUMBER", "INVALID", "TOO_DEEP")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _NonFinite(text)
+    return number
+
+
+def _no_constant(text: str) -> Any:
+    raise _NonFinite(text)
+
+
+def parse(data: bytes) -> tuple[Any, str | None]:
+    """(value, None), or (None, kind) with kind one of KINDS."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "NOT_UTF8"
+    try:
+        value = json.loads(
+            text, object_pairs_hook=_unique, parse_float=_finite, parse_constant=_no_constant
+        )
+    except _DuplicateKey:
+        return None, "DUPLICATE_KEY"
+    except _NonFinite:
+        return None, "NONFINITE_NUMBER"
+    except RecursionError:
+        return None, "TOO_DEEP"
+    except ValueError:  # json.JSONDecodeError and the like
+        return None, "INVALID"
+    return value, None
+
+
+def within_limits(value: Any, max_nodes: int = 50_000, max_depth: int = 64) -> bool:
+    """Is a parsed document small and shallow enough to walk safely?"""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    count = 0
+    while pending:
+        item, depth = pending.pop()
+        count += 1
+        if count > max_nodes or depth > max_depth:
+            return False
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+    return True

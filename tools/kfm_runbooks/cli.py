@@ -337,30 +337,54 @@ def postmortem_cmd(incident_id: str, actor: str | None, root: Path | None) -> No
 # --- runs ------------------------------------------------------------------------------
 
 
+def runbook_options(function: F) -> F:
+    """The options `run` and `open` share: one incident, parameters, apply, target, actor."""
+    decorators = [
+        click.argument("runbook"),
+        click.option(
+            "--incident", "incident_id", required=True, help="Incident id, INC-YYYYMMDD-###."
+        ),
+        click.option(
+            "-p",
+            "--param",
+            "params",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="Set a parameter (repeatable). Strings stay strings; other types are JSON.",
+        ),
+        click.option(
+            "-f",
+            "--params-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="YAML file of parameters (overridden by -p).",
+        ),
+        click.option(
+            "--apply",
+            is_flag=True,
+            default=False,
+            help="Allow containment/recovery steps to change the target. Default: read-only.",
+        ),
+        click.option(
+            "--target",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Target YAML describing the system to inspect. Default: the built-in "
+            "sandbox ($KFM_SANDBOX_DIR or .kfm/sandbox, created on first use).",
+        ),
+        click.option(
+            "--actor", default=None, help="Who runs it. Default: $KFM_ACTOR, else user@host."
+        ),
+        root_option,
+        json_option,
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
 @main.command("run")
-@click.argument("runbook")
-@click.option("--incident", "incident_id", required=True, help="Incident id, INC-YYYYMMDD-###.")
-@click.option(
-    "-p",
-    "--param",
-    "params",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Set a parameter (repeatable). Strings stay strings; other types are JSON.",
-)
-@click.option(
-    "-f",
-    "--params-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="YAML file of parameters (overridden by -p).",
-)
-@click.option(
-    "--apply",
-    is_flag=True,
-    default=False,
-    help="Allow containment/recovery steps to change the target. Default: read-only.",
-)
+@runbook_options
 @click.option(
     "--timeout",
     type=float,
@@ -368,16 +392,6 @@ def postmortem_cmd(incident_id: str, actor: str | None, root: Path | None) -> No
     show_default=True,
     help="Wall-clock limit for the whole run, in seconds; the kernel is stopped then.",
 )
-@click.option(
-    "--target",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Target YAML describing the system to inspect. Default: the built-in "
-    "sandbox ($KFM_SANDBOX_DIR or .kfm/sandbox, created on first use).",
-)
-@click.option("--actor", default=None, help="Who runs it. Default: $KFM_ACTOR, else user@host.")
-@root_option
-@json_option
 @handle_errors
 def run_cmd(
     runbook: str,
@@ -427,41 +441,10 @@ def run_cmd(
 
 
 @main.command("open")
-@click.argument("runbook")
-@click.option("--incident", "incident_id", required=True, help="Incident id, INC-YYYYMMDD-###.")
-@click.option(
-    "-p",
-    "--param",
-    "params",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Set a parameter (repeatable), as for `run`.",
-)
-@click.option(
-    "-f",
-    "--params-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="YAML file of parameters (overridden by -p).",
-)
-@click.option(
-    "--apply",
-    is_flag=True,
-    default=False,
-    help="Let the session's containment/recovery cells act. Default: read-only.",
-)
-@click.option(
-    "--target",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Target YAML. Default: the built-in sandbox.",
-)
+@runbook_options
 @click.option(
     "--no-lab", is_flag=True, help="Only prepare the notebook; do not start or look for JupyterLab."
 )
-@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
-@root_option
-@json_option
 @handle_errors
 def open_cmd(
     runbook: str,

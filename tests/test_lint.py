@@ -152,12 +152,12 @@ def test_index_check_detects_staleness(
     monkeypatch.setenv("KFM_RUNBOOKS_DIR", str(library))
     assert cli("index", "--check").exit_code == 0
     monkeypatch.setenv("KFM_RUNBOOKS_DIR", str(library))
-    cli("new", "infra", "disk-pressure", "--title", "Disk pressure")
+    cli("new", "infra", "index-probe", "--title", "Index probe")
     stale = cli("index", "--check")
     assert stale.exit_code == 1 and "stale" in stale.stderr
     assert cli("index").exit_code == 0
     assert cli("index", "--check").exit_code == 0
-    assert "RBK-infra-disk-pressure" in (library / "README.md").read_text()
+    assert "RBK-infra-index-probe" in (library / "README.md").read_text()
 
 
 def test_committed_index_is_fresh(cli: Cli) -> None:

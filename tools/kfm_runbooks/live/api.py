@@ -374,10 +374,18 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dsn", default=None)
+    parser.add_argument("--tls-port", type=int, default=None, help="also serve HTTPS here")
+    parser.add_argument("--tls-cert", type=Path, default=None)
+    parser.add_argument("--tls-key", type=Path, default=None)
     args = parser.parse_args()
     app = App(args.folder.resolve(), args.dsn)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(app))
+    handler = make_handler(app)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler)
     server.daemon_threads = True
+    if args.tls_port and args.tls_cert and args.tls_key:
+        from .tls import serve_tls  # HTTPS listener; reloads a renewed certificate by itself
+
+        serve_tls(("127.0.0.1", args.tls_port), handler, args.tls_cert, args.tls_key)
     server.serve_forever()
 
 

@@ -6,7 +6,11 @@ sources, a story, the deployed UI release — in `<sandbox>/live/state/`, which 
 server reads on every request; switching it off restores the intended state from
 live/config.json. Two faults act outside the files (the supervisor applies them):
 `slow-query` drops the spatial index in PostgreSQL, `abusive-client` starts a real client
-that floods the API. Which faults are on is recorded in live/faults.json.
+that floods the API. Three infrastructure faults act through live/infra.py:
+`disk-pressure` fills the sandbox's own small data volume, `cert-expiry` installs a
+certificate expiring in 3 days on the HTTPS listener, `backup-failure` points the backup
+job at an unmounted folder (its run fails, the last good backup is 30 h old). Which faults
+are on is recorded in live/faults.json.
 """
 
 from __future__ import annotations
@@ -33,8 +37,13 @@ FAULTS: dict[str, str] = {
     "timeline-desync": "a time-enabled layer serves time steps that disagree with its registry",
     "broken-story-node": "a story node points to a layer that does not exist",
     "inaccessible-control": "UI release v3 is deployed: critical controls lose names and focus",
+    "disk-pressure": "rotated logs and leaked temp files fill the sandbox's data volume (tmpfs)",
+    "cert-expiry": "the HTTPS listener's certificate is replaced by one expiring in 3 days",
+    "backup-failure": "the backup job writes to an unmounted volume: runs fail, last good is stale",
 }
-EXTERNAL = frozenset({"slow-query", "abusive-client"})
+EXTERNAL = frozenset(
+    {"slow-query", "abusive-client", "disk-pressure", "cert-expiry", "backup-failure"}
+)
 
 
 def faults_path(folder: Path) -> Path:

@@ -6,6 +6,10 @@ URLs, DSN) which runbooks read through the target. `down` stops everything `up` 
 (API, any fault client, the database) and removes its runtime folders: nothing is left
 running. `fault NAME --on/--off` switches a fault, including its effects outside the API
 (the dropped index of `slow-query`, the flood client of `abusive-client`).
+
+With live/infra.json present (sandbox part live_infra), `up` also mounts the sandbox's own
+small data volume, has the API serve HTTPS on a second loopback port and runs the first
+backup; `down` unmounts the data volume (infra.py).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 from .._fs import replace_atomic
 from .._time import now_iso
 from ..errors import InputError, SetupError
-from . import postgres
+from . import infra, postgres
 from .faults import EXTERNAL, FAULTS, active, set_fault
 
 GEOM_INDEX_SQL = (
@@ -133,6 +137,8 @@ def _psql(state: dict[str, Any], sql: str) -> None:
 
 
 def _apply_external(folder: Path, state: dict[str, Any], name: str, on: bool) -> None:
+    if name in infra.FAULTS:
+        infra.apply_fault(folder, state, name, on)
     if name == "slow-query":
         _psql(
             state,
@@ -168,6 +174,7 @@ def up(folder: Path) -> dict[str, Any]:
         return current
     cluster = postgres.start()
     try:
+        extras = infra.prepare(folder)  # data volume, TLS material ({} without infra.json)
         port = _free_port()
         pid = _spawn(
             [
@@ -180,6 +187,7 @@ def up(folder: Path) -> dict[str, Any]:
                 str(port),
                 "--dsn",
                 cluster.dsn,
+                *infra.api_args(extras),
             ],
             folder / "live" / "logs" / "api.log",
         )
@@ -194,9 +202,12 @@ def up(folder: Path) -> dict[str, Any]:
                 "bin_dir": str(cluster.bin_dir),
             },
             "abuser": {},
+            **extras,
         }
         _write_state(folder, state)
         _wait_http(f"{url}/health", 30)
+        infra.started(folder, state)  # the first backup
+        _write_state(folder, state)
         for name in sorted(active(folder) & EXTERNAL):
             _apply_external(folder, state, name, True)
         return state
@@ -212,6 +223,7 @@ def down(folder: Path) -> list[str]:
     state = read_state(folder)
     stopped: list[str] = []
     if state is None:
+        infra.teardown(folder)  # a data volume left mounted by a crashed `up`
         return stopped
     if state.get("abuser", {}).get("pid"):
         _stop(state["abuser"]["pid"])
@@ -223,6 +235,7 @@ def down(folder: Path) -> list[str]:
         pg = state["postgres"]
         postgres.stop(postgres.Cluster(Path(pg["folder"]), int(pg["port"]), Path(pg["bin_dir"])))
         stopped.append(f"PostgreSQL (port {pg['port']})")
+    infra.teardown(folder)  # unmount the data volume, remove its mount point
     state_path(folder).unlink(missing_ok=True)
     return stopped
 
@@ -234,6 +247,8 @@ def status(folder: Path) -> dict[str, Any]:
         "up": bool(state) and _alive(state.get("api", {}).get("pid")),
         "api": state.get("api"),
         "postgres": {k: v for k, v in state.get("postgres", {}).items() if k != "bin_dir"},
+        "tls": state.get("tls"),
+        "data_volume": state.get("data_volume"),
         "faults": sorted(active(folder)),
     }
 
@@ -246,5 +261,10 @@ def fault(folder: Path, name: str, on: bool) -> set[str]:
     now = set_fault(folder, name, on)
     state = read_state(folder)
     if state and _alive(state.get("api", {}).get("pid")):
-        _apply_external(folder, state, name, on)
+        try:
+            _apply_external(folder, state, name, on)
+        except SetupError:
+            if on and name in infra.FAULTS:  # refused (e.g. no own volume): not switched on
+                now = set_fault(folder, name, False)
+            raise
     return now

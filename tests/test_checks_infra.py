@@ -1,0 +1,486 @@
+"""Infra check code without the live services: real statvfs, real TLS, synthetic records.
+
+Disk: thresholds judged on real measurements, reclaimable candidates chosen safely
+(symlinks, young or open files, unsafe patterns), gzip quarantine and byte-identical restore
+(on a tmpfs when we may mount one). TLS: openssl-made certificates read over a real
+loopback handshake, a renewed certificate served without a restart, hostname rules.
+Backup: the job, status records and LATEST pointer judged from files, hostile input
+turned into findings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kfm_runbooks.checks import infra_backup, infra_disk, infra_tls
+from kfm_runbooks.checks.infra import InfraConfig
+from kfm_runbooks.errors import SetupError, TargetError
+from kfm_runbooks.live import tls, volumes
+from kfm_runbooks.target import load_target
+
+
+def _target(folder: Path, infra: dict[str, Any]) -> Path:
+    path = folder / "target.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "kind": "fixture", "infra": infra}))
+    return path
+
+
+def test_checks_import_light() -> None:
+    code = (
+        "import sys\n"
+        "import kfm_runbooks.checks.infra_disk, kfm_runbooks.checks.infra_tls\n"
+        "import kfm_runbooks.checks.infra_backup, kfm_runbooks.live.tls\n"
+        "heavy = [m for m in ('pandas', 'scrapbook', 'papermill', 'pydantic', 'nbformat',"
+        " 'jupyter_client', 'psycopg') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+# --- disk -------------------------------------------------------------------------------
+
+
+def _disk_config(tmp_path: Path, **volume: Any) -> InfraConfig:
+    (tmp_path / "vol").mkdir(exist_ok=True)
+    spec = {"name": "vol", "path": "vol", **volume}
+    target = _target(
+        tmp_path,
+        {
+            "disk": {
+                "quarantine": "quarantine",
+                "volumes": [spec, {"name": "ev", "workspace": "10_evidence"}],
+            }
+        },
+    )
+    return InfraConfig.from_target(load_target(target))
+
+
+def _old(path: Path, data: bytes = b"x" * 100, age: float = 7200) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
+def test_thresholds_are_judged_on_real_measurements(tmp_path: Path) -> None:
+    config = _disk_config(tmp_path, min_free_percent=0, min_free_inodes_percent=0)
+    vol, evidence = infra_disk.volumes(config, tmp_path / "ws")
+    report = infra_disk.assess(vol)
+    assert report.status == "PASS" and report.usage is not None
+    assert report.usage.total > 0 and 0 < report.usage.free_percent <= 100
+    assert infra_disk.assess(evidence).findings[0].code == infra_disk.MISSING
+    strict = infra_disk.assess(
+        infra_disk.VolumeSpec("vol", vol.path, min_free_percent=101, min_free_inodes_percent=101)
+    )
+    codes = [f.code for f in strict.findings]
+    assert infra_disk.SPACE_LOW in codes and strict.status == "FAIL"
+    assert strict.detail().startswith("free space below the 101% threshold")
+
+
+def test_unknown_and_not_dedicated_volumes_hold(tmp_path: Path) -> None:
+    report = infra_disk.assess(infra_disk.VolumeSpec("pg", None, problem="service down"))
+    assert report.status == "HOLD" and report.findings[0].code == infra_disk.UNAVAILABLE
+    (tmp_path / "plain").mkdir()
+    plain = infra_disk.assess(
+        infra_disk.VolumeSpec("data", tmp_path / "plain", dedicated=True, min_free_percent=0)
+    )
+    assert [f.code for f in plain.findings] == [infra_disk.NOT_DEDICATED]
+    assert plain.status == "HOLD"
+
+
+def test_reclaimable_candidates_are_chosen_safely(tmp_path: Path) -> None:
+    config = _disk_config(
+        tmp_path,
+        reclaimable={
+            "temp": ["tmp/*.tmp", "../*", "/etc/*"],
+            "rotated_logs": ["logs/*.log.[0-9]*"],
+        },
+    )
+    root = tmp_path / "vol"
+    _old(root / "tmp/a.tmp")
+    _old(root / "tmp/young.tmp", age=10)
+    _old(root / "logs/app.log.1")
+    _old(root / "logs/app.log")  # the active log: no pattern matches it
+    _old(tmp_path / "outside.tmp")
+    (root / "tmp/link.tmp").symlink_to(tmp_path / "outside.tmp")
+    held = _old(root / "tmp/held.tmp")
+    spec = infra_disk.volumes(config)[0]
+    with held.open("rb"):
+        candidates, problems = infra_disk.reclaimable(spec, held=infra_disk.open_paths())
+    assert [(c.kind, c.rel) for c in candidates] == [
+        ("rotated_logs", "logs/app.log.1"),
+        ("temp", "tmp/a.tmp"),
+    ]
+    assert [f.code for f in problems] == [infra_disk.UNSAFE_PATTERN] * 2
+    report = infra_disk.assess(spec)
+    reclaim = next(f for f in report.findings if f.code == infra_disk.RECLAIMABLE)
+    assert reclaim.message == "3 reclaimable file(s): 1 rotated_logs, 2 temp"  # held.tmp closed now
+
+
+def test_growth_and_fill_projection(tmp_path: Path) -> None:
+    now = time.time()
+    _old(tmp_path / "a", b"x" * 1000, age=1800)
+    _old(tmp_path / "b", b"x" * 500, age=3 * 3600 + 5)
+    _old(tmp_path / "old", b"x" * 999, age=30 * 86400)
+    buckets = infra_disk.growth(tmp_path, now)
+    assert buckets[0] == 1000 and buckets[3] == 500 and sum(buckets) == 1500
+    usage = infra_disk.measure("t", tmp_path)
+    assert infra_disk.hours_to_full(usage, buckets) == pytest.approx(usage.avail / 250)
+    assert infra_disk.hours_to_full(usage, [0] * 24) is None
+    tops = infra_disk.consumers(tmp_path, 2)
+    assert [e["entry"] for e in tops["entries"]] == ["a", "old"]
+
+
+def test_reclaim_refuses_the_same_filesystem(tmp_path: Path) -> None:
+    config = _disk_config(tmp_path, reclaimable={"temp": ["*.tmp"]})
+    _old(tmp_path / "vol/x.tmp")
+    spec = infra_disk.volumes(config)[0]
+    with pytest.raises(TargetError, match="same filesystem"):
+        infra_disk.reclaim(spec, infra_disk.quarantine_dir(config), ["x.tmp"])
+    assert (tmp_path / "vol/x.tmp").exists()
+    with pytest.raises(TargetError, match="not a plain path"):
+        infra_disk._inside(tmp_path / "vol", "../target.yaml")
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MiB tmpfs (root only), unmounted afterwards."""
+    point = tmp_path / "mnt"
+    point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=64", "kfm-test", str(point)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mount not permitted: {done.stderr.decode().strip()}")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_reclaim_and_restore_are_byte_identical_and_idempotent(
+    small_volume: Path, tmp_path: Path
+) -> None:
+    files = {f"tmp/{n}.tmp": os.urandom(2000) for n in range(40)} | {
+        "logs/app.log.1": b"line\n" * 100_000
+    }
+    for rel, data in files.items():
+        _old(small_volume / rel, data)
+    spec = infra_disk.VolumeSpec(
+        "small",
+        small_volume,
+        dedicated=True,
+        min_free_percent=90,
+        min_free_inodes_percent=50,
+        reclaimable=(("temp", "tmp/*.tmp"), ("rotated_logs", "logs/*.log.[0-9]*")),
+    )
+    before = infra_disk.assess(spec)
+    assert {infra_disk.SPACE_LOW, infra_disk.INODES_LOW} <= {f.code for f in before.findings}
+    quarantine = tmp_path / "quarantine"
+    result = infra_disk.reclaim(spec, quarantine, [c.rel for c in before.candidates])
+    assert result["files"] == 41 and result["stored_bytes"] < result["bytes"]
+    assert infra_disk.assess(spec).status == "PASS"
+    again = infra_disk.reclaim(spec, quarantine, [c.rel for c in before.candidates])
+    assert again == {"batch": None, "files": 0, "bytes": 0}  # idempotent
+    (small_volume / "tmp/0.tmp").write_bytes(b"new bytes")  # came back meanwhile: a conflict
+    undone = infra_disk.restore_batch(quarantine, result["batch"])
+    assert undone["restored"] == 40 and undone["conflicts"] == ["tmp/0.tmp"]
+    for rel, data in files.items():
+        if rel != "tmp/0.tmp":
+            assert (small_volume / rel).read_bytes() == data
+    (small_volume / "tmp/0.tmp").unlink()
+    assert infra_disk.restore_batch(quarantine, result["batch"])["restored"] == 1
+    assert (small_volume / "tmp/0.tmp").read_bytes() == files["tmp/0.tmp"]
+    assert infra_disk.restore_batch(quarantine, result["batch"])["restored"] == 0
+    with pytest.raises(TargetError):
+        infra_disk.restore_batch(quarantine, "../x")
+
+
+def test_disk_pressure_fault_refuses_a_plain_folder(tmp_path: Path) -> None:
+    volumes.data_dir(tmp_path).mkdir(parents=True)
+    with pytest.raises(SetupError, match="real disk"):
+        volumes.pressure(tmp_path, True)
+    assert not any(volumes.data_dir(tmp_path).iterdir())
+
+
+# --- TLS ---------------------------------------------------------------------------------
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("pki")
+    tls.make_ca(folder / "ca")
+    return folder
+
+
+def _tls_config(folder: Path, port: int, **extra: Any) -> infra_tls.TLSConfig:
+    target = _target(
+        folder,
+        {
+            "tls": {
+                "url": f"https://127.0.0.1:{port}",
+                "hostname": "localhost",
+                "ca_file": "ca/ca.crt",
+                "issuer_cert": "ca/ca.crt",
+                "issuer_key": "ca/ca.key",
+                "cert_file": "server/server.crt",
+                "key_file": "server/server.key",
+                "archive": "server/archive",
+                **extra,
+            }
+        },
+    )
+    return infra_tls.TLSConfig.from_target(load_target(target))
+
+
+def test_served_certificate_is_read_renewed_and_reloaded_without_restart(pki: Path) -> None:
+    tls.issue(pki / "ca/ca.crt", pki / "ca/ca.key", pki / "server", days=3)
+    server = tls.serve_tls(
+        ("127.0.0.1", 0), _Hello, pki / "server/server.crt", pki / "server/server.key"
+    )
+    try:
+        config = _tls_config(pki, server.server_address[1])
+        before = infra_tls.probe(config)
+        assert [f.code for f in before.findings] == [infra_tls.EXPIRING]
+        assert (
+            before.findings[0].message == "expires in 3 days, within the 14-day renewal threshold"
+        )
+        assert before.served is not None and ("DNS", "localhost") in before.served.san
+        result = infra_tls.renew(config)
+        assert result["served"] and result["archive"]
+        after = infra_tls.probe(config)
+        assert after.findings == [] and after.served is not None
+        assert after.served.sha256 == result["fingerprint"] != before.served.sha256
+        assert server.contexts.loads == 2  # reloaded once, same listener
+        undone = infra_tls.reinstall(config, result["archive"])
+        assert undone["reinstalled"] and undone["served"]
+        assert infra_tls.reinstall(config, result["archive"])["reinstalled"] is False
+        assert [f.code for f in infra_tls.probe(config).findings] == [infra_tls.EXPIRING]
+        context = __import__("ssl").create_default_context(cafile=str(pki / "ca/ca.crt"))
+        url = f"https://localhost:{server.server_address[1]}/"
+        with urllib.request.urlopen(url, context=context, timeout=10) as answer:
+            assert answer.read() == b"ok"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_untrusted_chain_and_wrong_hostname(pki: Path, tmp_path: Path) -> None:
+    other_ca = tls.make_ca(tmp_path / "other")
+    tls.issue(*other_ca, tmp_path / "srv", hostname="tiles.example", ips=(), days=30)
+    server = tls.serve_tls(
+        ("127.0.0.1", 0), _Hello, tmp_path / "srv/server.crt", tmp_path / "srv/server.key"
+    )
+    try:
+        config = _tls_config(pki, server.server_address[1])
+        codes = sorted(f.code for f in infra_tls.probe(config).findings)
+        assert codes == [infra_tls.CHAIN, infra_tls.HOSTNAME, infra_tls.STALE_SERVED]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_unreachable_and_remote_endpoints(pki: Path) -> None:
+    config = _tls_config(pki, 9)  # discard port: nothing listens on loopback
+    assert [f.code for f in infra_tls.probe(config).findings] == [infra_tls.UNREACHABLE]
+    remote = _tls_config(pki, 443, url="https://example.org/")
+    with pytest.raises(TargetError, match="loopback only"):
+        remote.endpoint()
+    down = _tls_config(pki, 443, url=None, service="tls")
+    probe = infra_tls.probe(down)
+    assert probe.findings[0].severity == "hold"
+
+
+def _served(**changes: Any) -> infra_tls.Served:
+    now = datetime.now(UTC)
+    base = {
+        "sha256": "0" * 64,
+        "subject": "CN=x",
+        "issuer": "CN=ca",
+        "serial": "1",
+        "not_before": now - timedelta(days=1),
+        "not_after": now + timedelta(days=60),
+        "san": (("DNS", "*.kfm.example"), ("IP Address", "127.0.0.1")),
+        "protocol": "TLSv1.3",
+    }
+    return infra_tls.Served(**(base | changes))
+
+
+def test_hostname_rules_and_expiry_edges(pki: Path) -> None:
+    served = _served()
+    assert infra_tls.hostname_matches(served, "tiles.kfm.example")
+    assert not infra_tls.hostname_matches(served, "a.b.kfm.example")
+    assert not infra_tls.hostname_matches(served, "kfm.example")
+    assert infra_tls.hostname_matches(served, "127.0.0.1")
+    config = _tls_config(pki, 1, hostname="tiles.kfm.example", cert_file=None, key_file=None)
+    now = datetime.now(UTC)
+    expired = infra_tls.evaluate(config, _served(not_after=now - timedelta(hours=1)), "x", now)
+    assert [f.code for f in expired] == [infra_tls.EXPIRED]  # the chain error is the expiry
+    future = infra_tls.evaluate(config, _served(not_before=now + timedelta(days=1)), None, now)
+    assert [f.code for f in future] == [infra_tls.NOT_YET_VALID]
+    assert infra_tls.days_phrase(0.2) == "1 day" and infra_tls.days_phrase(2.01) == "3 days"
+
+
+# --- backup ------------------------------------------------------------------------------
+
+
+def _backup_config(
+    tmp_path: Path, job: Any, runs: list[Any], latest: Any = None
+) -> infra_backup.BackupConfig:
+    (tmp_path / "live/state/backups").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "live/backups").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "live/infra.json").write_text(
+        json.dumps({"backup_job": {"target_dir": "live/backups"}})
+    )
+    (tmp_path / "live/state/backup_job.json").write_text(
+        job if isinstance(job, str) else json.dumps(job)
+    )
+    (tmp_path / "live/state/backups/runs.jsonl").write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in runs)
+    )
+    if latest is not None:
+        (tmp_path / "live/state/backups/LATEST.json").write_text(json.dumps(latest))
+    target = _target(
+        tmp_path,
+        {
+            "reference": "live/infra.json",
+            "services": "live/services.json",
+            "backup": {
+                "job": "live/state/backup_job.json",
+                "runs": "live/state/backups/runs.jsonl",
+                "latest": "live/state/backups/LATEST.json",
+                "max_age_hours": 26,
+            },
+        },
+    )
+    return infra_backup.BackupConfig.from_target(load_target(target))
+
+
+def _good_run(tmp_path: Path, run: str, hours_ago: float, data: bytes = b"dump") -> dict[str, Any]:
+    import hashlib
+
+    dump = tmp_path / f"live/backups/{run}.dump"
+    dump.parent.mkdir(parents=True, exist_ok=True)
+    dump.write_bytes(data)
+    stamp = (datetime.now(UTC) - timedelta(hours=hours_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "run": run,
+        "ok": True,
+        "started": stamp,
+        "finished": stamp,
+        "file": f"live/backups/{run}.dump",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "counts": {"t": 1},
+    }
+
+
+def test_failed_and_stale_backups(tmp_path: Path) -> None:
+    good = _good_run(tmp_path, "BKP-1", 30)
+    failed = {
+        "run": "BKP-2",
+        "ok": False,
+        "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "error": 'pg_dump: error: could not open output file "live/mnt/x/kfm-1.dump": No such file',
+    }
+    config = _backup_config(
+        tmp_path, {"target_dir": "live/mnt/x"}, [good, "{torn", failed], {"run": "BKP-1"}
+    )
+    report = infra_backup.assess(config)
+    by_code = {f.code: f for f in report.findings}
+    assert sorted(by_code) == sorted(
+        [
+            infra_backup.MALFORMED,
+            infra_backup.TARGET_INVALID,
+            infra_backup.JOB_DRIFT,
+            infra_backup.LAST_RUN_FAILED,
+            infra_backup.STALE,
+        ]
+    )
+    assert by_code[infra_backup.LAST_RUN_FAILED].message == (
+        'the last 1 run(s) failed: pg_dump: error: could not open output file "…": No such file'
+    )
+    assert report.good is not None and report.good["run"] == "BKP-1"
+    assert report.age_hours == pytest.approx(30, abs=0.1)
+    fixed = infra_backup.fix_job(config)
+    assert fixed["previous"] == {"target_dir": "live/mnt/x"}
+    assert infra_backup.TARGET_INVALID not in infra_backup.assess(config).codes()
+
+
+def test_tampered_missing_and_hostile_backups(tmp_path: Path) -> None:
+    good = _good_run(tmp_path, "BKP-1", 1)
+    escaping = _good_run(tmp_path, "BKP-0", 2) | {"file": "../../etc/passwd"}
+    config = _backup_config(tmp_path, "{not json", [escaping, good], {"run": "BKP-1"})
+    (tmp_path / "live/backups/BKP-1.dump").write_bytes(b"changed")
+    codes = infra_backup.assess(config).codes()
+    assert {infra_backup.TARGET_INVALID, infra_backup.NO_BACKUP, infra_backup.CHECKSUM} <= codes
+    (tmp_path / "live/backups/BKP-1.dump").unlink()
+    assert infra_backup.FILE_MISSING in infra_backup.assess(config).codes()
+    assert infra_backup.verify_dump(config, good, ["t"]).status == "HOLD"  # no database
+
+
+def test_removing_a_backup_restores_the_pointer_once(tmp_path: Path) -> None:
+    old, new = _good_run(tmp_path, "BKP-1", 30), _good_run(tmp_path, "BKP-2", 0, b"new")
+    config = _backup_config(tmp_path, {"target_dir": "live/backups"}, [old, new], {"run": "BKP-2"})
+    assert infra_backup.assess(config).codes() == set()
+    out = infra_backup.remove_backup(config, "BKP-2", new["file"], {"run": "BKP-1"})
+    assert out["removed"] and out["latest"] == {"run": "BKP-1"}
+    again = infra_backup.remove_backup(config, "BKP-2", new["file"], {"run": "BKP-1"})
+    assert not again["removed"]
+    assert config.runs_file.read_text().count('"removed"') == 1
+    report = infra_backup.assess(config)
+    assert report.codes() == {infra_backup.STALE} and report.good is not None
+    assert report.good["run"] == "BKP-1"
+    with pytest.raises(TargetError):
+        infra_backup.remove_backup(config, "x", "../outside", None)
+
+
+def test_without_mount_permission_the_volume_is_a_plain_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    info = volumes.mount(tmp_path)
+    assert info["mounted"] is False and info["reason"] == "mounting a tmpfs needs root"
+    assert (volumes.data_dir(tmp_path) / volumes.EXPORT).is_file()
+    assert volumes.unmount(tmp_path) is False and not volumes.data_dir(tmp_path).exists()
+
+
+def test_a_refused_fault_is_not_recorded_as_on(tmp_path: Path) -> None:
+    from kfm_runbooks.live import faults, supervisor
+    from kfm_runbooks.sandbox import create_sandbox
+
+    folder = create_sandbox(tmp_path / "sandbox").parent
+    volumes.data_dir(folder).mkdir(parents=True)  # a plain folder, not the sandbox's own volume
+    services = {"api": {"pid": os.getpid()}, "postgres": {}}
+    (folder / "live/services.json").write_text(json.dumps(services))
+    with pytest.raises(SetupError, match="real disk"):
+        supervisor.fault(folder, "disk-pressure", True)
+    assert "disk-pressure" not in faults.active(folder)

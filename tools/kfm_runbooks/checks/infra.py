@@ -1,0 +1,128 @@
+"""Infrastructure runbooks' shared configuration and undo operations.
+
+The target's `infra` section names what the infra runbooks look at (see
+`kfm-runbook sandbox create`, part live_infra): the volumes and their thresholds
+(`disk`), the TLS endpoint and its certificate files (`tls`), the backup job and its
+status records (`backup`); `services` names the live services file (URLs, the DSN).
+Checks live in infra_disk.py, infra_tls.py and infra_backup.py; this module holds what
+they share and the registered undo operations (`infra.<op>`) that `kfm-runbook rollback`
+runs: put reclaimed files back, reinstall a previous certificate, restore the backup job's
+configuration, remove a backup and restore the previous LATEST pointer.
+
+Light imports only: used inside kernels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import TargetError
+from ..target import Target
+from . import undoable
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True)
+class InfraConfig:
+    """The target's `infra` section, with paths resolved against the target's folder."""
+
+    target: Target
+    section: dict[str, Any]
+
+    @classmethod
+    def from_target(cls, target: Target) -> InfraConfig:
+        return cls(target, target.section("infra"))
+
+    @property
+    def base(self) -> Path:
+        return self.target.base
+
+    def part(self, name: str) -> dict[str, Any]:
+        value = self.section.get(name)
+        if not isinstance(value, dict):
+            raise TargetError(f"target {self.target.path}: 'infra.{name}' must be a mapping")
+        return value
+
+    def path(self, value: Any, what: str) -> Path:
+        if not isinstance(value, str) or not value:
+            raise TargetError(f"target {self.target.path}: '{what}' must be a path string")
+        return (self.base / value).resolve()
+
+    def rel(self, path: Path) -> str:
+        """A path as the operator reads it: relative to the target's folder when inside."""
+        try:
+            return str(path.resolve().relative_to(self.base))
+        except ValueError:
+            return str(path)
+
+    @property
+    def allow_remote(self) -> bool:
+        live = self.target.data.get("live")
+        return bool(self.section.get("allow_remote")) or (
+            isinstance(live, dict) and bool(live.get("allow_remote"))
+        )
+
+    def services(self) -> dict[str, Any] | None:
+        """services.json of the running system, or None when it is not running."""
+        name = self.section.get("services")
+        if name is None:
+            return None
+        try:
+            value = json.loads(self.path(name, "infra.services").read_text())
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def reference(self) -> dict[str, Any]:
+        name = self.section.get("reference")
+        if name is None:
+            return {}
+        try:
+            value = json.loads(self.path(name, "infra.reference").read_text())
+        except (OSError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+
+# --- undo operations (kfm-runbook rollback) ----------------------------------------------
+
+
+@undoable("infra.restore_reclaimed")
+def restore_reclaimed(target: Target, batch: str) -> dict[str, Any]:
+    """Put the files of a reclaim batch back on their volume (byte-identical)."""
+    from . import infra_disk
+
+    config = InfraConfig.from_target(target)
+    return infra_disk.restore_batch(infra_disk.quarantine_dir(config), batch)
+
+
+@undoable("infra.reinstall_certificate")
+def reinstall_certificate(target: Target, archive: str) -> dict[str, Any]:
+    """Reinstall an archived certificate and key (the one a renewal replaced)."""
+    from . import infra_tls
+
+    return infra_tls.reinstall(infra_tls.TLSConfig.from_target(target), archive)
+
+
+@undoable("infra.restore_backup_job")
+def restore_backup_job(target: Target, previous: dict[str, Any]) -> dict[str, Any]:
+    """Put the backup job's previous configuration back."""
+    from . import infra_backup
+
+    return infra_backup.write_job(infra_backup.BackupConfig.from_target(target), previous)
+
+
+@undoable("infra.remove_backup")
+def remove_backup(
+    target: Target, run: str, file: str, previous_latest: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Remove a backup a runbook took and point LATEST back where it was."""
+    from . import infra_backup
+
+    return infra_backup.remove_backup(
+        infra_backup.BackupConfig.from_target(target), run, file, previous_latest
+    )

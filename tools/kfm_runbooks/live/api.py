@@ -144,7 +144,7 @@ class App:
         if method == "GET" and path == "/api/v1/layers":
             layers = [
                 layer
-                for layer in self.config.get().get("layers", [])
+                for layer in self.layers.get().get("layers", [])
                 if self.can_read(role, layer["sensitivity"])
             ]
             return _json(200, {"layers": layers})

@@ -7,7 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KERNEL := $(VENV)/share/jupyter/kernels/kfm-runbook/kernel.json
-PYTEST_ARGS ?=
+# Two workers per machine core count, a test file per worker (module-scoped live sandboxes).
+PYTEST_ARGS ?= -n auto --dist loadfile
 
 .PHONY: help venv kernel browser services demo test lint format golden bench lock dev precommit clean
 

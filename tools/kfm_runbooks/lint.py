@@ -58,21 +58,22 @@ _ACTION_RE = re.compile(r"\brun\.action\(")
 _CHECK_RE = re.compile(r"\brun\.check\(")
 
 
-def _calls(source: str, method: str) -> bool:
-    """Does the code call `run.<method>(...)`? (ast: comments and strings do not count)."""
+def _run_calls(source: str) -> set[str]:
+    """Methods the code calls on the recorder `run` (ast: comments and strings don't count)."""
+    if "run." not in source:
+        return set()
     try:
         tree = ast.parse(source)
-    except SyntaxError:
-        pattern = _ACTION_RE if method == "action" else _CHECK_RE
-        return bool(pattern.search(source))
-    return any(
-        isinstance(node, ast.Call)
+    except SyntaxError:  # fall back to text for cells that are not valid Python yet
+        return {m for m, rx in (("action", _ACTION_RE), ("check", _CHECK_RE)) if rx.search(source)}
+    return {
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
-        and node.func.attr == method
         and isinstance(node.func.value, ast.Name)
         and node.func.value.id == "run"
-        for node in ast.walk(tree)
-    )
+    }
 
 
 @dataclass(frozen=True)
@@ -418,7 +419,8 @@ def _check_cells(cells: list[dict[str, Any]], out: _Collector) -> None:
                 cell=where,
             )
         changes = CHANGES_TARGET in tags
-        calls_action = _calls(source, "action")
+        calls = _run_calls(source)
+        calls_action = "action" in calls
         if changes and not calls_action:
             out.add(
                 "RB072",
@@ -440,7 +442,7 @@ def _check_cells(cells: list[dict[str, Any]], out: _Collector) -> None:
                 f"state changes belong in {', '.join(CHANGING_PHASES)} cells",
                 cell=where,
             )
-        if "verification" in phases and _calls(source, "check"):
+        if "verification" in phases and "check" in calls:
             verification_checks = True
     if not verification_checks:
         out.add(

@@ -37,7 +37,7 @@ ifeq ($(CHROMIUM),)
 	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium
 endif
 
-demo: kernel
+demo: kernel services
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo.sh
 
 lint: venv

@@ -62,6 +62,20 @@ echo "$bundle"
 run kfm-runbook verify --bundle "$bundle" || exit 1
 
 run kfm-runbook incident show "$incident"
+
+# 5. A live-service incident: the sandbox's API and PostgreSQL on loopback, a bad feature
+#    flag rolled out (5xx burst), found, contained through the admin API, verified.
+trap 'kfm-runbook sandbox down --dir "$sandbox" >/dev/null 2>&1' EXIT
+run kfm-runbook sandbox up --dir "$sandbox" || exit 1
+run kfm-runbook sandbox fault 5xx-burst --on --dir "$sandbox" || exit 1
+live_incident=$(kfm-runbook incident new --title "Demo: API 5xx spike" --severity Sev2 --commander demo-ic) || exit 1
+run kfm-runbook run RBK-api-5xx-spike --incident "$live_incident" --target "$sandbox/target.yaml"
+[ $? -eq 1 ] || { echo "expected exit 1 while the 5xx burst is on"; exit 1; }
+run kfm-runbook run RBK-api-5xx-spike --incident "$live_incident" --target "$sandbox/target.yaml" --apply || exit 1
+run kfm-runbook verify "$live_incident" || exit 1
+run kfm-runbook sandbox down --dir "$sandbox" || exit 1
+trap - EXIT
+
 cat <<MSG
 
 Where everything is:
@@ -74,5 +88,6 @@ Where everything is:
   postmortem    $workspace/90_postmortem/ (postmortem.md, action_items.md, report-*.html)
   bundle        $bundle
   sandbox       $sandbox (quarantined items in catalog/quarantine/)
+  live incident $live_incident (RBK-api-5xx-spike: flag switched off through the admin API)
 Step through a runbook in JupyterLab: kfm-runbook open RBK-catalog-checksum-mismatch --incident $incident
 MSG

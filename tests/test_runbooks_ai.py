@@ -13,13 +13,14 @@ import pytest
 import scrapbook
 import yaml
 
-from kfm_runbooks import ledger
 from kfm_runbooks.checks import ai_citations, ai_focus, ai_retrieval
 from kfm_runbooks.live import supervisor
 from kfm_runbooks.sandbox import live as sandbox_live
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE, Cli, sha256sum_check
+from .helpers import applied_actions as _actions
+from .helpers import run_json as _run
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +29,6 @@ INJECTION = "RBK-ai-prompt-injection"
 RETRIEVAL = "RBK-ai-retrieval-failure"
 DRIFT = "RBK-ai-eval-drift"
 USER = "198.51.100.23"
-
-
-def _run(cli: Cli, runbook: str, incident_id: str, target: Path, *extra: str) -> dict[str, Any]:
-    result = cli(
-        "run", runbook, "--incident", incident_id, "--target", str(target), "--json", *extra
-    )
-    out: dict[str, Any] = json.loads(result.stdout) if result.stdout.startswith("{") else {}
-    out["_exit"] = result.exit_code
-    out["_stderr"] = result.stderr
-    return out
 
 
 def _scraps(ws: Path, out: dict[str, Any]) -> dict[str, Any]:
@@ -51,11 +42,6 @@ def _findings(ws: Path, out: dict[str, Any]) -> set[tuple[str, str]]:
         for name, data in _scraps(ws, out).items()
         if name.startswith("kfm.finding.")
     }
-
-
-def _actions(ws: Path) -> list[dict[str, Any]]:
-    entries = ledger.check(ws / "10_evidence/ledger.jsonl").entries
-    return [e["data"] for e in entries if e["kind"] == "action"]
 
 
 def _system(target: Path) -> ai_focus.FocusSystem:

@@ -7,7 +7,6 @@ the next test finds the sandbox as intended.
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,13 +17,14 @@ from typing import Any
 import pytest
 import scrapbook
 
-from kfm_runbooks import ledger
 from kfm_runbooks.checks import api_abuse, api_auth, api_errors, api_queries
 from kfm_runbooks.checks.live import Live
 from kfm_runbooks.live import supervisor
 from kfm_runbooks.target import load_target
 
 from .conftest import Cli, sha256sum_check
+from .helpers import applied_actions as _actions
+from .helpers import run_json
 
 pytestmark = pytest.mark.slow
 
@@ -44,14 +44,7 @@ FAST = {
 
 
 def _run(cli: Cli, runbook: str, incident_id: str, target: Path, *extra: str) -> dict[str, Any]:
-    result = cli(
-        "run", runbook, "--incident", incident_id, "--target", str(target), "--json",
-        *FAST[runbook], *extra,
-    )  # fmt: skip
-    out: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
-    out["_exit"] = result.exit_code
-    out["_stderr"] = result.stderr
-    return out
+    return run_json(cli, runbook, incident_id, target, *FAST[runbook], *extra)
 
 
 def _codes(ws: Path, out: dict[str, Any], severity: str | None = None) -> set[str]:
@@ -65,11 +58,6 @@ def _codes(ws: Path, out: dict[str, Any], severity: str | None = None) -> set[st
 
 def _checks(out: dict[str, Any]) -> dict[str, str]:
     return {c["name"]: c["status"] for c in out["checks"]}
-
-
-def _actions(ws: Path) -> list[dict[str, Any]]:
-    entries = ledger.check(ws / "10_evidence/ledger.jsonl").entries
-    return [e["data"] for e in entries if e["kind"] == "action"]
 
 
 def _live(target: Path) -> Live:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import scrapbook
 
-from kfm_runbooks import ledger
-
 from .conftest import KFM_SAMPLE, Cli
+from .helpers import applied_actions as _actions
+from .helpers import run_json as _run
 
 pytestmark = pytest.mark.slow
 
@@ -37,25 +37,12 @@ FAULTS: dict[str, tuple[set[str], list[str], str]] = {
 }
 
 
-def _run(cli: Cli, runbook: str, incident_id: str, target: Path, *extra: str) -> dict[str, Any]:
-    result = cli("run", runbook, "--incident", incident_id, "--target", target, "--json", *extra)
-    out: dict[str, Any] = json.loads(result.stdout)
-    out["_exit"] = result.exit_code
-    out["_statuses"] = {c["name"]: c["status"] for c in out["checks"]}
-    return out
-
-
 def _scraps(ws: Path, out: dict[str, Any]) -> Any:
     return scrapbook.read_notebook(str(ws / out["notebook"])).scraps
 
 
 def _codes(scraps: Any) -> list[str]:
     return sorted({s.data["code"] for n, s in scraps.items() if n.startswith("kfm.finding.")})
-
-
-def _actions(ws: Path) -> list[dict[str, Any]]:
-    entries = ledger.check(ws / "10_evidence/ledger.jsonl").entries
-    return [e["data"] for e in entries if e["kind"] == "action"]
 
 
 @pytest.mark.parametrize("runbook", sorted(FAULTS))
@@ -66,12 +53,12 @@ def test_fault_found_contained_idempotent_and_reversible(
     failing, codes, first = FAULTS[runbook]
     triage = _run(cli, runbook, incident_id, sandbox)
     assert triage["_exit"] == 1 and triage["outcome"] == "failed"
-    assert {n for n, s in triage["_statuses"].items() if s == "FAIL"} == failing
+    assert {n for n, s in triage["statuses"].items() if s == "FAIL"} == failing
     assert _codes(_scraps(ws, triage)) == codes
     assert (sandbox.parent / first).is_file()  # read-only: nothing moved
 
     contained = _run(cli, runbook, incident_id, sandbox, "--apply")
-    assert contained["_exit"] == 0 and contained["outcome"] == "passed", contained["_statuses"]
+    assert contained["_exit"] == 0 and contained["outcome"] == "passed", contained["statuses"]
     actions = _actions(ws)
     assert actions and all(a["ok"] for a in actions)
     assert not (sandbox.parent / first).exists()
@@ -92,7 +79,7 @@ def test_clean_sandbox_verifies(
 ) -> None:
     out = _run(cli, runbook, incident[0], clean_sandbox)
     assert out["_exit"] == 0 and out["outcome"] == "passed" and out["findings"] == 0
-    assert set(out["_statuses"].values()) == {"PASS"}
+    assert set(out["statuses"].values()) == {"PASS"}
 
 
 def test_kfm_validation_fixture_verdicts(cli: Cli, incident: tuple[str, Path]) -> None:
@@ -104,7 +91,7 @@ def test_kfm_validation_fixture_verdicts(cli: Cli, incident: tuple[str, Path]) -
         KFM_SAMPLE / "catalog_validation.target.yaml",
     )
     assert out["_exit"] == 1
-    assert out["_statuses"] == {
+    assert out["statuses"] == {
         "records-valid": "FAIL",  # KFM's invalid fixtures and placeholder examples
         "records-verifiable": "PASS",
         "kfm-fixture-verdicts": "PASS",
@@ -125,9 +112,9 @@ def test_kfm_label_fixture_verdicts(cli: Cli, incident: tuple[str, Path]) -> Non
         KFM_SAMPLE / "catalog_labels.target.yaml",
     )
     assert out["_exit"] == 1
-    assert out["_statuses"]["kfm-fixture-verdicts"] == "PASS"
-    assert out["_statuses"]["label-documents"] == "FAIL"  # the three invalid fixtures
-    assert out["_statuses"]["policy-profile"] == "HOLD"  # profiles.yaml is a placeholder
+    assert out["statuses"]["kfm-fixture-verdicts"] == "PASS"
+    assert out["statuses"]["label-documents"] == "FAIL"  # the three invalid fixtures
+    assert out["statuses"]["policy-profile"] == "HOLD"  # profiles.yaml is a placeholder
     docs = {Path(d["file"]).name: d for d in _scraps(ws, out)["kfm.table.label_documents"].data}
     assert {n: d["outcome"] for n, d in docs.items()} == {
         "invalid_1.json": "FAIL",
@@ -149,7 +136,7 @@ def test_kfm_trust_spine_cases(cli: Cli, incident: tuple[str, Path]) -> None:
         KFM_SAMPLE / "catalog_provenance.target.yaml",
     )
     assert out["_exit"] == 1
-    assert out["_statuses"] == {
+    assert out["statuses"] == {
         "catalog-provenance": "FAIL",  # pm25_2026: a placeholder collection, placeholder evidence
         "entries-verifiable": "PASS",
         "trust-spine": "HOLD",  # two pinned files and ten schemas are not in the sample

@@ -15,40 +15,18 @@ from typing import Any
 import pytest
 import scrapbook
 
-from kfm_runbooks import ledger
 from kfm_runbooks.checks import graph_backup, graph_orphans, graph_schema, graphdb
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE, Cli, sha256sum_check
+from .helpers import applied_actions as _actions
+from .helpers import finding_codes as _codes
+from .helpers import run_json as _run
 
 pytestmark = pytest.mark.slow
 CLOSURE_TARGET = KFM_SAMPLE / "graph_stac_link_closure.target.yaml"
 RUNTIME_TARGET = KFM_SAMPLE / "graph_runtime.target.yaml"
 CASES = KFM_SAMPLE / "fixtures/contracts/v1/data/stac_link_closure_assessment/cases.json"
-
-
-def _run(cli: Cli, runbook: str, incident_id: str, target: Path, *extra: str) -> dict[str, Any]:
-    result = cli(
-        "run", runbook, "--incident", incident_id, "--target", str(target), "--json", *extra
-    )
-    out: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
-    out["_exit"] = result.exit_code
-    out["statuses"] = {c["name"]: c["status"] for c in out.get("checks", [])}
-    return out
-
-
-def _codes(ws: Path, out: dict[str, Any]) -> list[str]:
-    book = scrapbook.read_notebook(str(ws / out["notebook"]))
-    return sorted(
-        s.data["code"]
-        for name, s in book.scraps.items()
-        if name.startswith("kfm.finding.") and s.data["severity"] != "info"
-    )
-
-
-def _actions(ws: Path) -> list[dict[str, Any]]:
-    entries = ledger.check(ws / "10_evidence/ledger.jsonl").entries
-    return [e["data"] for e in entries if e["kind"] == "action"]
 
 
 def _fix_twice(

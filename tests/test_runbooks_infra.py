@@ -9,48 +9,24 @@ Also: `sandbox up` started what this domain needs, and `down` leaves nothing mou
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import scrapbook
 
-from kfm_runbooks import ledger
 from kfm_runbooks.checks import infra_backup, infra_disk, infra_tls
 from kfm_runbooks.checks.infra import InfraConfig
 from kfm_runbooks.live import supervisor
 from kfm_runbooks.target import load_target
 
 from .conftest import Cli, sha256sum_check
+from .helpers import applied_actions as _actions
+from .helpers import finding_codes as _codes
+from .helpers import run_json as _run
 
 pytestmark = pytest.mark.slow
-
-
-def _run(cli: Cli, runbook: str, incident_id: str, target: Path, *extra: str) -> dict[str, Any]:
-    result = cli(
-        "run", runbook, "--incident", incident_id, "--target", str(target), "--json", *extra
-    )
-    out: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
-    out["_exit"] = result.exit_code
-    out["statuses"] = {c["name"]: c["status"] for c in out.get("checks", [])}
-    return out
-
-
-def _codes(ws: Path, out: dict[str, Any]) -> list[str]:
-    book = scrapbook.read_notebook(str(ws / out["notebook"]))
-    return sorted(
-        s.data["code"]
-        for name, s in book.scraps.items()
-        if name.startswith("kfm.finding.") and s.data["severity"] != "info"
-    )
-
-
-def _actions(ws: Path) -> list[dict[str, Any]]:
-    entries = ledger.check(ws / "10_evidence/ledger.jsonl").entries
-    return [e["data"] for e in entries if e["kind"] == "action"]
 
 
 @pytest.fixture

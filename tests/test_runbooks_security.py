@@ -2,48 +2,36 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import scrapbook
 
-from kfm_runbooks import ledger
 from kfm_runbooks.checks import security_access, security_layers, security_secrets, security_supply
 from kfm_runbooks.sandbox.security_secrets import fake_credentials
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE, ROOT, Cli, sha256sum_check
+from .helpers import applied_actions as _actions
+from .helpers import run_json as _run
 
 pytestmark = pytest.mark.slow
 
-SECRETS = "RBK-security-secret-exposure"
-SUPPLY = "RBK-security-supply-chain"
-ACCESS = "RBK-security-unauthorized-access"
-LAYERS = "RBK-security-sensitive-layer-exposure"
 
-
-def _run(cli: Cli, runbook: str, incident_id: str, target: Path, *extra: str) -> dict:
-    result = cli(
-        "run", runbook, "--incident", incident_id, "--target", str(target), "--json", *extra
-    )
-    out = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
-    out["_exit"] = result.exit_code
-    out["_stderr"] = result.stderr
-    return out
-
-
-def _codes(ws: Path, out: dict) -> list[str]:
+def _codes(ws: Path, out: dict[str, Any]) -> list[str]:
+    """Distinct finding codes of the run (info included)."""
     book = scrapbook.read_notebook(str(ws / out["notebook"]))
     return sorted(
         {s.data["code"] for name, s in book.scraps.items() if name.startswith("kfm.finding.")}
     )
 
 
-def _actions(ws: Path) -> list[dict]:
-    entries = ledger.check(ws / "10_evidence/ledger.jsonl").entries
-    return [e["data"] for e in entries if e["kind"] == "action"]
+SECRETS = "RBK-security-secret-exposure"
+SUPPLY = "RBK-security-supply-chain"
+ACCESS = "RBK-security-unauthorized-access"
+LAYERS = "RBK-security-sensitive-layer-exposure"
 
 
 def _fault_present(runbook: str, target: Path) -> bool:

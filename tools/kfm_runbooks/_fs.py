@@ -21,13 +21,12 @@ from pathlib import Path
 from .errors import SetupError
 
 PARTIAL_SUFFIX = ".partial"
-PARTIAL_MARK = ".partial"
 
 
 def is_partial(name: str) -> bool:
     """Hidden in-progress files: `.<name>.<random>.partial` and `.<run>.partial.ipynb`."""
     base = name.rsplit("/", 1)[-1]
-    return base.startswith(".") and PARTIAL_MARK in base
+    return base.startswith(".") and PARTIAL_SUFFIX in base
 
 
 LOCK_TIMEOUT_S = 120.0

@@ -84,9 +84,6 @@ class History:
     def integrity_ever_flagged(self) -> bool:
         return bool(self.of("integrity.flagged"))
 
-    def findings(self) -> list[dict[str, Any]]:
-        return [e for e in self.of("finding")]
-
 
 def describe(entry: dict[str, Any]) -> str:
     """One factual line for an entry (postmortem timeline, report)."""

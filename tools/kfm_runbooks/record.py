@@ -24,7 +24,7 @@ import os
 import re
 import secrets
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,14 +312,14 @@ class Recorder:
             )
 
 
-def _session_namespace() -> dict[str, Any]:
+def _session_namespace() -> Mapping[str, Any]:
     """The notebook's globals: `kfm-runbook open` injects kfm_session_id / kfm_runbook_id."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover
         return {}
     shell = get_ipython()
-    return dict(shell.user_ns) if shell is not None else {}
+    return shell.user_ns if shell is not None else {}  # read only, never copied
 
 
 def start(

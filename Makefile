@@ -7,10 +7,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KERNEL := $(VENV)/share/jupyter/kernels/kfm-runbook/kernel.json
-# Two workers per machine core count, a test file per worker (module-scoped live sandboxes).
-PYTEST_ARGS ?= -n auto --dist loadfile
+# One xdist worker per core; tests spread one by one, except that a module sharing a
+# module-scoped fixture (a live sandbox) stays on one worker (tests/conftest.py groups it).
+PYTEST_ARGS ?= -n auto --dist loadgroup
 
-.PHONY: help venv kernel browser services demo test lint format golden bench lock dev precommit clean
+.PHONY: help venv kernel browser services demo test test-fast lint format golden bench lock dev precommit clean
 
 help:
 	@sed -n '2,3p' Makefile
@@ -68,6 +69,10 @@ endif
 
 test: kernel browser services lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The inner loop: everything but the tests marked slow (real kernels, live services).
+test-fast: kernel lint
+	$(BIN)/pytest $(PYTEST_ARGS) -m "not slow"
 
 golden: kernel
 	$(BIN)/kfm-runbook golden

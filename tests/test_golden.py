@@ -15,12 +15,29 @@ pytestmark = pytest.mark.slow
 CASES = golden.load_cases()
 
 
+def runbook_paths() -> list[Path]:
+    from kfm_runbooks import runbook
+
+    return runbook.discover()
+
+
+# pytest + nbval in a fresh process, with the same deferral of a slow optional import
+# (rfc3987_syntax, seconds per process) as the CLI, the worker and the kernel.
+_PYTEST_DEFERRED = (
+    "import sys\n"
+    "from kfm_runbooks._speedups import defer_slow_optional_imports\n"
+    "defer_slow_optional_imports()\n"
+    "import pytest\n"
+    "sys.exit(pytest.main(sys.argv[1:]))\n"
+)
+
+
 def _nbval(notebook: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
-            "-m",
-            "pytest",
+            "-c",
+            _PYTEST_DEFERRED,
             "--nbval",
             notebook.name,
             "--nbval-sanitize-with",
@@ -58,6 +75,31 @@ def test_every_library_runbook_has_a_golden() -> None:
 
     covered = {case.runbook for case in CASES}
     assert {p.stem for p in runbook.discover()} <= covered
+
+
+@pytest.mark.parametrize("book", runbook_paths(), ids=lambda p: p.stem)
+def test_volatile_cells_cannot_renumber_compared_findings(book: Path) -> None:
+    from kfm_runbooks import runbook
+
+    assert golden.volatile_order_problems(runbook.load(book)) == []
+
+
+def test_the_volatile_order_rule_catches_a_renumbering_runbook(tmp_path: Path) -> None:
+    from kfm_runbooks import runbook
+
+    source = runbook.find("RBK-catalog-checksum-mismatch")
+    nb = nbformat.read(source, as_version=4)
+    triage = next(c for c in nb.cells if "triage" in c.metadata.get("tags", []))
+    volatile = nbformat.v4.new_code_cell(
+        'if measured_ms > 300:\n    run.finding("SLOW", "/x", message="timing-dependent")',
+        id="volatile",
+    )
+    volatile.metadata["tags"] = ["triage", golden.IGNORE_OUTPUT_TAG]
+    nb.cells.insert(nb.cells.index(triage), volatile)
+    path = tmp_path / source.name
+    nbformat.write(nb, path)
+    problems = golden.volatile_order_problems(runbook.load(path))
+    assert problems and "after cell" in problems[0] and "[volatile]" in problems[0]
 
 
 def test_a_changed_finding_fails_the_harness(tmp_path: Path) -> None:

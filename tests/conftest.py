@@ -25,6 +25,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         defs = fixtureinfo.name2fixturedefs.values() if fixtureinfo is not None else []
         if any(d.scope == "module" for group in defs for d in group):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 NOTEBOOKS = ROOT / "tests" / "notebooks"
 KFM_SAMPLE = ROOT / "tests" / "kfm_sample"
 CHECKSUM = "RBK-catalog-checksum-mismatch"

@@ -93,9 +93,11 @@ def test_operator_session_leaves_the_same_evidence(
     assert json.loads(connection.read_text())["transport"] == "ipc"
     client = BlockingKernelClient(connection_file=str(connection))
     client.load_connection_file()
-    client.start_channels()
+    # No heartbeat channel: its 1 s time-to-dead calls a kernel "dead" whenever a busy
+    # machine delays one beat. Readiness is a kernel_info reply (waited for, hang guard).
+    client.start_channels(hb=False)
     try:
-        client.wait_for_ready(timeout=60)
+        client.wait_for_ready(timeout=300)
         nb = nbformat.read(notebook, as_version=4)
         for cell in nb.cells:
             if cell.cell_type != "code" or cell.get("id") == "triage-plot":

@@ -15,6 +15,7 @@ import pytest
 
 from kfm_runbooks.checks import catalog_json, catalog_prov, catalog_stac
 from kfm_runbooks.checks import catalog_validation as validation
+from kfm_runbooks.errors import TargetError
 from kfm_runbooks.sandbox import catalog_records
 from kfm_runbooks.target import load_target
 
@@ -189,10 +190,14 @@ def test_missing_schema_holds_instead_of_passing(tmp_path: Path) -> None:
         / "fixtures/contracts/v1/stac/kfm-profile-v1/valid/valid_proof_bound_cataloged.json"
     )
     shutil.copy(item, tmp_path / "base/item.json")
+    (tmp_path / "broken.schema.json").write_text("{not json")
     [report] = validation.scan(
-        _config(tmp_path, ["base"], kfm_stac_profile="nowhere.schema.json")
+        _config(tmp_path, ["base"], kfm_stac_profile="broken.schema.json")
     ).reports
     assert report.codes == ["SCHEMA_UNAVAILABLE"] and report.outcome == "HOLD"
+    # a schema path that does not exist is a description error, not a verdict
+    with pytest.raises(TargetError, match=r"'catalog_validation.schemas.kfm_stac_profile'"):
+        _config(tmp_path, ["base"], kfm_stac_profile="nowhere.schema.json")
 
 
 def test_unknown_records_hold() -> None:

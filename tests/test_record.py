@@ -169,13 +169,11 @@ def test_fail_and_hold_keep_their_status_and_counts(recorder: rb.Recorder) -> No
     assert "verified 3 of 9 items" in recorder.checks["digests"]["detail"]
 
 
-@pytest.mark.parametrize(
-    ("examined", "in_scope"), [(5, 4), (-1, 3), (1, None), (True, 1)]
-)
+@pytest.mark.parametrize(("examined", "in_scope"), [(5, 4), (-1, 3), (1, None), (True, 1)])
 def test_impossible_coverage_is_a_programming_error(
     recorder: rb.Recorder, examined: object, in_scope: object
 ) -> None:
-    with pytest.raises(ValueError, match="coverage|both examined"):
+    with pytest.raises(ValueError, match=r"coverage|both examined"):
         recorder.check("x", "PASS", examined=examined, in_scope=in_scope)  # type: ignore[arg-type]
 
 

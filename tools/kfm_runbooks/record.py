@@ -190,7 +190,9 @@ class Recorder:
         _publish(f"kfm.table.{name}", data)
         if verdict is None:
             return
-        statuses = [row_status(row.get(verdict)) if isinstance(row, dict) else "HOLD" for row in data]
+        statuses = [
+            row_status(row.get(verdict)) if isinstance(row, dict) else "HOLD" for row in data
+        ]
         failed = statuses.count("FAIL")
         held = statuses.count("HOLD")
         status = "FAIL" if failed else "HOLD" if held else "PASS"

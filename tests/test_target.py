@@ -35,7 +35,7 @@ def test_one_line_repo_target_finds_what_the_section_targets_name(
         if not explicit.has(section):
             continue
         for key, kind in kinds.items():
-            if get(explicit.section(section), key) is None or kind == "write":
+            if get(explicit.section(section), key) is None or kind in ("write", "state"):
                 continue
             if kind == "paths":
                 covered = one_line.resolve_many(section, key)

@@ -124,6 +124,39 @@ def _under_symlink(path: Path, top: Path) -> bool:
     return False
 
 
+def collection_license(
+    path: Path, record: dict[str, Any], boundary: Path, extra: tuple[Path, ...] = ()
+) -> str | None:
+    """The licence an item inherits from its collection (STAC keeps licences on the
+    collection where it can): the `collection` / `parent` link's Collection, or one of
+    `extra`, read only when it lies inside `boundary`. None when there is none."""
+    import os
+    import urllib.parse
+
+    candidates = []
+    for link in record.get("links") or []:
+        if not isinstance(link, dict) or link.get("rel") not in ("collection", "parent"):
+            continue
+        href = str(link.get("href", ""))
+        if urllib.parse.urlsplit(href).scheme:
+            continue
+        candidates.append(Path(os.path.normpath(path.parent / urllib.parse.unquote(href))))
+    candidates += list(extra)
+    for candidate in candidates:
+        if not inside(candidate, boundary):
+            continue
+        doc, _ = read_object(candidate)
+        license_ = doc.get("license") if doc is not None else None
+        if (
+            doc is not None
+            and doc.get("type") == "Collection"
+            and isinstance(license_, str)
+            and license_.strip()
+        ):
+            return license_
+    return None
+
+
 def rel(path: Path, base: Path) -> str:
     """A stable display path: relative to `base` when inside it, else the file name."""
     try:

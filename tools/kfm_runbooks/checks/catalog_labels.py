@@ -35,7 +35,15 @@ import yaml
 from ..errors import TargetError
 from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding, expected_error, verdict
-from .catalog_json import READ_ERROR_CODES, inside, json_files, placeholders, read_object, rel
+from .catalog_json import (
+    READ_ERROR_CODES,
+    collection_license,
+    inside,
+    json_files,
+    placeholders,
+    read_object,
+    rel,
+)
 from .catalog_schema import SchemaUnavailable, schema_errors
 from .catalog_validation import classify
 from .catalog_withdraw import Holding
@@ -262,6 +270,10 @@ def check_record(path: Path, config: LabelsConfig, policy: Policy) -> LabelRepor
         note = Finding("LABEL_NOT_APPLICABLE", subject, "/", INFO, f"{kind} record: not a dataset")
         return LabelReport(subject, kind, None, "n/a", True, [note])
     found = license_findings(record, kind, subject)
+    if found and found[0].code == "LICENSE_MISSING" and kind in ("stac-item", "kfm-stac-item"):
+        inherited = collection_license(path, record, config.base)
+        if inherited is not None:  # STAC: the collection's licence covers its items
+            found = license_findings({**record, "license": inherited}, kind, subject)
     where, label = _label(record, kind)
     label_found, _ = label_findings(label, subject, where, config.schema)
     found += label_found

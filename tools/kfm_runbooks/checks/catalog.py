@@ -353,7 +353,7 @@ def record_findings(
 
 
 def resolve_local_asset(
-    href: str, *, item_dir: Path, config: CatalogConfig
+    href: str, *, item_dir: Path, config: CatalogConfig, boundary: Path | None = None
 ) -> tuple[Path | None, str | None]:
     """Where a relative asset href points, or the code that forbids following it.
 
@@ -371,7 +371,7 @@ def resolve_local_asset(
             return None, "CAT_ASSET_PATH_ESCAPE"
         start, boundary = config.asset_root, config.asset_root
     else:
-        start, boundary = item_dir, config.base
+        start, boundary = item_dir, boundary or config.base
     # Lexical containment before any I/O: normpath collapses `..` without touching disk.
     candidate = Path(os.path.normpath(start / raw))
     boundary_norm = Path(os.path.normpath(boundary))
@@ -471,7 +471,12 @@ def asset_findings(
         if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
             _remote(href, scheme, roles, size, has_via, config, report, add, head_probe)
             continue
-        local, code = resolve_local_asset(href, item_dir=item_path.parent, config=config)
+        local, code = resolve_local_asset(
+            href,
+            item_dir=item_path.parent,
+            config=config,
+            boundary=config.boundary_for(item_path),
+        )
         if code is not None:
             add(code, f"asset href {href!r}: {code.removeprefix('CAT_ASSET_').lower()}")
             continue

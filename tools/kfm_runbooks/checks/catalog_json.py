@@ -86,25 +86,51 @@ def inside(path: Path, base: Path) -> bool:
     return True
 
 
-def json_files(entries: list[Path], base: Path, exclude: list[Path]) -> list[Path]:
-    """Every *.json file under `entries` (files or folders), sorted, staying in `base`.
+RECORD_SUFFIXES = (".json", ".jsonld", ".geojson")
 
-    Folders in `exclude` (quarantine, withheld) are skipped; symlinked files are kept so
-    that reading them reports INPUT_SYMLINK_DENIED, symlinked folders are not walked.
+
+def json_files(
+    entries: list[Path],
+    base: Path,
+    exclude: list[Path],
+    skipped: list[dict[str, str]] | None = None,
+) -> list[Path]:
+    """Every record file (.json, .jsonld, .geojson) under `entries`, sorted, staying in `base`.
+
+    Folders in `exclude` (quarantine, withheld) are skipped silently (they are write areas);
+    every other file that is not a record is appended to `skipped` with the reason, so a
+    scan says what it did not judge. Symlinked files are kept so that reading them reports
+    INPUT_SYMLINK_DENIED, symlinked folders are not walked.
     """
     found: set[Path] = set()
     for entry in entries:
         if entry.is_file() or entry.is_symlink():
             candidates = [entry]
         elif entry.is_dir():
-            candidates = [p for p in entry.rglob("*.json") if not _under_symlink(p, entry)]
+            candidates = [
+                p
+                for p in entry.rglob("*")
+                if (p.is_file() or p.is_symlink()) and not _under_symlink(p, entry)
+            ]
         else:
             continue
         for path in candidates:
             if any(_is_under(path, folder) for folder in exclude):
                 continue
+            if path.suffix.lower() not in RECORD_SUFFIXES and path != entry:
+                if skipped is not None:
+                    skipped.append({"file": rel(path, base), "reason": _skip_reason(path)})
+                continue
             found.add(path)
+    if skipped is not None:
+        skipped.sort(key=lambda s: s["file"])
     return sorted(found, key=lambda p: rel(p, base))
+
+
+def _skip_reason(path: Path) -> str:
+    if path.name.endswith(".expected_error.txt"):
+        return "expected-error matcher (read beside its record)"
+    return f"not a .json/.jsonld/.geojson record ({path.suffix or 'no suffix'})"
 
 
 def _is_under(path: Path, folder: Path) -> bool:

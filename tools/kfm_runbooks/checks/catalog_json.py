@@ -42,7 +42,8 @@ READ_ERROR_CODES = frozenset(
         "PATH_ESCAPE",
     }
 )
-PLACEHOLDER_RE = re.compile(r"placeholder", re.IGNORECASE)
+# KFM's stub conventions over time: "placeholder", REPLACE_SHA256-style, <fill_me>.
+PLACEHOLDER_RE = re.compile(r"(?i:placeholder)|\bREPLACE_[A-Z0-9_]+|(?i:<fill[_ -]?me>)")
 
 
 def parse_json(data: bytes) -> tuple[Any, str | None]:

@@ -122,6 +122,7 @@ def sealed_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path
         )
     )
     assert result.outcome == "passed", result.detail
+    assert all(c["coverage"]["examined"] == c["coverage"]["in_scope"] > 0 for c in result.checks)
     return workspace.incident_id, workspace.path
 
 

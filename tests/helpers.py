@@ -23,7 +23,24 @@ def run_json(cli: Cli, runbook: str, incident_id: str, target: Path, *extra: str
     out["_exit"] = result.exit_code
     out["_stderr"] = result.stderr
     out["statuses"] = {c["name"]: c["status"] for c in out.get("checks", [])}
+    assert_pass_coverage(out.get("checks", []))
     return out
+
+
+def assert_pass_coverage(checks: list[dict[str, Any]]) -> None:
+    """Every PASS carries its coverage: something in scope, and all of it verified."""
+    for check in checks:
+        if check.get("status") == "PASS":
+            coverage = check.get("coverage") or {}
+            assert coverage.get("in_scope", 0) > 0, check
+            assert coverage.get("examined") == coverage.get("in_scope"), check
+            assert f"verified {coverage['examined']} of {coverage['in_scope']}" in check["detail"]
+
+
+def coverage(out: dict[str, Any], name: str) -> tuple[int, int]:
+    """(examined, in_scope) of one check of a run."""
+    [check] = [c for c in out["checks"] if c["name"] == name]
+    return check["coverage"]["examined"], check["coverage"]["in_scope"]
 
 
 def finding_codes(ws: Path, out: dict[str, Any]) -> list[str]:

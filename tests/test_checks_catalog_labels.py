@@ -10,6 +10,8 @@ import pytest
 
 from kfm_runbooks.checks import catalog_labels as labels
 from kfm_runbooks.checks import catalog_withdraw as withdraw
+from kfm_runbooks.checks import expected_error
+from kfm_runbooks.checks.catalog_schema import SchemaError
 from kfm_runbooks.sandbox import catalog_records
 from kfm_runbooks.target import load_target
 
@@ -45,11 +47,13 @@ def test_kfm_label_fixtures_reproduce() -> None:
         ("enum|pattern|date-time", ["enum: 'BAD' is not one of ['public']"], True),
         ("enum|pattern|date-time", ["format: 'x' is not a 'date-time'"], True),
         ("additional properties", ["required: 'level' is a required property"], False),
-        ("", ["anything"], False),
+        ("", ["anything: at all"], False),
     ],
 )
 def test_expected_error_matcher(matcher: str, errors: list[str], matched: bool) -> None:
-    assert labels.matcher_matches(matcher, errors) is matched
+    parsed = expected_error.parse(matcher)
+    schema_errors = [SchemaError("/", *line.split(": ", 1)) for line in errors]
+    assert (parsed is not None and parsed.matched_by(schema_errors)) is matched
 
 
 def test_kfm_policy_profile_is_a_placeholder_and_holds() -> None:

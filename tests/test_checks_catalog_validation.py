@@ -15,6 +15,7 @@ import pytest
 
 from kfm_runbooks.checks import catalog_json, catalog_prov, catalog_stac
 from kfm_runbooks.checks import catalog_validation as validation
+from kfm_runbooks.errors import TargetError
 from kfm_runbooks.sandbox import catalog_records
 from kfm_runbooks.target import load_target
 
@@ -189,10 +190,14 @@ def test_missing_schema_holds_instead_of_passing(tmp_path: Path) -> None:
         / "fixtures/contracts/v1/stac/kfm-profile-v1/valid/valid_proof_bound_cataloged.json"
     )
     shutil.copy(item, tmp_path / "base/item.json")
+    (tmp_path / "broken.schema.json").write_text("{not json")
     [report] = validation.scan(
-        _config(tmp_path, ["base"], kfm_stac_profile="nowhere.schema.json")
+        _config(tmp_path, ["base"], kfm_stac_profile="broken.schema.json")
     ).reports
     assert report.codes == ["SCHEMA_UNAVAILABLE"] and report.outcome == "HOLD"
+    # a schema path that does not exist is a description error, not a verdict
+    with pytest.raises(TargetError, match=r"'catalog_validation.schemas.kfm_stac_profile'"):
+        _config(tmp_path, ["base"], kfm_stac_profile="nowhere.schema.json")
 
 
 def test_unknown_records_hold() -> None:
@@ -258,3 +263,22 @@ def test_sandbox_part_is_deterministic(tmp_path: Path) -> None:
 
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
     assert tree(tmp_path / "a") != tree(tmp_path / "c")
+
+
+def test_jsonld_records_are_judged_and_other_files_listed_as_skipped(tmp_path: Path) -> None:
+    """DCAT in `.jsonld` (and GeoJSON) records in a folder are judged, never silently
+    ignored; every file a scan does not judge is listed with the reason."""
+    (tmp_path / "base/records").mkdir(parents=True)
+    dcat = catalog_records._dcat("kfm-dist", **{"dct:license": "CC-BY-4.0"})
+    (tmp_path / "base/records/dist.jsonld").write_text(json.dumps(dcat))
+    (tmp_path / "base/records/notes.md").write_text("not a record")
+    result = validation.scan(_config(tmp_path, ["base/records"]))
+    assert [(r.file, r.kind) for r in result.reports] == [("records/dist.jsonld", "dcat")]
+    assert result.skipped == [
+        {"file": "records/notes.md", "reason": "not a .json/.jsonld/.geojson record (.md)"}
+    ]
+
+
+@pytest.mark.parametrize("stub", ["REPLACE_SHA256", "<fill_me>", "a placeholder value"])
+def test_kfm_placeholder_stubs_are_found(stub: str) -> None:
+    assert catalog_json.placeholders({"a": {"b": stub}}) == ["/a/b"]

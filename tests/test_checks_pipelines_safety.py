@@ -14,7 +14,8 @@ from kfm_runbooks.checks import pipelines_determinism as determinism
 from kfm_runbooks.checks import pipelines_releases as releases
 from kfm_runbooks.checks import pipelines_sync as sync
 from kfm_runbooks.checks import pipelines_watchers as watchers
-from kfm_runbooks.checks.pipelines_common import contained, parse_matcher, read_json
+from kfm_runbooks.checks.expected_error import parse as parse_matcher
+from kfm_runbooks.checks.pipelines_common import contained, read_json
 from kfm_runbooks.target import load_target
 
 INCIDENT = "INC-20260101-001"
@@ -69,7 +70,7 @@ def test_matcher_forms() -> None:
     pipe_form = parse_matcher("SCHEMA_INVALID|/|schema constraint failed: required")
     assert json_form is not None and (json_form.field, json_form.keyword) == ("/x", "const")
     assert pipe_form is not None and (pipe_form.field, pipe_form.keyword) == ("/", "required")
-    assert parse_matcher("garbage") is None
+    assert parse_matcher("{garbage") is None and parse_matcher("a\nb") is None
 
 
 # --- watchers --------------------------------------------------------------------------

@@ -127,9 +127,10 @@ def test_hostile_input_becomes_findings(tmp_path: Path) -> None:
 
 
 def test_a_path_escaping_the_target_is_refused(tmp_path: Path) -> None:
-    target = _copy(tmp_path)
+    target = _copy(tmp_path / "t")
+    (tmp_path / "outside.json").write_text("{}")
     text = target.read_text().replace(
-        "fixtures/runtime/layer_manifest_admission/cases.json", "../../../etc/passwd"
+        "fixtures/runtime/layer_manifest_admission/cases.json", "../outside.json"
     )
     target.write_text(text)
     _, problems = ui_contracts.assess(ui_contracts.ContractsConfig.from_target(load_target(target)))

@@ -71,6 +71,7 @@ def test_uri_selects_the_back_end(tmp_path: Path) -> None:
     assert _target(tmp_path, {"uri": "neo4j+s://graph.kfm.internal"}).backend == "neo4j"
     config = _target(tmp_path, {"uri": "graph/graph.sqlite"})
     assert config.backend == "sqlite" and config.location == "graph/graph.sqlite"
+    (tmp_path / "x.json").write_text("{}")
     assert _target(tmp_path, {"closure_cases": "x.json"}).backend is None
     with pytest.raises(TargetError, match="scheme"):
         _target(tmp_path, {"uri": "http://graph.kfm.internal:7474"})

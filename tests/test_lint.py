@@ -43,6 +43,7 @@ EXPECTED = {
     "action_without_changes_target": {"RB073"},
     "changes_target_in_triage": {"RB074"},
     "no_verification_check": {"RB075"},
+    "check_without_coverage": {"RB076"},
     "todo_marker": {"RB080"},
 }
 WARNINGS = {"RB004", "RB080"}

@@ -99,7 +99,7 @@ def test_evidence_is_hashed_and_never_overwritten(recorder: rb.Recorder) -> None
 
 def test_checks_and_verdict(recorder: rb.Recorder) -> None:
     assert recorder.verdict == "UNVERIFIED"
-    recorder.check("a", True)
+    recorder.check("a", True, examined=1, in_scope=1)
     assert recorder.verdict == "PASS"
     recorder.check("b", "HOLD")
     assert recorder.verdict == "HOLD"
@@ -123,3 +123,79 @@ def test_scrap_bundle_matches_scrapbook_format() -> None:
     }
     assert metadata == {"scrapbook": {"name": "kfm.check.x", "data": True, "display": False}}
     assert json.dumps(scraps.bundle("t", "text")[0]).count("scrap.text+json") == 1
+
+
+# --- coverage is part of every verdict ------------------------------------------------
+
+
+def _check_entries(recorder: rb.Recorder) -> list[dict[str, object]]:
+    entries = ledger.check(recorder.workspace.ledger).entries
+    return [e["data"] for e in entries if e["kind"] == "check"]
+
+
+@pytest.mark.parametrize(
+    ("examined", "in_scope", "recorded", "reason"),
+    [
+        (27, 27, "PASS", ""),
+        (26, 27, "HOLD", "1 of 27 assets in scope could not be verified"),
+        (0, 0, "HOLD", "nothing in scope (0 assets)"),
+    ],
+)
+def test_a_pass_needs_everything_in_scope_verified(
+    recorder: rb.Recorder, examined: int, in_scope: int, recorded: str, reason: str
+) -> None:
+    status = recorder.check(
+        "asset-digests", "PASS", "match", examined=examined, in_scope=in_scope, unit="assets"
+    )
+    assert status == recorded and recorder.verdict == recorded
+    [entry] = _check_entries(recorder)
+    assert entry["status"] == recorded
+    assert entry["coverage"] == {"examined": examined, "in_scope": in_scope, "unit": "assets"}
+    assert f"verified {examined} of {in_scope} assets" in str(entry["detail"])
+    assert reason in str(entry["detail"])
+    assert entry.get("requested") == (None if recorded == "PASS" else "PASS")
+
+
+def test_a_pass_without_coverage_is_hold(recorder: rb.Recorder) -> None:
+    assert recorder.check("flag", True, "looks fine") == "HOLD"
+    [entry] = _check_entries(recorder)
+    assert "no coverage stated" in str(entry["detail"]) and "coverage" not in entry
+
+
+def test_fail_and_hold_keep_their_status_and_counts(recorder: rb.Recorder) -> None:
+    assert recorder.check("digests", False, "1 differs", examined=3, in_scope=9) == "FAIL"
+    assert recorder.check("remote", "HOLD", "network denied") == "HOLD"
+    assert recorder.verdict == "FAIL"
+    assert "verified 3 of 9 items" in recorder.checks["digests"]["detail"]
+
+
+@pytest.mark.parametrize(("examined", "in_scope"), [(5, 4), (-1, 3), (1, None), (True, 1)])
+def test_impossible_coverage_is_a_programming_error(
+    recorder: rb.Recorder, examined: object, in_scope: object
+) -> None:
+    with pytest.raises(ValueError, match=r"coverage|both examined"):
+        recorder.check("x", "PASS", examined=examined, in_scope=in_scope)  # type: ignore[arg-type]
+
+
+def test_a_run_never_passes_while_its_verdict_table_has_a_fail(recorder: rb.Recorder) -> None:
+    rows = [{"file": "a.json", "outcome": "PASS"}, {"file": "b.json", "outcome": "FAIL"}]
+    recorder.table("item_verdicts", rows, verdict="outcome")
+    recorder.check("asset-digests", "PASS", "ok", examined=1, in_scope=1)
+    assert recorder.checks["table-item_verdicts"]["status"] == "FAIL"
+    assert recorder.verdict == "FAIL"
+    # re-recorded after containment, the table's latest state decides
+    recorder.table("item_verdicts", rows[:1], verdict="outcome")
+    assert recorder.verdict == "PASS"
+    # an unknown verdict value is not a pass; an empty table is nothing in scope
+    recorder.table("item_verdicts", [{"outcome": "maybe"}], verdict="outcome")
+    assert recorder.checks["table-item_verdicts"]["status"] == "HOLD"
+    recorder.table("item_verdicts", [], verdict="outcome")
+    assert recorder.checks["table-item_verdicts"]["status"] == "HOLD"
+
+
+def test_old_check_entries_without_coverage_still_read(tmp_path: Path) -> None:
+    """Ledgers and notebooks written before coverage existed carry name/status/detail only."""
+    from kfm_runbooks.seal import outcome_from
+
+    old = {"kfm.check.a": {"name": "a", "status": "PASS", "detail": "x"}}
+    assert outcome_from({"status": "completed"}, old)[0] == "passed"

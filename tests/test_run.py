@@ -15,6 +15,7 @@ from kfm_runbooks.errors import KernelMissingError
 from kfm_runbooks.execute import RunOptions, run_runbook
 
 from .conftest import CHECKSUM, KFM_SAMPLE, NOTEBOOKS, Cli, sha256sum_check
+from .helpers import assert_pass_coverage, coverage
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +26,7 @@ def _run(cli: Cli, notebook: str, incident_id: str, *extra: str) -> dict:
     out = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
     out["_exit"] = result.exit_code
     out["_stderr"] = result.stderr
+    assert_pass_coverage(out.get("checks", []))
     return out
 
 
@@ -49,9 +51,9 @@ def test_end_to_end_triage_then_apply(cli: Cli, incident: tuple[str, Path], sand
     assert triage["_exit"] == 1 and triage["outcome"] == "failed"
     statuses = {c["name"]: c["status"] for c in triage["checks"]}
     assert statuses == {
+        "table-item_verdicts": "FAIL",
         "asset-digests": "FAIL",
         "asset-and-catalog-links": "FAIL",
-        "remote-assets": "PASS",
     }
     assert triage["findings"] == 3
     nb_path = ws / triage["notebook"]
@@ -62,6 +64,9 @@ def test_end_to_end_triage_then_apply(cli: Cli, incident: tuple[str, Path], sand
 
     contained = _run(cli, CHECKSUM, incident_id, "--target", str(sandbox), "--apply")
     assert contained["_exit"] == 0 and contained["outcome"] == "passed"
+    # 3 local assets left after quarantine, all verified; the embargoed one is out of scope
+    assert coverage(contained, "asset-digests") == (3, 3)
+    assert coverage(contained, "asset-and-catalog-links") == (4, 4)
     again = _run(cli, CHECKSUM, incident_id, "--target", str(sandbox), "--apply")
     assert again["_exit"] == 0 and again["findings"] == 0  # idempotent: nothing left to do
 
@@ -109,7 +114,7 @@ def test_kfm_fixture_verdicts_through_the_runbook(cli: Cli, incident: tuple[str,
     statuses = {c["name"]: c["status"] for c in out["checks"]}
     assert statuses["asset-digests"] == "FAIL"  # digest mismatch
     assert statuses["asset-and-catalog-links"] == "FAIL"  # ../outside.bin
-    assert statuses["remote-assets"] == "HOLD"  # unverifiable, never PASS
+    assert statuses["table-item_verdicts"] == "FAIL"  # its own verdict table has FAILs
     book = scrapbook.read_notebook(str(ws / out["notebook"]))
     verdicts = {
         Path(r["file"]).name: (r["outcome"], r["codes"])

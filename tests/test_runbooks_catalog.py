@@ -12,6 +12,7 @@ import scrapbook
 
 from .conftest import KFM_SAMPLE, Cli
 from .helpers import applied_actions as _actions
+from .helpers import coverage
 from .helpers import run_json as _run
 
 pytestmark = pytest.mark.slow
@@ -20,17 +21,17 @@ pytestmark = pytest.mark.slow
 #             the file a containment action withdraws first, relative to the sandbox)
 FAULTS: dict[str, tuple[set[str], list[str], str]] = {
     "RBK-catalog-stac-validation": (
-        {"records-valid"},
+        {"records-valid", "table-record_verdicts"},
         ["PROV_REF_UNDECLARED", "TRUST_CLASS_DEPENDENCY_MISMATCH"],
         "catalog_records/validation/published/items/kfm-sbx-streams-proof.json",
     ),
     "RBK-catalog-license-sensitivity": (
-        {"licenses", "sensitivity-labels", "nothing-withheld-is-published"},
+        {"licenses", "sensitivity-labels", "nothing-withheld-is-published", "table-record_labels"},
         ["LICENSE_MISSING", "SENSITIVITY_LABEL_INVALID", "SENSITIVITY_LABEL_MISSING"],
         "catalog_records/labels/published/dcat/kfm-sbx-landcover-distribution.json",
     ),
     "RBK-catalog-mystery-dataset": (
-        {"catalog-provenance"},
+        {"catalog-provenance", "table-entry_provenance"},
         ["MYSTERY_DATASET", "PROVENANCE_REF_UNRESOLVED"],
         "catalog_records/provenance/catalog/kfm-sbx-soils-2026.json",
     ),
@@ -80,6 +81,7 @@ def test_clean_sandbox_verifies(
     out = _run(cli, runbook, incident[0], clean_sandbox)
     assert out["_exit"] == 0 and out["outcome"] == "passed" and out["findings"] == 0
     assert set(out["statuses"].values()) == {"PASS"}
+    assert all(c["coverage"]["in_scope"] > 0 for c in out["checks"])  # run_json checks the rest
 
 
 def test_kfm_validation_fixture_verdicts(cli: Cli, incident: tuple[str, Path]) -> None:
@@ -93,9 +95,10 @@ def test_kfm_validation_fixture_verdicts(cli: Cli, incident: tuple[str, Path]) -
     assert out["_exit"] == 1
     assert out["statuses"] == {
         "records-valid": "FAIL",  # KFM's invalid fixtures and placeholder examples
-        "records-verifiable": "PASS",
+        "table-record_verdicts": "FAIL",  # the same records, in its own verdict table
         "kfm-fixture-verdicts": "PASS",
     }
+    assert coverage(out, "kfm-fixture-verdicts") == (20, 20)
     rows = _scraps(ws, out)["kfm.table.kfm_expectations"].data
     assert len(rows) == 20
     for row in rows:
@@ -113,6 +116,7 @@ def test_kfm_label_fixture_verdicts(cli: Cli, incident: tuple[str, Path]) -> Non
     )
     assert out["_exit"] == 1
     assert out["statuses"]["kfm-fixture-verdicts"] == "PASS"
+    assert coverage(out, "kfm-fixture-verdicts") == (5, 5)
     assert out["statuses"]["label-documents"] == "FAIL"  # the three invalid fixtures
     assert out["statuses"]["policy-profile"] == "HOLD"  # profiles.yaml is a placeholder
     docs = {Path(d["file"]).name: d for d in _scraps(ws, out)["kfm.table.label_documents"].data}
@@ -138,7 +142,7 @@ def test_kfm_trust_spine_cases(cli: Cli, incident: tuple[str, Path]) -> None:
     assert out["_exit"] == 1
     assert out["statuses"] == {
         "catalog-provenance": "FAIL",  # pm25_2026: a placeholder collection, placeholder evidence
-        "entries-verifiable": "PASS",
+        "table-entry_provenance": "FAIL",
         "trust-spine": "HOLD",  # two pinned files and ten schemas are not in the sample
         "trust-spine-negative-cases": "HOLD",  # schema_mismatch cannot be decided without them
     }

@@ -34,6 +34,7 @@ from kfm_runbooks.sandbox import live as live_part
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_BIN, KFM_SAMPLE
+from .helpers import assert_pass_coverage
 
 pytestmark = pytest.mark.slow
 
@@ -261,6 +262,7 @@ def test_apply_fixes_it(flows: dict[str, Flow], runbook: str) -> None:
     flow = _ok(flows[runbook])
     fixed = flow.runs["apply"]
     assert fixed["_exit"] == 0 and fixed["outcome"] == "passed", fixed["_stderr"]
+    assert_pass_coverage(fixed["checks"])
     applied = flow.actions["apply"]
     assert len(applied) == CASES[runbook].actions
     assert all(a["ok"] and a["undo"] for a in applied)
@@ -272,6 +274,7 @@ def test_a_second_apply_changes_nothing(flows: dict[str, Flow], runbook: str) ->
     flow = _ok(flows[runbook])
     again = flow.runs["again"]
     assert again["_exit"] == 0 and again["outcome"] == "passed", again["_stderr"]
+    assert_pass_coverage(again["checks"])
     assert flow.actions["again"] == flow.actions["apply"]
 
 
@@ -288,6 +291,7 @@ def test_the_intended_system_passes(flows: dict[str, Flow], runbook: str) -> Non
     flow = _ok(flows[f"clean {runbook}"])
     out = flow.runs["run"]
     assert out["_exit"] == 0 and out["outcome"] == "passed", out["_stderr"]
+    assert_pass_coverage(out["checks"])
     assert flow.codes["run"] == []
 
 

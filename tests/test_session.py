@@ -19,6 +19,7 @@ from jupyter_client.blocking import BlockingKernelClient
 from kfm_runbooks import ledger
 
 from .conftest import CHECKSUM, Cli, sha256sum_check
+from .helpers import assert_pass_coverage
 
 pytestmark = pytest.mark.slow
 
@@ -121,6 +122,7 @@ def test_operator_session_leaves_the_same_evidence(
     assert sealed.exit_code == 0, sealed.output
     result = json.loads(sealed.stdout)
     assert result["outcome"] == "passed"
+    assert_pass_coverage(result["checks"])
     cells = {c["id"]: c for c in result["cells"]}
     assert cells["triage-plot"]["execution"] == "skipped"
     assert cells["safety"]["drift"] == "edited" and cells["safety"]["execution"] == "run"

@@ -19,6 +19,7 @@ to fix it. Rule codes (README has the table):
                                                 RB074 changes-target outside containment/
                                                       recovery/rollback
                                                 RB075 no verification cell with run.check
+                                                RB076 verification check without coverage
 
 Fast by design: notebooks are read as JSON, the parameters cell is parsed with `ast`
 (no papermill), so the whole library lints in a fraction of a second.
@@ -74,6 +75,39 @@ def _run_calls(source: str) -> set[str]:
         and isinstance(node.func.value, ast.Name)
         and node.func.value.id == "run"
     }
+
+
+def _uncovered_checks(source: str) -> list[int]:
+    """Line numbers of `run.check(...)` calls that could record a PASS without coverage.
+
+    A check states its coverage with `examined=` and `in_scope=` (or `coverage=`); a call
+    whose status is the literal "HOLD" / "FAIL" / False can never pass and needs none.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    lines = []
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "check"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "run"
+        ):
+            continue
+        keywords = {k.arg for k in node.keywords}
+        if "coverage" in keywords or {"examined", "in_scope"} <= keywords:
+            continue
+        status = node.args[1] if len(node.args) > 1 else None
+        for keyword in node.keywords:
+            if keyword.arg == "status":
+                status = keyword.value
+        if isinstance(status, ast.Constant) and status.value in ("HOLD", "FAIL", False):
+            continue
+        lines.append(node.lineno)
+    return sorted(lines)
 
 
 @dataclass(frozen=True)
@@ -444,6 +478,14 @@ def _check_cells(cells: list[dict[str, Any]], out: _Collector) -> None:
             )
         if "verification" in phases and "check" in calls:
             verification_checks = True
+            for line in _uncovered_checks(source):
+                out.add(
+                    "RB076",
+                    f"run.check(...) on line {line} may record a PASS without coverage",
+                    "pass examined=N, in_scope=M (what was verified of what was in scope): "
+                    "a PASS needs everything in scope verified",
+                    cell=where,
+                )
     if not verification_checks:
         out.add(
             "RB075",

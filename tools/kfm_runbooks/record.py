@@ -3,7 +3,8 @@
     import kfm_runbooks.record as rb
     run = rb.start(incident_id, workspace, target, apply)
     run.finding("CAT_ASSET_DIGEST_MISMATCH", "items/x.json", message="...")
-    run.check("asset-digests", "FAIL", "1 asset differs from its catalog checksum")
+    run.check("asset-digests", "FAIL", "1 asset differs from its catalog checksum",
+              examined=27, in_scope=27, unit="assets")   # PASS needs examined == in_scope > 0
     run.action("Quarantine item x", command="...", precheck=..., change=..., postcheck=...,
                rollback="...", undo={"op": "catalog.restore_item", "args": {...}})
 
@@ -32,6 +33,8 @@ from typing import Any
 from . import manifest, scraps
 from ._fs import append_bytes, create_new, sha256_file
 from ._time import now_iso
+from .coverage import Coverage, row_status
+from .coverage import judge as judge_coverage
 from .errors import InputError, WorkspaceError
 from .ids import check_incident_id
 from .layout import Workspace, default_actor
@@ -131,24 +134,76 @@ class Recorder:
         self.metrics[name] = {"value": _jsonable(value), "unit": unit}
         _publish(f"kfm.metric.{name}", self.metrics[name])
 
-    def check(self, name: str, status: str | bool, detail: str = "") -> str:
+    def check(
+        self,
+        name: str,
+        status: str | bool,
+        detail: str = "",
+        *,
+        examined: int | None = None,
+        in_scope: int | None = None,
+        unit: str = "items",
+        coverage: Coverage | None = None,
+    ) -> str:
         """Record a verification check: PASS, FAIL or HOLD (True/False mean PASS/FAIL).
 
-        A run passes only when it recorded at least one check and every check passed.
+        Coverage is part of the verdict: `examined` of `in_scope` things (`unit`) were
+        verified (or pass a `Coverage`). A PASS is refused (recorded as HOLD, with the
+        reason) unless everything in scope was verified and the scope is not empty, or when
+        no coverage is stated at all. A run passes only when it recorded at least one check
+        and every check passed. Returns the status recorded.
         """
         if isinstance(status, bool):
             status = "PASS" if status else "FAIL"
         if status not in STATUSES:
             raise ValueError(f"check status must be one of {STATUSES}, not {status!r}")
-        self.checks[name] = {"name": name, "status": status, "detail": detail}
-        _publish(f"kfm.check.{name}", self.checks[name])
-        self._ledger("check", self.checks[name])
-        print(f"{_ICONS[status]} check {name}: {status}" + (f" — {detail}" if detail else ""))
-        return status
+        if coverage is None and (examined is not None or in_scope is not None):
+            if examined is None or in_scope is None:
+                raise ValueError(f"check {name!r}: give both examined= and in_scope=")
+            coverage = Coverage(examined, in_scope, unit)
+        recorded, reason = judge_coverage(status, coverage)
+        text = detail
+        if coverage is not None:
+            text = f"{text} — {coverage.text()}" if text else coverage.text()
+        if reason:
+            text = f"{text}; HOLD, not PASS: {reason}" if text else f"HOLD, not PASS: {reason}"
+        entry: dict[str, Any] = {"name": name, "status": recorded, "detail": text}
+        if coverage is not None:
+            entry["coverage"] = coverage.as_dict()
+        if recorded != status:
+            entry["requested"] = status
+        self.checks[name] = entry
+        _publish(f"kfm.check.{name}", entry)
+        self._ledger("check", entry)
+        print(f"{_ICONS[recorded]} check {name}: {recorded}" + (f" — {text}" if text else ""))
+        return recorded
 
-    def table(self, name: str, rows: list[dict[str, Any]]) -> None:
-        """Keep a structured table (e.g. per-item verdicts) as a scrap."""
-        _publish(f"kfm.table.{name}", _jsonable(rows))
+    def table(self, name: str, rows: list[dict[str, Any]], *, verdict: str | None = None) -> None:
+        """Keep a structured table (e.g. per-item verdicts) as a scrap.
+
+        With `verdict=COLUMN` the table is a verdict table: every row is judged by that
+        column (PASS / FAIL / HOLD; unknown values are HOLD) and the table becomes the check
+        `table-<name>`, so a run can never pass while an item of its own verdict table is
+        FAIL or unproven. Recording the table again (after containment) replaces it.
+        """
+        data = _jsonable(rows)
+        _publish(f"kfm.table.{name}", data)
+        if verdict is None:
+            return
+        statuses = [
+            row_status(row.get(verdict)) if isinstance(row, dict) else "HOLD" for row in data
+        ]
+        failed = statuses.count("FAIL")
+        held = statuses.count("HOLD")
+        status = "FAIL" if failed else "HOLD" if held else "PASS"
+        self.check(
+            f"table-{name}",
+            status,
+            f"{failed} FAIL, {held} HOLD in the {verdict!r} column of table {name}",
+            examined=len(data) - held,
+            in_scope=len(data),
+            unit="rows",
+        )
 
     @property
     def verdict(self) -> str:

@@ -9,9 +9,18 @@ CAT_LINK_PATH_ESCAPE) for catalogs whose items are reached through links.
 Asset hrefs resolve in one of two ways:
 - `asset_root` set (KFM fixtures): relative to that folder; any `..`, absolute path or
   symlink is refused before the filesystem is touched.
-- otherwise (plain STAC): relative to the item file, and must stay inside the catalog's
-  folder.
-Paths outside the allowed folder are never opened.
+- otherwise (STAC as the world writes it): relative to the file that holds them, and must
+  stay inside the boundary: `data_root` when the target names one, else the root
+  catalog's folder (or each `items` folder), so a sibling `assets/` folder works.
+Paths outside the boundary are never opened.
+
+Profile findings never switch off integrity: an asset whose descriptor breaks KFM's
+profile (no title, a multihash checksum) is still checked for existence, containment and
+bytes. Digests are KFM's `sha256:` or the File extension's multihash (`digests.py`);
+remote schemes (http, https, s3, ...) are HOLD while the network is denied. STAC 1.0.x and
+1.1.x (pre-releases included) are judged; other versions are HOLD. An item without its own
+licence inherits its collection's. Item folders are scanned for .json, .jsonld and
+.geojson; every other file, and records that are not items, are listed as skipped.
 """
 
 from __future__ import annotations
@@ -28,13 +37,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._fs import create_new, replace_atomic, sha256_file
+from .._fs import create_new, replace_atomic
 from .._time import now_iso
 from ..target import Target
-from . import BLOCKING, HOLD, Finding, strict_json, undoable, verdict
+from . import BLOCKING, HOLD, Finding, digests, strict_json, undoable, verdict
+from .catalog_json import collection_license
+from .catalog_stac import stac_version_judged
 
 MAX_RECORD_BYTES = 1_048_576
 SHA256_CHECKSUM_RE = re.compile(r"sha256:[0-9a-f]{64}")
+RECORD_SUFFIXES = (".json", ".jsonld", ".geojson")
+REMOTE_SCHEMES = frozenset({"http", "https", "s3", "gs", "gcs", "az", "abfs", "ftp", "sftp"})
 REQUIRED_RELS = frozenset({"derived_from", "checksum", "commit", "manifest_uri"})
 ERROR_CODES = frozenset(
     {
@@ -52,7 +65,13 @@ ERROR_CODES = frozenset(
 )
 # Codes that mean "the bytes the catalog promises are not the bytes we have".
 INTEGRITY_CODES = frozenset(
-    {"CAT_ASSET_DIGEST_MISMATCH", "CAT_ASSET_SIZE_MISMATCH", "CAT_ASSET_READ_ERROR"}
+    {
+        "CAT_ASSET_DIGEST_MISMATCH",
+        "CAT_ASSET_SIZE_MISMATCH",
+        "CAT_ASSET_READ_ERROR",
+        "CAT_ASSET_CHECKSUM_PLACEHOLDER",
+        "CAT_ASSET_CHECKSUM_INVALID",
+    }
 )
 # Codes that mean "the catalog points somewhere it must not, or nowhere".
 LINK_CODES = frozenset(
@@ -63,6 +82,7 @@ LINK_CODES = frozenset(
         "CAT_ASSET_HREF_INVALID",
         "CAT_LINK_BROKEN",
         "CAT_LINK_PATH_ESCAPE",
+        "CAT_ROOT_NOT_CATALOG",
     }
 )
 HeadProbe = Callable[[str], tuple[int, dict[str, str]]]
@@ -72,13 +92,14 @@ HeadProbe = Callable[[str], tuple[int, dict[str, str]]]
 class CatalogConfig:
     """Where a catalog lives, read from the target's `catalog` section."""
 
-    base: Path  # the folder nothing may escape
+    base: Path  # names are shown relative to this folder; the default boundary
     root: Path | None  # STAC root catalog.json, walked through its links
     items: tuple[Path, ...]  # or: folders / files of STAC items
     asset_root: Path | None  # KFM mode: relative hrefs resolve here
     quarantine: Path
     network: str = "deny"
     allowed_hosts: frozenset[str] = frozenset()
+    data_root: Path | None = None  # explicit boundary for item-relative hrefs
 
     @classmethod
     def from_target(cls, target: Target) -> CatalogConfig:
@@ -90,18 +111,33 @@ class CatalogConfig:
 
             raise TargetError(f"target {target.path}: catalog needs 'root' or 'items'")
         asset_root = target.resolve("catalog", "asset_root", required=False)
-        base = root.parent if root else (asset_root or target.base)
-        quarantine = target.resolve("catalog", "quarantine", required=False)
+        data_root = target.resolve("catalog", "data_root", required=False)
+        base = data_root or (root.parent if root else (asset_root or target.base))
+        quarantine = target.resolve("catalog", "quarantine")
+        assert quarantine is not None
         hosts = section.get("allowed_hosts") or []
         return cls(
             base=base,
             root=root,
             items=items,
             asset_root=asset_root,
-            quarantine=quarantine or base / "quarantine",
+            quarantine=quarantine,
             network=target.network,
             allowed_hosts=frozenset(str(h).lower().rstrip(".") for h in hosts),
+            data_root=data_root,
         )
+
+    def boundary_for(self, record: Path) -> Path:
+        """The folder an item-relative href of `record` may not leave."""
+        if self.data_root is not None:
+            return self.data_root
+        if self.root is not None:
+            return self.root.parent
+        for entry in self.items:
+            folder = entry if entry.is_dir() else entry.parent
+            if record == entry or folder in record.parents:
+                return folder
+        return self.base
 
 
 @dataclass
@@ -115,6 +151,13 @@ class ItemReport:
     assets_verified: int = 0
     assets_embargoed: int = 0
     assets_held: int = 0
+    assets_examined: int = 0  # bytes read and compared (match or not)
+
+    @property
+    def assets_in_scope(self) -> int:
+        """Assets whose bytes this catalog promises and a run can verify (all but the
+        embargoed ones, whose bytes are withheld by policy behind a `via` link)."""
+        return self.assets_total - self.assets_embargoed
 
     @property
     def outcome(self) -> str:
@@ -124,16 +167,34 @@ class ItemReport:
     def codes(self) -> list[str]:
         return sorted({item.code for item in self.findings})
 
+    @property
+    def integrity(self) -> str:
+        """This item's integrity alone (bytes, containment, links), without the profile."""
+        relevant = [
+            f
+            for f in self.findings
+            if f.code in INTEGRITY_CODES | LINK_CODES | ERROR_CODES or f.severity == HOLD
+        ]
+        if any(f.code in ERROR_CODES for f in relevant):
+            return "ERROR"
+        if any(f.severity == BLOCKING for f in relevant):
+            return "FAIL"
+        if any(f.severity == HOLD for f in relevant) or self.assets_examined < self.assets_in_scope:
+            return "HOLD"
+        return "PASS"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "file": self.file,
             "item_id": self.item_id,
             "outcome": self.outcome,
+            "integrity": self.integrity,
             "codes": self.codes,
             "assets_total": self.assets_total,
             "assets_verified": self.assets_verified,
             "assets_embargoed": self.assets_embargoed,
             "assets_held": self.assets_held,
+            "assets_examined": self.assets_examined,
         }
 
 
@@ -213,8 +274,13 @@ def _bbox_ok(value: Any) -> bool:
 # --- record rules ----------------------------------------------------------------------
 
 
-def record_findings(record: dict[str, Any], subject: str) -> list[Finding]:
-    """KFM profile rules on the item record itself (governance, provenance rels)."""
+def record_findings(
+    record: dict[str, Any], subject: str, inherited_license: str | None = None
+) -> list[Finding]:
+    """KFM profile rules on the item record itself (governance, provenance rels).
+
+    `inherited_license` is the licence of the item's collection: STAC puts licences on the
+    collection where it can, so an item without its own inherits it."""
     found: list[Finding] = []
 
     def block(code: str, where: str, message: str) -> None:
@@ -227,8 +293,19 @@ def record_findings(record: dict[str, Any], subject: str) -> list[Finding]:
     assets = record.get("assets") if isinstance(record.get("assets"), dict) else {}
     if record.get("type") != "Feature":
         block("CAT_STAC_TYPE_INVALID", "/type", "type must be 'Feature'")
-    if not _text(record.get("stac_version")):
+    version = record.get("stac_version")
+    if not _text(version):
         block("CAT_STAC_VERSION_MISSING", "/stac_version", "stac_version missing")
+    elif not stac_version_judged(version):
+        found.append(
+            Finding(
+                "CAT_STAC_VERSION_UNKNOWN",
+                subject,
+                "/stac_version",
+                HOLD,
+                f"stac_version {version!r} is not 1.0.x or 1.1.x: not judged (HOLD)",
+            )
+        )
     if not _text(record.get("id")):
         block("CAT_STAC_ID_MISSING", "/id", "id missing")
     if not isinstance(record.get("geometry"), dict) or not _bbox_ok(record.get("bbox")):
@@ -240,8 +317,8 @@ def record_findings(record: dict[str, Any], subject: str) -> list[Finding]:
         block("CAT_STAC_TIME_MISSING", "/properties", "no datetime or start/end range")
     if not (_text(properties.get("created")) and _text(properties.get("updated"))):
         block("CAT_STAC_TIMESTAMP_MISSING", "/properties", "created/updated missing")
-    if not _text(record.get("license")):
-        block("CAT_STAC_LICENSE_MISSING", "/license", "license missing")
+    if not _text(record.get("license")) and not _text(inherited_license):
+        block("CAT_STAC_LICENSE_MISSING", "/license", "license missing (item and collection)")
     providers = record.get("providers")
     if (
         not isinstance(providers, list)
@@ -276,7 +353,7 @@ def record_findings(record: dict[str, Any], subject: str) -> list[Finding]:
 
 
 def resolve_local_asset(
-    href: str, *, item_dir: Path, config: CatalogConfig
+    href: str, *, item_dir: Path, config: CatalogConfig, boundary: Path | None = None
 ) -> tuple[Path | None, str | None]:
     """Where a relative asset href points, or the code that forbids following it.
 
@@ -294,7 +371,7 @@ def resolve_local_asset(
             return None, "CAT_ASSET_PATH_ESCAPE"
         start, boundary = config.asset_root, config.asset_root
     else:
-        start, boundary = item_dir, config.base
+        start, boundary = item_dir, boundary or config.base
     # Lexical containment before any I/O: normpath collapses `..` without touching disk.
     candidate = Path(os.path.normpath(start / raw))
     boundary_norm = Path(os.path.normpath(boundary))
@@ -323,6 +400,24 @@ def _head_probe(url: str) -> tuple[int, dict[str, str]]:  # pragma: no cover - n
         return int(error.code), {}
     except OSError:
         return 0, {}
+
+
+def _descriptor_ok(asset: dict[str, Any]) -> bool:
+    """KFM's profile for an asset descriptor (a finding of its own, never a reason to skip
+    the integrity checks)."""
+    checksum, size = asset.get("file:checksum"), asset.get("file:size")
+    roles = asset.get("roles")
+    return bool(
+        _safe_href(asset.get("href"))
+        and _text(asset.get("type"))
+        and _string_list(roles)
+        and _text(asset.get("title"))
+        and isinstance(checksum, str)
+        and SHA256_CHECKSUM_RE.fullmatch(checksum)
+        and isinstance(size, int)
+        and not isinstance(size, bool)
+        and size >= 0
+    )
 
 
 def asset_findings(
@@ -354,77 +449,117 @@ def asset_findings(
         if not isinstance(asset, dict):
             add("CAT_ASSET_DESCRIPTOR_INVALID", "asset is not an object")
             continue
-        href, roles = asset.get("href"), asset.get("roles")
-        checksum, size = asset.get("file:checksum"), asset.get("file:size")
-        if not (
-            _safe_href(href)
-            and _text(asset.get("type"))
-            and _string_list(roles)
-            and _text(asset.get("title"))
-            and isinstance(checksum, str)
-            and SHA256_CHECKSUM_RE.fullmatch(checksum)
-            and isinstance(size, int)
-            and not isinstance(size, bool)
-            and size >= 0
-        ):
+        if not _descriptor_ok(asset):
             add(
                 "CAT_ASSET_DESCRIPTOR_INVALID",
-                "asset needs a safe href, type, title, roles, file:checksum, file:size",
+                "asset needs a safe href, type, title, roles, file:checksum (sha256:), file:size",
             )
+        href, roles, size = asset.get("href"), asset.get("roles"), asset.get("file:size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            size = None
+        if not _text(href) or any(ord(char) < 32 for char in str(href)):
+            add("CAT_ASSET_HREF_INVALID", "asset has no usable href: nothing to verify")
             continue
-        assert isinstance(href, str) and isinstance(roles, list) and isinstance(size, int)
-        scheme = urllib.parse.urlsplit(href).scheme.lower()
-        if scheme == "https":
-            if "embargoed" in roles:
-                report.assets_embargoed += 1
-                if not has_via:
-                    add("CAT_ASSET_EMBARGO_VIA_MISSING", "embargoed asset without a 'via' link")
-                continue
-            host = (urllib.parse.urlsplit(href).hostname or "").rstrip(".").lower()
-            if config.network != "head":
-                report.assets_held += 1
-                add(
-                    "CAT_ASSET_REMOTE_UNVERIFIED",
-                    f"remote asset {href} not verified: network is denied (HOLD, not PASS)",
-                    HOLD,
-                )
-                continue
-            if host not in config.allowed_hosts:
-                report.assets_held += 1
-                add("CAT_ASSET_HOST_NOT_ALLOWLISTED", f"host {host} not allow-listed", HOLD)
-                continue
-            status, headers = head_probe(href)
-            if not 200 <= status < 300:
-                add("CAT_ASSET_REMOTE_UNREACHABLE", f"HEAD {href} -> {status or 'no answer'}")
-                continue
-            length = headers.get("content-length", "")
-            if not length.isdigit() or int(length) != size:
-                add("CAT_ASSET_SIZE_MISMATCH", f"remote size {length or '?'} != declared {size}")
+        assert isinstance(href, str)
+        declared = digests.parse(asset.get("file:checksum"))
+        if declared.status == digests.PLACEHOLDER:
+            add("CAT_ASSET_CHECKSUM_PLACEHOLDER", f"{href}: {declared.message}")
+        elif declared.status == digests.INVALID and "file:checksum" in asset:
+            add("CAT_ASSET_CHECKSUM_INVALID", f"{href}: {declared.message}")
+        parts = urllib.parse.urlsplit(href)
+        scheme = parts.scheme.lower()
+        if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
+            _remote(href, scheme, roles, size, has_via, config, report, add, head_probe)
             continue
-        if scheme:
-            add("CAT_ASSET_HREF_INVALID", f"asset href scheme {scheme!r} cannot be verified")
-            continue
-        local, code = resolve_local_asset(href, item_dir=item_path.parent, config=config)
+        local, code = resolve_local_asset(
+            href,
+            item_dir=item_path.parent,
+            config=config,
+            boundary=config.boundary_for(item_path),
+        )
         if code is not None:
             add(code, f"asset href {href!r}: {code.removeprefix('CAT_ASSET_').lower()}")
             continue
         assert local is not None
+        if declared.status == digests.UNSUPPORTED:
+            report.assets_held += 1
+            add("CAT_ASSET_DIGEST_UNSUPPORTED", f"{href}: {declared.message} (HOLD)", HOLD)
+            continue
+        if not declared.usable:
+            if "file:checksum" not in asset:
+                report.assets_held += 1
+                add("CAT_ASSET_CHECKSUM_MISSING", f"{href}: no file:checksum to verify", HOLD)
+            continue
         try:
             actual_size = local.stat().st_size
-            actual = "sha256:" + sha256_file(local)
+            actual = digests.file_hexdigest(local, declared.hashlib_name)
         except OSError:
             add("CAT_ASSET_READ_ERROR", f"asset {href!r} could not be read")
             continue
-        if actual_size != size:
+        report.assets_examined += 1
+        if size is not None and actual_size != size:
             add("CAT_ASSET_SIZE_MISMATCH", f"{href}: {actual_size} bytes, catalog says {size}")
-        elif actual != checksum:
+        elif actual != declared.hexdigest:
             add(
                 "CAT_ASSET_DIGEST_MISMATCH",
-                f"{href}: sha256 {actual[7:19]}… != catalog {checksum[7:19]}…",
+                f"{href}: {declared.algorithm} {actual[:12]}… != catalog "
+                f"{declared.hexdigest[:12]}…",
             )
         else:
             report.assets_verified += 1
     return found
+
+
+def _remote(
+    href: str,
+    scheme: str,
+    roles: Any,
+    size: int | None,
+    has_via: bool,
+    config: CatalogConfig,
+    report: ItemReport,
+    add: Callable[..., None],
+    head_probe: HeadProbe,
+) -> None:
+    """A remote asset: embargoed (bytes withheld by policy), held, or probed with HEAD."""
+    if scheme == "https" and isinstance(roles, list) and "embargoed" in roles:
+        report.assets_embargoed += 1
+        if not has_via:
+            add("CAT_ASSET_EMBARGO_VIA_MISSING", "embargoed asset without a 'via' link")
+        return
+    if scheme == "file":
+        add("CAT_ASSET_HREF_INVALID", f"asset href scheme {scheme!r} is not followed")
+        return
+    if scheme not in REMOTE_SCHEMES:
+        report.assets_held += 1
+        add(
+            "CAT_ASSET_REMOTE_UNVERIFIED", f"{scheme}: asset {href} cannot be verified (HOLD)", HOLD
+        )
+        return
+    if config.network != "head" or scheme != "https" or not _safe_href(href):
+        report.assets_held += 1
+        why = "network is denied" if config.network != "head" else f"{scheme} is not probed"
+        add(
+            "CAT_ASSET_REMOTE_UNVERIFIED",
+            f"remote asset {href} not verified: {why} (HOLD, not PASS)",
+            HOLD,
+        )
+        return
+    host = (urllib.parse.urlsplit(href).hostname or "").rstrip(".").lower()
+    if host not in config.allowed_hosts:
+        report.assets_held += 1
+        add("CAT_ASSET_HOST_NOT_ALLOWLISTED", f"host {host} not allow-listed", HOLD)
+        return
+    status, headers = head_probe(href)
+    if not 200 <= status < 300:
+        add("CAT_ASSET_REMOTE_UNREACHABLE", f"HEAD {href} -> {status or 'no answer'}")
+        return
+    length = headers.get("content-length", "")
+    if size is None or not length.isdigit() or int(length) != size:
+        add("CAT_ASSET_SIZE_MISMATCH", f"remote size {length or '?'} != declared {size}")
+        return
+    report.assets_held += 1  # a HEAD proves the size, never the bytes
+    add("CAT_ASSET_REMOTE_UNVERIFIED", f"{href}: size matches, bytes not hashed (HOLD)", HOLD)
 
 
 # --- walking ---------------------------------------------------------------------------
@@ -438,13 +573,20 @@ def _rel(path: Path, base: Path) -> str:
 
 
 def _walk_links(
-    config: CatalogConfig, findings: list[Finding], broken: list[dict[str, str]]
+    config: CatalogConfig,
+    findings: list[Finding],
+    broken: list[dict[str, str]],
+    parents: dict[Path, Path] | None = None,
 ) -> Iterator[Path]:
-    """Item files reachable from the root catalog; broken links become findings."""
+    """Item files reachable from the root catalog; broken links become findings.
+
+    `parents` collects item -> the collection (or catalog) that links it, for licence
+    inheritance."""
     assert config.root is not None
     seen: set[Path] = set()
     stack = [config.root]
     base = Path(os.path.normpath(config.base))
+    boundary = Path(os.path.normpath(config.boundary_for(config.root)))
     while stack:
         node = stack.pop()
         if node in seen:
@@ -455,7 +597,29 @@ def _walk_links(
             findings.append(Finding(code or "CAT_FILE_READ_ERROR", _rel(node, base)))
             continue
         if record.get("type") == "Feature":
+            if node == config.root:
+                findings.append(
+                    Finding(
+                        "CAT_ROOT_NOT_CATALOG",
+                        _rel(node, base),
+                        "/type",
+                        BLOCKING,
+                        "catalog.root is an Item, not a Catalog or Collection",
+                    )
+                )
+                continue
             yield node
+            continue
+        if node == config.root and record.get("type") not in ("Catalog", "Collection"):
+            findings.append(
+                Finding(
+                    "CAT_ROOT_NOT_CATALOG",
+                    _rel(node, base),
+                    "/type",
+                    BLOCKING,
+                    f"catalog.root has type {record.get('type')!r}, not Catalog or Collection",
+                )
+            )
             continue
         for index, link in enumerate(record.get("links") or []):
             if not isinstance(link, dict) or link.get("rel") not in ("child", "item"):
@@ -463,10 +627,20 @@ def _walk_links(
             href = str(link.get("href", ""))
             subject = _rel(node, base)
             where = f"/links/{index}"
+            scheme = urllib.parse.urlsplit(href).scheme.lower()
+            if len(scheme) > 1 and scheme != "file":
+                findings.append(
+                    Finding(
+                        "CAT_LINK_REMOTE_UNVERIFIED",
+                        subject,
+                        where,
+                        HOLD,
+                        f"{link.get('rel')} link {href!r} is remote: not followed (HOLD)",
+                    )
+                )
+                continue
             target = Path(os.path.normpath(node.parent / urllib.parse.unquote(href)))
-            if urllib.parse.urlsplit(href).scheme or (
-                target != base and base not in target.parents
-            ):
+            if scheme or (target != boundary and boundary not in target.parents):
                 findings.append(
                     Finding(
                         "CAT_LINK_PATH_ESCAPE",
@@ -489,20 +663,45 @@ def _walk_links(
                     )
                 )
                 continue
+            if parents is not None and link.get("rel") == "item":
+                parents.setdefault(target, node)
             stack.append(target)
 
 
+def _folder_records(config: CatalogConfig, skipped: list[dict[str, str]]) -> list[Path]:
+    """Record files of the `items` folders; every other file is listed as skipped."""
+    quarantine = config.quarantine.resolve()
+    files: list[Path] = []
+    for entry in config.items:
+        if entry.is_file():
+            files.append(entry)
+            continue
+        for path in sorted(entry.rglob("*")):
+            if not path.is_file() or quarantine == path or quarantine in path.resolve().parents:
+                continue
+            if path.suffix.lower() in RECORD_SUFFIXES:
+                files.append(path)
+            else:
+                skipped.append(
+                    {
+                        "file": _rel(path, config.base),
+                        "reason": "not a .json/.jsonld/.geojson record",
+                    }
+                )
+    return files
+
+
 def item_files(
-    config: CatalogConfig, findings: list[Finding], broken: list[dict[str, str]] | None = None
+    config: CatalogConfig,
+    findings: list[Finding],
+    broken: list[dict[str, str]] | None = None,
+    skipped: list[dict[str, str]] | None = None,
+    parents: dict[Path, Path] | None = None,
 ) -> list[Path]:
     if config.root is not None:
-        files = list(_walk_links(config, findings, [] if broken is None else broken))
+        files = list(_walk_links(config, findings, [] if broken is None else broken, parents))
     else:
-        quarantine = config.quarantine.resolve()
-        files = []
-        for entry in config.items:
-            candidates = [entry] if entry.is_file() else sorted(entry.rglob("*.json"))
-            files += [p for p in candidates if quarantine not in p.resolve().parents]
+        files = _folder_records(config, [] if skipped is None else skipped)
     return sorted(set(files))
 
 
@@ -513,6 +712,8 @@ class CatalogScan:
     items: list[ItemReport]
     link_findings: list[Finding]
     broken_links: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {file, reason}
+    links_followed: int = 0
 
     @property
     def findings(self) -> list[Finding]:
@@ -527,8 +728,25 @@ class CatalogScan:
     def items_with(self, codes: frozenset[str]) -> list[ItemReport]:
         return [item for item in self.items if any(f.code in codes for f in item.findings)]
 
+    @property
+    def assets_in_scope(self) -> int:
+        return sum(item.assets_in_scope for item in self.items)
 
-def scan_item(path: Path, config: CatalogConfig, head_probe: HeadProbe = _head_probe) -> ItemReport:
+    @property
+    def assets_examined(self) -> int:
+        return sum(item.assets_examined for item in self.items)
+
+    @property
+    def assets_verified(self) -> int:
+        return sum(item.assets_verified for item in self.items)
+
+
+def scan_item(
+    path: Path,
+    config: CatalogConfig,
+    head_probe: HeadProbe = _head_probe,
+    parent: Path | None = None,
+) -> ItemReport:
     subject = _rel(path, config.base)
     record, code = read_json_object(path)
     report = ItemReport(file=subject, item_id=None)
@@ -536,7 +754,12 @@ def scan_item(path: Path, config: CatalogConfig, head_probe: HeadProbe = _head_p
         report.findings.append(Finding(code or "CAT_FILE_READ_ERROR", subject))
         return report
     report.item_id = record.get("id") if _text(record.get("id")) else None
-    report.findings.extend(record_findings(record, subject))
+    inherited = None
+    if not _text(record.get("license")):
+        inherited = collection_license(
+            path, record, config.boundary_for(path), (parent,) if parent else ()
+        )
+    report.findings.extend(record_findings(record, subject, inherited))
     report.findings.extend(
         asset_findings(
             record,
@@ -554,9 +777,21 @@ def scan_item(path: Path, config: CatalogConfig, head_probe: HeadProbe = _head_p
 def scan(config: CatalogConfig, head_probe: HeadProbe = _head_probe) -> CatalogScan:
     link_findings: list[Finding] = []
     broken: list[dict[str, str]] = []
-    files = item_files(config, link_findings, broken)
-    items = [scan_item(p, config, head_probe) for p in files]
-    return CatalogScan(items, sorted(link_findings), broken)
+    skipped: list[dict[str, str]] = []
+    parents: dict[Path, Path] = {}
+    files = item_files(config, link_findings, broken, skipped, parents)
+    items: list[ItemReport] = []
+    for path in files:
+        if config.root is None:
+            record, _ = read_json_object(path)
+            kind = record.get("type") if record is not None else None
+            if kind in ("Collection", "Catalog"):
+                skipped.append(
+                    {"file": _rel(path, config.base), "reason": f"a STAC {kind}, not an item"}
+                )
+                continue
+        items.append(scan_item(path, config, head_probe, parents.get(path)))
+    return CatalogScan(items, sorted(link_findings), broken, skipped)
 
 
 # --- reversible quarantine -------------------------------------------------------------

@@ -42,7 +42,8 @@ READ_ERROR_CODES = frozenset(
         "PATH_ESCAPE",
     }
 )
-PLACEHOLDER_RE = re.compile(r"placeholder", re.IGNORECASE)
+# KFM's stub conventions over time: "placeholder", REPLACE_SHA256-style, <fill_me>.
+PLACEHOLDER_RE = re.compile(r"(?i:placeholder)|\bREPLACE_[A-Z0-9_]+|(?i:<fill[_ -]?me>)")
 
 
 def parse_json(data: bytes) -> tuple[Any, str | None]:
@@ -86,25 +87,51 @@ def inside(path: Path, base: Path) -> bool:
     return True
 
 
-def json_files(entries: list[Path], base: Path, exclude: list[Path]) -> list[Path]:
-    """Every *.json file under `entries` (files or folders), sorted, staying in `base`.
+RECORD_SUFFIXES = (".json", ".jsonld", ".geojson")
 
-    Folders in `exclude` (quarantine, withheld) are skipped; symlinked files are kept so
-    that reading them reports INPUT_SYMLINK_DENIED, symlinked folders are not walked.
+
+def json_files(
+    entries: list[Path],
+    base: Path,
+    exclude: list[Path],
+    skipped: list[dict[str, str]] | None = None,
+) -> list[Path]:
+    """Every record file (.json, .jsonld, .geojson) under `entries`, sorted, staying in `base`.
+
+    Folders in `exclude` (quarantine, withheld) are skipped silently (they are write areas);
+    every other file that is not a record is appended to `skipped` with the reason, so a
+    scan says what it did not judge. Symlinked files are kept so that reading them reports
+    INPUT_SYMLINK_DENIED, symlinked folders are not walked.
     """
     found: set[Path] = set()
     for entry in entries:
         if entry.is_file() or entry.is_symlink():
             candidates = [entry]
         elif entry.is_dir():
-            candidates = [p for p in entry.rglob("*.json") if not _under_symlink(p, entry)]
+            candidates = [
+                p
+                for p in entry.rglob("*")
+                if (p.is_file() or p.is_symlink()) and not _under_symlink(p, entry)
+            ]
         else:
             continue
         for path in candidates:
             if any(_is_under(path, folder) for folder in exclude):
                 continue
+            if path.suffix.lower() not in RECORD_SUFFIXES and path != entry:
+                if skipped is not None:
+                    skipped.append({"file": rel(path, base), "reason": _skip_reason(path)})
+                continue
             found.add(path)
+    if skipped is not None:
+        skipped.sort(key=lambda s: s["file"])
     return sorted(found, key=lambda p: rel(p, base))
+
+
+def _skip_reason(path: Path) -> str:
+    if path.name.endswith(".expected_error.txt"):
+        return "expected-error matcher (read beside its record)"
+    return f"not a .json/.jsonld/.geojson record ({path.suffix or 'no suffix'})"
 
 
 def _is_under(path: Path, folder: Path) -> bool:
@@ -122,6 +149,39 @@ def _under_symlink(path: Path, top: Path) -> bool:
             return True
         current = current.parent
     return False
+
+
+def collection_license(
+    path: Path, record: dict[str, Any], boundary: Path, extra: tuple[Path, ...] = ()
+) -> str | None:
+    """The licence an item inherits from its collection (STAC keeps licences on the
+    collection where it can): the `collection` / `parent` link's Collection, or one of
+    `extra`, read only when it lies inside `boundary`. None when there is none."""
+    import os
+    import urllib.parse
+
+    candidates = []
+    for link in record.get("links") or []:
+        if not isinstance(link, dict) or link.get("rel") not in ("collection", "parent"):
+            continue
+        href = str(link.get("href", ""))
+        if urllib.parse.urlsplit(href).scheme:
+            continue
+        candidates.append(Path(os.path.normpath(path.parent / urllib.parse.unquote(href))))
+    candidates += list(extra)
+    for candidate in candidates:
+        if not inside(candidate, boundary):
+            continue
+        doc, _ = read_object(candidate)
+        license_ = doc.get("license") if doc is not None else None
+        if (
+            doc is not None
+            and doc.get("type") == "Collection"
+            and isinstance(license_, str)
+            and license_.strip()
+        ):
+            return license_
+    return None
 
 
 def rel(path: Path, base: Path) -> str:

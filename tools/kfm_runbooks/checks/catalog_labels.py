@@ -34,11 +34,20 @@ import yaml
 
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, verdict
-from .catalog_json import READ_ERROR_CODES, inside, json_files, placeholders, read_object, rel
+from . import BLOCKING, HOLD, INFO, Finding, expected_error, verdict
+from .catalog_json import (
+    READ_ERROR_CODES,
+    collection_license,
+    inside,
+    json_files,
+    placeholders,
+    read_object,
+    rel,
+)
 from .catalog_schema import SchemaUnavailable, schema_errors
 from .catalog_validation import classify
 from .catalog_withdraw import Holding
+from .expected_error import ExpectedError
 
 SECTION = "catalog_labels"
 LABEL_KEY = "kfm:sensitivity_label"
@@ -192,8 +201,8 @@ def license_findings(record: dict[str, Any], kind: str, subject: str) -> list[Fi
 
 def label_findings(
     label: Any, subject: str, where: str, schema: Path | None
-) -> tuple[list[Finding], list[str]]:
-    """(findings, error lines 'keyword: message') for one sensitivity label value."""
+) -> tuple[list[Finding], list[Any]]:
+    """(findings, schema errors) for one sensitivity label value."""
     if label is None:
         return [
             Finding("SENSITIVITY_LABEL_MISSING", subject, where, BLOCKING, "no sensitivity label")
@@ -215,7 +224,7 @@ def label_findings(
         )
         for e, line in zip(errors, lines, strict=True)
     ]
-    return found, lines
+    return found, list(errors)
 
 
 @dataclass
@@ -261,6 +270,10 @@ def check_record(path: Path, config: LabelsConfig, policy: Policy) -> LabelRepor
         note = Finding("LABEL_NOT_APPLICABLE", subject, "/", INFO, f"{kind} record: not a dataset")
         return LabelReport(subject, kind, None, "n/a", True, [note])
     found = license_findings(record, kind, subject)
+    if found and found[0].code == "LICENSE_MISSING" and kind in ("stac-item", "kfm-stac-item"):
+        inherited = collection_license(path, record, config.base)
+        if inherited is not None:  # STAC: the collection's licence covers its items
+            found = license_findings({**record, "license": inherited}, kind, subject)
     where, label = _label(record, kind)
     label_found, _ = label_findings(label, subject, where, config.schema)
     found += label_found
@@ -288,9 +301,14 @@ def check_record(path: Path, config: LabelsConfig, policy: Policy) -> LabelRepor
 class LabelDocReport:
     file: str
     findings: list[Finding]
-    errors: list[str]
+    errors: list[Any]  # schema errors (keyword, message, field)
     expected_outcome: str | None
-    expected_error: str | None
+    matcher: ExpectedError | None
+    matcher_problem: str | None = None
+
+    @property
+    def expected_error(self) -> str | None:
+        return self.matcher.text if self.matcher is not None else None
 
     @property
     def outcome(self) -> str:
@@ -299,14 +317,14 @@ class LabelDocReport:
     @property
     def matched(self) -> bool | None:
         """Does the failure match the fixture's one-line expected_error matcher?"""
-        if self.expected_error is None:
+        if self.matcher is None:
             return None
-        return matcher_matches(self.expected_error, self.errors)
+        return self.matcher.matched_by(self.errors)
 
     @property
     def reproduced(self) -> bool | None:
-        if self.expected_outcome is None:
-            return None
+        if self.expected_outcome is None or self.matcher_problem is not None:
+            return None  # no stated verdict, or one that cannot be read: not verifiable
         return self.outcome == self.expected_outcome and self.matched is not False
 
     def as_dict(self) -> dict[str, Any]:
@@ -314,7 +332,7 @@ class LabelDocReport:
             "file": self.file,
             "outcome": self.outcome,
             "codes": sorted({f.code for f in self.findings}),
-            "errors": self.errors,
+            "errors": [f"{e.keyword}: {e.message}" for e in self.errors],
             "expected_outcome": self.expected_outcome,
             "expected_error": self.expected_error,
             "matched": self.matched,
@@ -322,31 +340,21 @@ class LabelDocReport:
         }
 
 
-def matcher_matches(matcher: str, errors: list[str]) -> bool:
-    """KFM's expected_error.txt: `|`-separated alternatives, any found (case-insensitive)
-    in the errors' 'keyword: message' lines (e.g. `enum|pattern|date-time`)."""
-    text = "\n".join(errors).lower()
-    alternatives = [a.strip().lower() for a in matcher.strip().split("|") if a.strip()]
-    return bool(alternatives) and any(a in text for a in alternatives)
-
-
 def check_label_doc(path: Path, config: LabelsConfig) -> LabelDocReport:
     subject = rel(path, config.base)
-    matcher_path = path.with_name(path.name.removesuffix(".json") + ".expected_error.txt")
-    matcher = None
-    if matcher_path.is_file() and not matcher_path.is_symlink():
-        lines = matcher_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        matcher = lines[0].strip() if lines else None
-    if matcher is not None:
+    matcher, problem = expected_error.beside(path)
+    if matcher is not None or problem is not None:
         expected: str | None = "FAIL"
     else:
         expected = "PASS" if path.parent.name == "valid" else None
     value, code = read_object(path)
     if value is None:
         assert code is not None
-        return LabelDocReport(subject, [Finding(code, subject)], [], expected, matcher)
+        return LabelDocReport(subject, [Finding(code, subject)], [], expected, matcher, problem)
     found, errors = label_findings(value, subject, "/", config.schema)
-    return LabelDocReport(subject, found, errors, expected, matcher)
+    if problem is not None:
+        found.append(Finding(problem, subject, "/", HOLD, "expected-error file unusable"))
+    return LabelDocReport(subject, found, errors, expected, matcher, problem)
 
 
 # --- scan -----------------------------------------------------------------------------

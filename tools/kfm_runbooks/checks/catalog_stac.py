@@ -7,7 +7,8 @@
   TRUST_CLASS_DEPENDENCY_MISMATCH, ...), so its fixture manifest reproduces.
 - KFM catalog trust extension (`CatalogTrustExtension` payloads): schema findings and
   the semantic rules together (SPEC_HASH_MISMATCH, PROOF_REF_REQUIRED, ...).
-- STAC core (Item / Collection / Catalog, 1.0.0 and 1.1.0): the spec's required fields
+- STAC core (Item / Collection / Catalog, 1.0.x and 1.1.x, pre-releases such as
+  1.1.0-beta.1 included; any other version is HOLD, not judged): the spec's required fields
   and shapes, checked structurally (the official STAC JSON Schemas are remote; this
   runbook never fetches anything). Codes STAC_*.
 """
@@ -27,6 +28,14 @@ from .catalog_schema import SchemaUnavailable, schema_errors
 
 KFM_PROFILE_URI = "kfm://profile/stac/kfm-profile-v1"
 STAC_VERSIONS = frozenset({"1.0.0", "1.1.0"})
+_JUDGED_VERSION = re.compile(r"1\.[01]\.\d+(-(alpha|beta|rc)\.?\d*)?")
+
+
+def stac_version_judged(version: Any) -> bool:
+    """STAC 1.0.x and 1.1.x, pre-releases included: versions whose rules are known here."""
+    return isinstance(version, str) and bool(_JUDGED_VERSION.fullmatch(version))
+
+
 KFM_LINK_ORDER = {"kfm:receipt": 0, "kfm:proof": 1, "kfm:release": 2}
 REFERENCE_FIELDS = {
     "kfm:run_receipt_ref": "kfm:receipt",
@@ -330,13 +339,14 @@ def stac_core_findings(record: dict[str, Any], subject: str) -> list[Finding]:
 
     kind = record.get("type")
     version = record.get("stac_version")
-    if version not in STAC_VERSIONS:
+    if not stac_version_judged(version):
         found.append(
             _finding(
                 "STAC_VERSION_UNSUPPORTED",
                 subject,
                 "/stac_version",
-                f"stac_version {version!r} is not one of {', '.join(sorted(STAC_VERSIONS))}",
+                f"stac_version {version!r} is not 1.0.x or 1.1.x: not judged here (HOLD)",
+                HOLD,
             )
         )
     if not _text(record.get("id")):

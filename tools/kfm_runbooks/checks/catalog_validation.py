@@ -141,6 +141,7 @@ class RecordReport:
 class ValidationScan:
     reports: list[RecordReport]
     findings: list[Finding]  # about the configuration itself (manifests, escaping paths)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # files not judged, why
 
     @property
     def record_findings(self) -> list[Finding]:
@@ -287,7 +288,8 @@ def scan(config: ValidationConfig) -> ValidationScan:
             findings.append(
                 Finding("PATH_ESCAPE", entry.name, "/", BLOCKING, "outside the target's base")
             )
-    files = json_files(entries, config.base, [config.quarantine])
+    skipped: list[dict[str, str]] = []
+    files = json_files(entries, config.base, [config.quarantine], skipped)
     reports = [validate_file(path, config) for path in files]
     for path, report in zip(files, reports, strict=True):
         report.expected = expected.pop(path.resolve(), None)
@@ -296,7 +298,7 @@ def scan(config: ValidationConfig) -> ValidationScan:
         findings.append(
             Finding("EXPECTED_RECORD_MISSING", subject, "/", BLOCKING, "named by a manifest")
         )
-    return ValidationScan(reports, sorted(findings))
+    return ValidationScan(reports, sorted(findings), skipped)
 
 
 def summary(scan_result: ValidationScan) -> dict[str, Any]:

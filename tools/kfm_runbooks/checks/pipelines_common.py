@@ -210,59 +210,6 @@ def optional_validator(target: Target, section: str, key: str) -> SchemaValidato
     return SchemaValidator(path) if path is not None else None
 
 
-# --- KFM expected-error matchers -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ErrorMatcher:
-    """An `*.expected_error.txt` line: the schema error an invalid fixture must produce.
-
-    Two forms exist in KFM: a JSON object `{"kind":"schema","field":"/x","keyword":"const",
-    "contains":"no_op"}` and `CODE|/pointer|schema constraint failed: <keyword>`.
-    """
-
-    field: str
-    keyword: str
-    contains: str = ""
-    text: str = ""
-
-    def matches(self, error: SchemaError) -> bool:
-        return (
-            error.pointer == self.field
-            and error.keyword == self.keyword
-            and self.contains.lower() in error.message.lower()
-        )
-
-
-_PIPE_RE = re.compile(r"SCHEMA_INVALID\|(/[^|]*)\|schema constraint failed: ([A-Za-z]+)")
-
-
-def parse_matcher(text: str) -> ErrorMatcher | None:
-    line = text.strip()
-    if line.startswith("{"):
-        value, code = parse_json(line.encode())
-        if code is None and isinstance(value, dict) and value.get("kind") == "schema":
-            field_, keyword = value.get("field"), value.get("keyword")
-            if isinstance(field_, str) and isinstance(keyword, str):
-                return ErrorMatcher(field_, keyword, str(value.get("contains", "")), line)
-        return None
-    match = _PIPE_RE.fullmatch(line)
-    return ErrorMatcher(match.group(1), match.group(2), "", line) if match else None
-
-
-def matcher_for(path: Path) -> tuple[ErrorMatcher | None, str | None]:
-    """The matcher beside `x.json` (`x.expected_error.txt`): (None, None) when there is none."""
-    candidate = path.with_name(path.stem + ".expected_error.txt")
-    if candidate.is_symlink() or not candidate.is_file():
-        return None, None
-    try:
-        text = candidate.read_text(encoding="utf-8")[:4096]
-    except (OSError, UnicodeDecodeError):
-        return None, "EXPECTED_ERROR_UNREADABLE"
-    matcher = parse_matcher(text)
-    return (matcher, None) if matcher else (None, "EXPECTED_ERROR_UNPARSEABLE")
-
-
 # --- time ------------------------------------------------------------------------------
 
 _DURATION_RE = re.compile(

@@ -27,7 +27,7 @@ from typing import Any
 from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, undoable
+from . import BLOCKING, HOLD, INFO, Finding, expected_error, undoable
 from .pipelines_common import (
     SHA256_RE,
     FileReport,
@@ -37,7 +37,6 @@ from .pipelines_common import (
     contained,
     file_sha256,
     json_files,
-    matcher_for,
     optional_validator,
     read_json,
     rel,
@@ -172,13 +171,13 @@ def scan_receipt(
         errors = config.receipt_schema.errors(value)
         for error in errors:
             report.add("SCHEMA_INVALID", error.pointer, f"{error.keyword}: {error.message[:120]}")
-        matcher, matcher_code = matcher_for(path)
+        matcher, matcher_code = expected_error.beside(path)
         if matcher_code:
             report.add(matcher_code, message="expected-error file unusable")
         if matcher is not None:
             report.details.update(
                 expected_error=matcher.text,
-                expected_error_matched=any(matcher.matches(e) for e in errors),
+                expected_error_matched=matcher.matched_by(errors),
             )
         if errors:
             return report, []

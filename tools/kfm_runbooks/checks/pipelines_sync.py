@@ -26,12 +26,11 @@ from typing import Any
 from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, undoable
+from . import BLOCKING, HOLD, INFO, Finding, expected_error, undoable
 from .pipelines_common import (
     FileReport,
     SchemaValidator,
     json_files,
-    matcher_for,
     optional_validator,
     parse_instant,
     read_json,
@@ -180,7 +179,7 @@ def scan_receipt(path: Path, config: SyncConfig) -> tuple[FileReport, Receipt | 
     if value is None:
         report.add(code or "INPUT_READ_ERROR", message="receipt unreadable")
         return report, None
-    matcher, matcher_code = matcher_for(path)
+    matcher, matcher_code = expected_error.beside(path)
     if matcher_code:
         report.add(matcher_code, message="expected-error file beside the receipt is unusable")
     if config.schema is None:
@@ -190,13 +189,13 @@ def scan_receipt(path: Path, config: SyncConfig) -> tuple[FileReport, Receipt | 
     for error in errors:
         report.add("SCHEMA_INVALID", error.pointer, f"{error.keyword}: {error.message[:140]}")
     if matcher is not None:
-        matched = any(matcher.matches(e) for e in errors)
+        matched = matcher.matched_by(errors)
         report.details.update(expected_error=matcher.text, expected_error_matched=matched)
         if not matched:
             report.add(
                 "EXPECTED_ERROR_NOT_REPRODUCED",
-                matcher.field,
-                f"expected {matcher.keyword} at {matcher.field}",
+                matcher.field or "/",
+                f"expected {matcher.describe}",
             )
     return report, (None if errors else _receipt(report, value))
 

@@ -260,9 +260,9 @@ def _labels(base: Path, clean: bool) -> None:
                 label: _label("generalized", "well locations generalized to 1 km"),
             }
         }
-    _write(
-        published / f"items/{UNLABELED}.json", _stac_item(UNLABELED, "kfm-sbx-landcover", **wells)
-    )
+    # its collection (kfm-sbx-wells) is not published: no licence to inherit (STAC keeps
+    # licences on the collection, so an item linked to a licensed one would inherit it)
+    _write(published / f"items/{UNLABELED}.json", _stac_item(UNLABELED, "kfm-sbx-wells", **wells))
     dist_label: dict[str, Any] = _label("public", "open land-cover data")
     if not clean:
         dist_label = {"level": "public"}

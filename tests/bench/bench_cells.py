@@ -89,6 +89,7 @@ def main() -> None:
             for _ in range(args.runs):  # alternating: both see the same machine load
                 for name, variant_env in variants.items():
                     times[name].append(timed(cmd, variant_env))
+                    print(f"  {name:<10} {size:>6} cells: {times[name][-1]:.2f}s", flush=True)
             for name, values in times.items():
                 medians[name, size] = statistics.median(values)
                 print(

@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 
@@ -53,7 +54,7 @@ class ProcessRef:
 
 def _stat_fields(pid: int) -> list[str] | None:
     try:
-        raw = open(f"/proc/{pid}/stat", "rb").read().decode()  # noqa: PTH123, SIM115
+        raw = Path(f"/proc/{pid}/stat").read_bytes().decode()
     except OSError:
         return None
     # comm (field 2) may hold spaces and parentheses: split after its last ')'.
@@ -68,7 +69,7 @@ def start_time(pid: int) -> int | None:
 
 def _zombie(pid: int) -> bool:
     fields = _stat_fields(pid)
-    return bool(fields) and fields[0] in ("Z", "X")
+    return fields is not None and bool(fields) and fields[0] in ("Z", "X")
 
 
 def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:

@@ -57,9 +57,9 @@ def main() -> None:
     3 the runbook raised; 4 the run was aborted (timeout, kernel died, interrupted);
     5 environment (kernel missing, lock timeout).
     """
-    from ._speedups import skip_slow_optional_imports
+    from ._speedups import defer_slow_optional_imports
 
-    skip_slow_optional_imports()
+    defer_slow_optional_imports()
 
 
 # --- incidents -------------------------------------------------------------------------

@@ -225,7 +225,8 @@ def start_lab(root_dir: Path, log_dir: Path, timeout: float = 60.0) -> dict[str,
     The token never appears on a command line (`ps` shows those to every local user) nor in
     the server's environment (kernels inherit it): the server reads it once from a 0600 file
     in a private folder named by JUPYTER_TOKEN_FILE, removed as soon as the server is up.
-    The log (which prints the URL with the token) is 0600 too. As root (containers, CI) the
+    The log is 0600 too; the server's own files holding the token (server info, browser-open
+    page) are in Jupyter's runtime folder, which Jupyter keeps 0700. As root (containers, CI) the
     server needs --allow-root: it still listens on loopback only and the token stays private.
     """
     import os
@@ -268,7 +269,6 @@ def _spawn_lab(
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root_dir}",
-        "--ServerApp.no_browser_open_file=True",  # an HTML file holding the token
         "--KernelManager.transport=ipc",
     ]
     env = {k: v for k, v in os.environ.items() if k != "JUPYTER_TOKEN"}

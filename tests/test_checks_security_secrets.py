@@ -184,7 +184,9 @@ def test_rotation_checklist_is_idempotent_and_undoable(tmp_path: Path) -> None:
         ("app.json", '{{"client_secret": "{v}", "token_count": 12345678}}', ["assigned-secret"]),
         (".env", "DB_PASSWORD={v}\nAPI_TOKEN=${{API_TOKEN}}\n", ["assigned-secret"]),
         ("app.ini", "webhook_secret = '{v}'\n", ["assigned-secret"]),
-        ("notes.txt", "password: {v}\n", []),  # free text: only the project's patterns apply
+        # free text: only the project's patterns apply (redact.py), which know `name: value`
+        ("notes.txt", "password: {v}\n", ["assigned-secret"]),
+        ("notes.txt", "the password: is rotated monthly\n", []),  # prose, not a value
         ("app.yaml", "api_key: '{m}'\n", []),  # an earlier redaction is not a secret
         ("flags.json", '{{"credentials_embedded": false, "raw_secret_persisted": false}}', []),
         ("flags.json", '{{"a": {{"raw_secret_persisted": true}}}}', ["persisted-secret"]),
@@ -235,4 +237,5 @@ def test_hostile_inputs_become_findings(tmp_path: Path) -> None:
         ("SEC_SCAN_PATH_ESCAPE", "outside.txt"),
     ]
     assert all(f.severity == "hold" for f in scan.unscanned)
-    assert scan.exposures == []  # broken JSON: scanned as text, no crash, nothing matched
+    # broken JSON: scanned as text, no crash; the password is still found in the text
+    assert [(e.file, e.kind) for e in scan.exposures] == [("scan/broken.json", "assigned-secret")]

@@ -4,42 +4,168 @@ from __future__ import annotations
 
 from collections import Counter
 
+import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from kfm_runbooks import redact
 
 # Built by concatenation so this file itself holds no secret-shaped literal.
-SAMPLES = {
-    "aws-access-key-id": "key AKIA" + "Z" * 16 + " here",
-    "github-token": "token ghp_" + "a1" * 18,
-    "private-key": "-----BEGIN RSA " + "PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
-    "slack-token": "xoxb-" + "1234567890-abcdef",
-    "url-credentials": "postgres://kfm:" + "s3cretpass@db:5432/kfm",
-    "assigned-secret": 'password = "' + "hunter2hunter2" + '"',
-    "jwt": "eyJ" + "a" * 12 + ".eyJ" + "b" * 12 + "." + "c" * 12,
-}
+KEY_BODY = "MIIEpAIBAAKCAQEAq7kYbodyline\nZm9vYmFyYmF6cXV4"
+PEM = "-----BEGIN RSA " + "PRIVATE KEY-----\n" + KEY_BODY + "\n-----END RSA PRIVATE KEY-----"
+# (sample label, expected pattern, text, the part that is the secret)
+SAMPLES = [
+    ("aws-access-key-id", "aws-access-key-id", "key AKIA" + "Z" * 16 + " here", "ZZZZZZZZ"),
+    ("github-token", "github-token", "token ghp_" + "a1" * 18, "a1a1a1a1"),
+    ("private-key", "private-key", PEM, "bodyline"),
+    ("slack-token", "slack-token", "xoxb-" + "1234567890-abcdef", "1234567890"),
+    ("url", "url-credentials", "postgres://kfm:" + "s3cretpass@db:5432/kfm", "s3cretpass"),
+    ("code", "assigned-secret", 'password = "' + "hunter2hunter2" + '"', "hunter2"),
+    ("jwt", "jwt", "eyJ" + "a" * 12 + ".eyJ" + "b" * 12 + "." + "c" * 12, "aaaaaaaaaaaa"),
+    ("env", "assigned-secret", "PGPASSWORD=" + "hunter2xyz psql -h db", "hunter2xyz"),
+    ("json", "assigned-secret", '{"user": "kfm", "password": "' + 'hunter2xyz"}', "hunter2xyz"),
+    ("basic-auth", "basic-auth", "Authorization: Basic " + "a2ZtOmh1bnRlcjJ4eXo=", "a2ZtOmh1"),
+    (
+        "pgp",
+        "pgp-private-key",
+        "-----BEGIN PGP "
+        + "PRIVATE KEY BLOCK-----\nVersion: GnuPG\n\nlQOYBGabcdef\n=Ab12\n"
+        + "-----END PGP PRIVATE KEY BLOCK-----",
+        "lQOYBGabcdef",
+    ),
+]
+TEXTS = {label: text for label, _, text, _ in SAMPLES}
 
 
-@pytest.mark.parametrize("name", sorted(SAMPLES))
-def test_each_pattern_is_scrubbed(name: str) -> None:
-    clean, counts = redact.scrub(SAMPLES[name])
-    assert counts[name] == 1
+@pytest.mark.parametrize(
+    ("name", "text", "secret"), [s[1:] for s in SAMPLES], ids=[s[0] for s in SAMPLES]
+)
+def test_each_pattern_is_scrubbed(name: str, text: str, secret: str) -> None:
+    clean, counts = redact.scrub(text)
+    assert counts == Counter({name: 1})
     assert f"[REDACTED:{name}]" in clean
+    assert secret not in clean
+
+
+@pytest.mark.parametrize(
+    ("text", "secret", "kept"),
+    [
+        # a password holding "@": everything up to the host's "@" is the secret
+        ("postgresql://kfm:" + "p@ss@w0rdX@db.internal:5432/kfm", "w0rdX", "@db.internal:5432/kfm"),
+        # a PEM key cut short (no END line): its body lines go, the next sentence stays
+        (
+            "-----BEGIN OPENSSH " + "PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nAAAAB3Nza\n"
+            "that was the key file.",
+            "b3BlbnNz",
+            "that was the key file.",
+        ),
+        # the same key as an escaped string (a repr, a JSON value)
+        ("key = '-----BEGIN EC " + "PRIVATE KEY-----\\nMHcCAQEEIBodyX\\n'", "BodyX", "key = '"),
+        ("export API_TOKEN=" + "'tok en-value'", "en-value", "export API_TOKEN="),
+        ("curl https://api?client_secret=" + "abc123&x=1", "abc123", "&x=1"),
+        ("{'api_key': '" + "k-123456'}", "k-123456", "{'api_key': '"),
+        ("password: " + "hunter2xyz", "hunter2xyz", "password: "),
+        ("curl -u admin:" + "hunter2xyz https://x", "hunter2xyz", "https://x"),
+        ("db_password = " + '"hunter2xyz"', "hunter2xyz", "db_password = "),
+    ],
+)
+def test_secret_shapes_found_in_the_wild(text: str, secret: str, kept: str) -> None:
+    clean, counts = redact.scrub(text)
+    assert secret not in clean and kept in clean and sum(counts.values()) >= 1, clean
 
 
 def test_secret_value_does_not_survive() -> None:
-    clean, _ = redact.scrub(SAMPLES["url-credentials"])
+    clean, _ = redact.scrub(TEXTS["url"])
     assert "s3cretpass" not in clean and "postgres://kfm:" in clean
 
 
 def test_tree_scrub_counts() -> None:
     counts: Counter[str] = Counter()
-    tree = {"a": [SAMPLES["aws-access-key-id"], {"b": SAMPLES["github-token"]}], "n": 3}
-    out = redact.scrub_tree(tree, counts)
+    tree = {"a": [TEXTS["aws-access-key-id"], {"b": TEXTS["github-token"]}], "n": 3}
+    out = redact.clean(tree, counts)
     assert counts == Counter({"aws-access-key-id": 1, "github-token": 1})
     assert out["n"] == 3 and "AKIA" not in str(out)
+
+
+def test_fields_named_like_secrets_are_redacted_whatever_their_value() -> None:
+    counts: Counter[str] = Counter()
+    out = redact.clean(
+        {"db_password": "x1", "API-Key": "y", "token_count": 3, "note": "x1"}, counts
+    )
+    assert out == {
+        "db_password": "[REDACTED:assigned-secret]",
+        "API-Key": "[REDACTED:assigned-secret]",
+        "token_count": 3,
+        "note": "x1",
+    }
+    assert counts == Counter({"assigned-secret": 2})
+
+
+def test_clean_is_idempotent() -> None:
+    text = "\n".join(TEXTS.values())
+    once = redact.clean(text)
+    counts: Counter[str] = Counter()
+    assert redact.clean(once, counts) == once and counts == Counter()
+    assert redact.clean(once.encode()) == once.encode()
+
+
+def test_bytes_are_scrubbed_and_other_bytes_kept() -> None:
+    raw = b"\xff\xfe binary " + TEXTS["env"].encode() + b" \x00\x01"
+    out = redact.clean(raw)
+    assert b"hunter2xyz" not in out and out.startswith(b"\xff\xfe binary ") and b"\x00\x01" in out
+
+
+def _stream(text: str) -> nbformat.NotebookNode:
+    return new_output("stream", name="stdout", text=text)
+
+
+def test_multi_line_key_in_a_notebook_is_scrubbed_as_written() -> None:
+    """nbformat writes strings as lists of lines: scrubbing must see the joined text."""
+    nb = new_notebook(cells=[new_code_cell("print(key)", outputs=[_stream(PEM + "\n")])])
+    written = nbformat.writes(redact.clean(nb))
+    assert "bodyline" not in written and "[REDACTED:private-key]" in written
+    nbformat.validate(nbformat.reads(written, as_version=4))
+
+
+def test_a_key_printed_in_two_chunks_is_still_found() -> None:
+    half = len(PEM) // 2
+    outputs = [_stream(PEM[:half]), _stream(PEM[half:] + "\n")]
+    nb = new_notebook(cells=[new_code_cell("print(key)", outputs=outputs)])
+    cleaned = redact.clean(nb)
+    text = "".join(o["text"] for o in cleaned.cells[0].outputs)
+    assert "bodyline" not in text and "Zm9vYmFy" not in text
+    assert "[REDACTED:private-key]" in text
+
+
+def test_embedded_images_are_left_alone() -> None:
+    png = "iVBORw0KGgo" + "A" * 20 + "/AKIA" + "Z" * 16 + "/"
+    output = new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})
+    nb = new_notebook(cells=[new_code_cell("plot()", outputs=[output])])
+    assert redact.clean(nb).cells[0].outputs[0]["data"]["image/png"] == png
 
 
 def test_ordinary_text_is_untouched() -> None:
     text = "sha256 ab39b02de5828664a6643fc221de0c81f68e1c7e73ab3a347deb8381d8718466 ok"
     assert redact.scrub(text) == (text, Counter())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "connect(host=h, port=5432)",
+        "the basic authentication flow was fine",
+        "max_tokens=100 and tokens: 5",
+        "See https://example.org/a@b for the mail archive",
+        "user@example.org wrote: password rotation is due",
+    ],
+)
+def test_plain_prose_and_code_are_untouched(text: str) -> None:
+    assert redact.scrub(text) == (text, Counter())
+
+
+def test_a_json_secret_escaped_inside_a_string_is_found() -> None:
+    text = 'json_line = "{\\"user\\": \\"kfm\\", \\"password\\": \\"' + 'hunter2xyz\\"}"'
+    clean, counts = redact.scrub(text)
+    assert "hunter2xyz" not in clean and counts["assigned-secret"] == 1, clean
+    inner = '{"password": "' + 'a\\"b-hunter2xyz"}'
+    assert "hunter2xyz" not in redact.scrub(inner)[0]

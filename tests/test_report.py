@@ -8,14 +8,23 @@ import os
 import shutil
 import subprocess
 import tarfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from .conftest import KFM_BIN, Cli
+from .conftest import KFM_BIN, NOTEBOOKS, Cli
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 def test_report_loads_clean_in_chromium(cli: Cli, sealed: tuple[str, Path]) -> None:
@@ -31,17 +40,7 @@ def test_report_loads_clean_in_chromium(cli: Cli, sealed: tuple[str, Path]) -> N
     errors: list[str] = []
     remote: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -72,6 +71,88 @@ def test_report_loads_clean_in_chromium(cli: Cli, sealed: tuple[str, Path]) -> N
     assert "CAT_ASSET_DIGEST_MISMATCH" in runs
     assert evidence_rows >= 5
     assert images >= 1 and first_image_ok  # the triage plot, embedded, renders
+
+
+class _Tags(HTMLParser):
+    """Every tag and attribute actually in a page (escaped source text is not a tag)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+        self.attributes: list[tuple[str, str]] = []
+        self.styles = 0
+        self.csp = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.names.add(tag)
+        self.styles += tag == "style"
+        values = {k: v or "" for k, v in attrs}
+        if tag == "meta" and values.get("http-equiv", "").lower() == "content-security-policy":
+            self.csp = values.get("content", "")
+        self.attributes += [(k.lower(), v.strip().lower()) for k, v in values.items()]
+
+
+def test_report_runs_no_output_script_and_loads_nothing_external(
+    cli: Cli, incident: tuple[str, Path], sandbox: Path
+) -> None:
+    """A notebook's outputs may hold scripts, frames, remote images, event handlers and
+    styles that call out: the report keeps none of them alive, and plots still render."""
+    from playwright.sync_api import sync_playwright
+
+    incident_id, _ = incident
+    run = cli(
+        "run",
+        str(NOTEBOOKS / "outputs_active_content.ipynb"),
+        "--incident",
+        incident_id,
+        "--target",
+        str(sandbox),
+    )
+    assert run.exit_code == 0, run.output
+    report = Path(cli("report", incident_id).stdout.strip())
+    tags = _Tags()
+    tags.feed(report.read_text())
+    assert tags.csp.startswith("default-src 'none'")
+    active = {"script", "iframe", "object", "embed", "form", "link", "style", "svg", "base"}
+    assert tags.names & active == {"style"} and tags.styles == 1  # our own stylesheet only
+    assert [a for a in tags.attributes if a[0].startswith("on")] == []
+    assert [
+        v
+        for name, v in tags.attributes
+        if name in ("href", "src")
+        and ":" in v.split("/")[0]
+        and not v.startswith(("data:image/", "http:", "https:"))
+    ] == []
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on(
+                "request",
+                lambda r: (
+                    requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None
+                ),
+            )
+            page.goto(report.as_uri(), wait_until="load")
+            page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
+            page.wait_for_load_state("load")
+            pwned = page.evaluate("() => window.kfmPwned === undefined ? null : window.kfmPwned")
+            title = page.title()
+            text = page.inner_text("body")
+            plots = page.evaluate(
+                "() => [...document.querySelectorAll('details.nb img')]"
+                ".filter(i => i.src.startsWith('data:image/png') && i.naturalWidth > 0).length"
+            )
+        finally:
+            browser.close()
+    assert pwned is None and "pwned" not in title
+    assert requests == [] and errors == []
+    assert "active content displayed" in text and "bold" in text
+    assert plots >= 1  # the matplotlib figure, embedded, renders
 
 
 def test_bundle_verifies_without_the_repo(

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,26 @@ def _execute(client: BlockingKernelClient, cell: Any) -> None:
     reply = client.execute_interactive(cell.source, output_hook=hook, timeout=180)
     cell.outputs = outputs
     cell.execution_count = reply["content"]["execution_count"]
+
+
+def test_lab_token_is_never_on_a_command_line(lab: dict[str, Any], tmp_path: Path) -> None:
+    """`ps` shows every process's command line to every local user: the token goes by a
+    0600 file read once at start (then removed), never by argv or the environment."""
+    token = lab["token"].encode()
+    assert len(token) >= 32
+    proc = Path(f"/proc/{lab['pid']}")
+    assert token not in (proc / "cmdline").read_bytes()
+    assert token not in (proc / "environ").read_bytes()  # kernels inherit the environment
+    assert not [p for p in (tmp_path / "lab-logs").iterdir() if p.stat().st_mode & 0o077]
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        _api({**lab, "token": "wrong"}, "GET", "sessions")
+    wrong.value.close()
+    anonymous = urllib.request.Request(f"{lab['url'].rstrip('/')}/api/sessions")
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(anonymous, timeout=60)
+    missing.value.close()
+    assert wrong.value.code == missing.value.code == 403  # the server still requires it
+    assert _api(lab, "GET", "sessions") == []
 
 
 def test_operator_session_leaves_the_same_evidence(

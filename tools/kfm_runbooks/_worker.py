@@ -5,8 +5,8 @@ by killing the kernel - and, as a last resort, this process - without touching i
 state; papermill's `cwd` handling is process-global, which is one more reason.
 
 Input: a request JSON (see execute.py). Output: the executed notebook at the requested
-path inside the workspace (papermill saves it after every cell and once more in a
-`finally`, also when a cell raises or the kernel dies) and a status JSON.
+path inside the workspace (saved atomically at a bounded rate, `_autosave.py`, and always
+once more at the end, also when a cell raises or the kernel dies) and a status JSON.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
+    from . import _autosave
     from .kernel import ipc_kernel_manager_class
 
     os.chdir(request["cwd"])
@@ -53,6 +54,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     os.environ["JUPYTER_RUNTIME_DIR"] = str(socket_dir)
     manager = ipc_kernel_manager_class(socket_dir, Path(request["pid_file"]))
     total = len(nbformat.read(request["input"], as_version=4).cells) + 1
+    _autosave.register(float(request.get("save_interval", _autosave.DEFAULT_INTERVAL_S)))
     try:
         papermill.execute_notebook(
             request["input"],
@@ -64,6 +66,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
             start_timeout=request.get("start_timeout", 60),
             kernel_manager_class=manager,
             on_cell_start=_progress(total),
+            engine_name=_autosave.ENGINE,
         )
     except PapermillExecutionError as exc:
         return {
@@ -96,7 +99,9 @@ def main() -> int:
             "evalue": str(exc),
             "traceback": traceback.format_exc(),
         }
-    replace_atomic(status_file, json.dumps(status).encode())
+    from ._autosave import STATS
+
+    replace_atomic(status_file, json.dumps({**status, **STATS.as_dict()}).encode())
     return 0
 
 

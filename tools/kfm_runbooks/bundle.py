@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, manifest
-from ._fs import create_new, sha256_bytes, sha256_file
+from ._fs import create_new, is_partial, sha256_bytes, sha256_file
 from ._time import now_iso, utc_now
 from .errors import InputError
 from .history import History
@@ -29,7 +29,9 @@ from .workspace import open_workspace
 
 BUNDLE_JSON = "BUNDLE.json"
 BUNDLE_SHA256 = "BUNDLE.sha256"
-SKIP = frozenset({".lock"})
+# Not evidence, never bundled: the lock, and JupyterLab working copies (`open` writes them
+# with the real parameter values for the kernel; what is sealed from them is in 10_evidence).
+SKIP = frozenset({".lock", "sessions"})
 
 
 @dataclass
@@ -44,10 +46,14 @@ class BundleReport:
 
 
 def _files(folder: Path) -> list[Path]:
+    """Files to bundle: not the SKIP folders, and no partial write (unsealed, unscrubbed)."""
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.is_file() and not p.is_symlink() and p.relative_to(folder).parts[0] not in SKIP
+        if p.is_file()
+        and not p.is_symlink()
+        and p.relative_to(folder).parts[0] not in SKIP
+        and not is_partial(p.name)
     )
 
 
@@ -67,7 +73,9 @@ def create_bundle(
         folders = sorted(
             f"{incident_id}/{p.relative_to(workspace.path).as_posix()}"
             for p in workspace.path.rglob("*")
-            if p.is_dir() and not p.is_symlink()
+            if p.is_dir()
+            and not p.is_symlink()
+            and p.relative_to(workspace.path).parts[0] not in SKIP
         )
         files: list[dict[str, Any]] = []
         payload: dict[str, bytes] = {}

@@ -4,7 +4,7 @@
 
 Internal updates link every action and run to its evidence (run ids, notebook sha256,
 ACT ids). Public updates carry only what the public may read: no paths, no ids of
-internal evidence, no commands, no operator names, and a final secret scrub. Each update
+internal evidence, no commands, no operator names. Every update is scrubbed of secrets. Each update
 is written to 00_meta/updates/ (never overwritten), hashed into the ledger with the time
 the next one is due (severity cadence: Sev0 15 min, Sev1 30 min, Sev2 hourly, Sev3 daily).
 """
@@ -95,10 +95,7 @@ def render(incident_id: str, audience: str, root: str | Path | None = None) -> t
         lines.append(f"- **Roles:** {roles or 'unassigned'}")
         lines.append(f"- **Ledger head:** `{history.head}`")
     lines += [f"- **Next update:** {_short(due)} (UTC)", ""]
-    text = "\n".join(lines)
-    if public:
-        text, _ = redact.scrub(text)
-    return text, due
+    return redact.clean("\n".join(lines)), due
 
 
 def publish(

@@ -3,8 +3,10 @@
 Header (id, severity, status, roles, milestones and durations), integrity (verify result,
 ledger head, open flags), timeline from the ledger, runbook runs with outcomes, checks
 and findings, the evidence table with sha256s, and every executed notebook rendered with
-nbconvert (plots embedded as data URIs). No script, no external resource: it opens
-offline, from a bundle, years later. Written to 90_postmortem/report-<UTC>.html (never
+nbconvert (plots embedded as data URIs). No script, no external resource: notebook HTML
+is sanitised with an allow-list and the page carries a Content-Security-Policy
+(html_safe.py), so it opens offline, from a bundle, years later, and runs nothing a
+notebook output smuggled in. Written to 90_postmortem/report-<UTC>.html (never
 overwritten) and recorded in the ledger.
 """
 
@@ -14,7 +16,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from . import manifest
+from . import html_safe, manifest, redact
 from ._fs import create_new, sha256_bytes
 from ._time import utc_now
 from .history import History, describe
@@ -52,7 +54,7 @@ def _duration(start: Any, end: Any) -> str:
 
 
 def _notebook_html(path: Path) -> str:
-    """Render an executed notebook (basic template: no scripts, no external assets)."""
+    """Render an executed notebook, made inert (html_safe: no script, nothing external)."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -66,9 +68,10 @@ def _notebook_html(path: Path) -> str:
                 for o in cell.outputs
                 if not any(str(mime).startswith(MIME_PREFIX) for mime in o.get("data", {}))
             ]
+    html_safe.inert_outputs(nb)
     exporter = HTMLExporter(template_name="basic")
     body, _ = exporter.from_notebook_node(nb)
-    return str(body)
+    return html_safe.sanitize(str(body))
 
 
 def render(workspace: Workspace) -> str:
@@ -82,7 +85,7 @@ def render(workspace: Workspace) -> str:
     to_mitigate = _duration(stamps.declared, stamps.mitigated)
     to_resolve = _duration(stamps.declared, stamps.resolved)
     parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{html_safe.CSP_META}",
         f"<title>{_e(record.id)} — {_e(record.title)}</title>",
         f"<style>{CSS}{HtmlFormatter().get_style_defs('.highlight')}</style></head><body>",
         f"<h1 id='incident-title'>{_e(record.id)} — {_e(record.title)}</h1>",
@@ -178,7 +181,7 @@ def write_report(
     workspace = open_workspace(incident_id, root)
     actor = actor or default_actor()
     with workspace.locked():
-        text = render(workspace).encode()
+        text = redact.clean(render(workspace)).encode()
         path = workspace.postmortem / f"report-{utc_now():%Y%m%dT%H%M%S%fZ}.html"
         create_new(path, text)
         workspace.record(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import ledger
+from . import ledger, redact
 from ._fs import append_bytes, file_lock
 from ._time import iso, utc_now
 
@@ -121,10 +121,16 @@ class Workspace:
         return load(self.incident_yaml)
 
     def append_timeline(self, text: str) -> None:
-        """Append one line. Caller holds the lock. Newlines are flattened: one event, one line."""
-        flat = " ".join(text.split())
+        """Append one line. Caller holds the lock. Newlines are flattened: one event, one line
+        (after scrubbing: a multi-line key must still be whole when it is looked for)."""
+        flat = " ".join(redact.clean(text).split())
         stamp = iso(utc_now()).replace(".000Z", "Z")
         append_bytes(self.timeline, f"- {stamp} — {flat}\n".encode())
+
+    def append_record(self, path: Path, text: str) -> None:
+        """Append to a record people read (commands.md, rollback.md, checks.md, metrics.md),
+        scrubbed of secrets. Caller holds the lock."""
+        append_bytes(path, redact.clean(text).encode())
 
     def record(self, kind: str, data: dict[str, Any], actor: str) -> dict[str, Any]:
         """Append a ledger entry. Caller holds the lock."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import redact
 from ._fs import append_bytes, sha256_bytes
 from ._time import now_iso
 
@@ -68,7 +69,12 @@ def head(path: Path) -> dict[str, Any] | None:
 def append(
     path: Path, *, kind: str, incident: str, actor: str, data: dict[str, Any]
 ) -> dict[str, Any]:
-    """Append one entry chained to the current head. Caller holds the workspace lock."""
+    """Append one entry chained to the current head. Caller holds the workspace lock.
+
+    `data` and `actor` are scrubbed of secrets first: a hash-chained entry can never be
+    edited afterwards, so nothing secret may enter it.
+    """
+    data, actor = redact.clean(data), redact.clean(actor)
     last = head(path)
     entry: dict[str, Any] = {
         "seq": 0 if last is None else int(last["seq"]) + 1,

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import redact
 from ._fs import replace_atomic, sha256_bytes
 from ._time import iso, utc_now
 from .errors import InputError
@@ -54,7 +55,11 @@ def write_locked(
     actor: str,
     timeline: str,
 ) -> dict[str, Any]:
-    """Persist a new incident record + ledger entry + timeline line. Caller holds the lock."""
+    """Persist a new incident record + ledger entry + timeline line. Caller holds the lock.
+
+    The record is scrubbed of secrets first (a password typed into a note stays out of
+    incident.yaml, as the ledger and timeline doors keep it out of theirs)."""
+    record = record.model_validate(redact.clean(record.model_dump()))
     text = record.to_yaml().encode()
     replace_atomic(workspace.incident_yaml, text)
     entry = workspace.record(kind, {**data, "incident_yaml_sha256": sha256_bytes(text)}, actor)

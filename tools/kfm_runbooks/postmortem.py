@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import redact
 from ._fs import create_new, sha256_bytes
 from .errors import InputError
 from .history import History, describe
@@ -168,7 +169,7 @@ def render(workspace: Workspace) -> tuple[str, str, list[str]]:
             "| 1 | _(add the hardening tasks the runbooks list)_ | _owner_ | _due_ | "
             "prevent | open |"
         )
-    return "\n".join(lines) + "\n", "\n".join(items) + "\n", reasons
+    return redact.clean("\n".join(lines) + "\n"), redact.clean("\n".join(items) + "\n"), reasons
 
 
 def write(incident_id: str, root: str | Path | None = None, actor: str | None = None) -> Postmortem:

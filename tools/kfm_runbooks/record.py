@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import manifest, scraps
-from ._fs import append_bytes, create_new, sha256_file
+from . import manifest, redact, scraps
+from ._fs import create_new, sha256_file
 from ._time import now_iso
 from .coverage import Coverage, row_status
 from .coverage import judge as judge_coverage
@@ -228,8 +228,8 @@ class Recorder:
     def save_evidence(self, kind: str, name: str, content: str | bytes | Any) -> Path:
         """Save raw output (a log excerpt, a query result) into 10_evidence/<kind>/.
 
-        The file is named `<run id>.<name>`, created atomically, never overwritten, and
-        hashed into hashes.sha256 and the ledger at once.
+        The file is named `<run id>.<name>`, scrubbed of secrets, created atomically, never
+        overwritten, and hashed into hashes.sha256 and the ledger at once.
         """
         if kind not in EVIDENCE_KINDS:
             raise InputError(f"evidence kind must be one of {EVIDENCE_KINDS}, not {kind!r}")
@@ -243,6 +243,7 @@ class Recorder:
             data = content
         else:
             data = (json.dumps(content, indent=2, sort_keys=True, default=str) + "\n").encode()
+        data = redact.clean(data)
         rel = f"{kind}/{self.run_id}.{name}"
         dest = self.workspace.evidence / rel
         with self.workspace.locked():
@@ -358,8 +359,8 @@ class Recorder:
             f"- command: `{undo_cmd}`\n"
         )
         with self.workspace.locked():
-            append_bytes(self.workspace.actions / "commands.md", commands.encode())
-            append_bytes(self.workspace.actions / "rollback.md", rollback.encode())
+            self.workspace.append_record(self.workspace.actions / "commands.md", commands)
+            self.workspace.append_record(self.workspace.actions / "rollback.md", rollback)
             self.workspace.record("action", entry, self.actor)
             self.workspace.append_timeline(
                 f"action {entry['action_id']} {status}: {entry['title']} by {self.actor} "

@@ -1,16 +1,47 @@
-"""Secret patterns: found in runbook sources (lint), scrubbed from executed notebooks.
+"""The one scrubber: secrets are removed at every door into evidence, before hashing.
 
-An executed notebook is evidence and may be shared (postmortems, bundles). Before it is
-sealed, every string in its cells and outputs is scrubbed of anything that looks like a
-credential; the count per pattern (never the value) goes into the ledger.
+    clean(value, counts=None)   the entry point every writer calls: text, bytes, a JSON-like
+                                tree (ledger entry data, parameters, an incident record) or
+                                a whole notebook; returns the same kind of value
+    scrub(text) / find(text)    the patterns themselves (lint and the secrets checks use them)
+
+Doors (each calls `clean` once, just before it hashes or writes): the ledger (`ledger.append`,
+so every entry: findings, checks, actions, parameters, notes), the timeline and the .md
+records (`Workspace.append_timeline` / `append_record`), sealed notebooks, target copies,
+PROV and torn partials (`seal.seal_notebook`), saved evidence (`record.save_evidence`),
+incident.yaml (`workspace`, `lifecycle`), comms updates, the postmortem and the report.
+Bundles carry only what those doors wrote (unsealed working copies and partial writes stay
+out). A redaction is `[REDACTED:<pattern>]`; counts per pattern (never values) are recorded.
+
+Strings are scrubbed whole, never line by line: nbformat writes sources and outputs as lists
+of lines, where a multi-line key would no longer match, so notebooks are cleaned as trees of
+joined strings (adjacent stream chunks merged first) and only then serialised.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+MARKER = "[REDACTED:"
+_NOT_REDACTED = r"(?!\[REDACTED:)"
+
+
+# Values that point at a secret instead of being one (kms://..., ${VAR}, $VAR, arn:...).
+REFERENCE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|\$\{|\{\{|\$[A-Z_]|arn:|env:|ref:|vault:)", re.I)
+
+
+def _reference(secret: str) -> bool:
+    return bool(REFERENCE.match(secret.strip("'\"")))
+
+
+def _named_value(secret: str) -> bool:
+    """Keep a value found only by its name when it is a reference or prose, not a secret."""
+    return _reference(secret) or bool(re.search(r"\s", secret.strip("'\"")))
 
 
 @dataclass(frozen=True)
@@ -18,16 +49,41 @@ class Pattern:
     name: str
     regex: re.Pattern[str]
     group: int = 0  # which group is the secret (0: the whole match)
+    keep: Callable[[str], bool] | None = None  # a match this says True to is not a secret
+
+
+# Names of fields and variables that hold a secret (db_password, PGPASSWORD, API-Key...),
+# but not those about one (credential_ref, token_id, secret_kind, password_expires...).
+_SENSITIVE_WORD = (
+    r"(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key"
+    r"|private[_-]?key|credentials?)"
+)
+_ABOUT = (
+    r"(?:ref|refs|id|ids|fp|fingerprint|kind|kinds|type|types|name|names|count|max|min|path"
+    r"|file|env|var|hint|url|uri|endpoint|expiry|expires|expired|ttl|len|length|source"
+    r"|rotated|status|scope|scopes|marker|markers|persisted|redacted|exposed)"
+)
+_SECRET_NAME = (
+    rf"[A-Za-z0-9_-]*?(?i:{_SENSITIVE_WORD})(?:[_-](?!(?i:{_ABOUT})(?![A-Za-z0-9]))[A-Za-z0-9]+)*"
+)
+SECRET_FIELD = re.compile(_SECRET_NAME)
+# One line of a PEM / PGP armour body after a real or an escaped newline: base64 to the end
+# of the line, or a `Header: value` line (Proc-Type, Version...), or empty.
+_ARMOUR_LINE = (
+    r"(?:\r?\n|(?:\\r)?\\n)[ \t]*"
+    r"(?:[A-Za-z0-9+/=]+(?=[\r\n'\"\\]|$)|[A-Z][A-Za-z0-9-]*: [^\n\\]*)?"
+)
+
+
+def _armour(label: str) -> re.Pattern[str]:
+    """A BEGIN line up to its END line or, for a key cut short, to the end of its body."""
+    end = rf"-----END {label}-----"
+    return re.compile(rf"-----BEGIN {label}-----(?:[\s\S]*?{end}|(?:{_ARMOUR_LINE})*)")
 
 
 PATTERNS: tuple[Pattern, ...] = (
-    Pattern(
-        "private-key",
-        re.compile(
-            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?"
-            r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
-        ),
-    ),
+    Pattern("pgp-private-key", _armour(r"PGP PRIVATE KEY BLOCK")),
+    Pattern("private-key", _armour(r"(?!PGP )(?:[A-Z0-9]+ )*PRIVATE KEY")),
     Pattern("aws-access-key-id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
     Pattern(
         "aws-secret-access-key",
@@ -44,52 +100,178 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
     ),
-    Pattern("url-credentials", re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@"), 1),
+    # scheme://user:password@host - the password may hold "@": it ends at the last "@"
+    # before the host (the authority ends at "/", whitespace or a quote).
+    Pattern(
+        "url-credentials",
+        re.compile(rf"\b[a-z][a-z0-9+.-]*://[^/\s:@'\"<>]+:{_NOT_REDACTED}([^\s/'\"<>]+)@"),
+        1,
+    ),
+    Pattern(
+        "basic-auth",
+        re.compile(
+            rf"(?i)\bauthorization\b['\"]?\s*[:=]\s*['\"]?basic\s+{_NOT_REDACTED}"
+            r"([A-Za-z0-9+/_-]+=*)"
+        ),
+        1,
+    ),
+    # "password": "...", 'api_key': '...' (JSON, Python reprs), also escaped inside a
+    # string (\"password\": \"...\"): each quote is matched at its own escape level.
     Pattern(
         "assigned-secret",
         re.compile(
-            r"(?i)\b(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token)"
-            r"\b\s*[:=]\s*['\"]([^'\"\s]{8,})['\"]"
+            rf"""(\\*['"]){_SECRET_NAME}\1\s*:\s*"""
+            rf"""(\\*['"]){_NOT_REDACTED}((?:(?!\2)(?:\\.|[^\\\n]))+)\2"""
         ),
+        3,
+        _named_value,
+    ),
+    # password = "...", db_password: '...' (code, configs)
+    Pattern(
+        "assigned-secret",
+        re.compile(
+            rf"(?<![A-Za-z0-9_-]){_SECRET_NAME}\s*[:=]\s*['\"]{_NOT_REDACTED}([^'\"\s]{{4,}})['\"]"
+        ),
+        1,
+        _reference,
+    ),
+    # PGPASSWORD=..., API_TOKEN='...', ?client_secret=...& (env files, shells, query strings)
+    Pattern(
+        "assigned-secret",
+        re.compile(
+            rf"(?<![A-Za-z0-9_-]){_SECRET_NAME}={_NOT_REDACTED}"
+            r"(\"[^\"\n]+\"|'[^'\n]+'|[^\s'\"&;,)]+)"
+        ),
+        1,
+        _reference,
+    ),
+    # password: value (YAML, headers, logs), one line
+    Pattern(
+        "assigned-secret",
+        re.compile(
+            rf"(?m)^[ \t-]*{_SECRET_NAME}[ \t]*:[ \t]+{_NOT_REDACTED}([^\s'\"#{{\[][^\n#]*?)[ \t]*$"
+        ),
+        1,
+        _named_value,
+    ),
+    # curl -u user:password, --password=...
+    Pattern(
+        "cli-credentials",
+        re.compile(rf"(?<!\S)(?:-u|--user)[ =]['\"]?[^\s:'\"]+:{_NOT_REDACTED}([^\s'\"]+)"),
+        1,
+    ),
+    Pattern(
+        "cli-credentials",
+        re.compile(rf"(?<!\S)--(?:[a-z0-9]+-)*(?i:{_SENSITIVE_WORD})[ =]{_NOT_REDACTED}(?!-)(\S+)"),
         1,
     ),
     Pattern("bearer-token", re.compile(r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{20,}=*)")),
 )
 
+# Output MIME types that are base64 binaries, not text: never scrubbed (no match is
+# meaningful there and a replacement would corrupt the image).
+BINARY_MIME = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"})
+
 
 def find(text: str) -> list[tuple[str, int, int]]:
-    """(pattern name, start, end) of each secret span in `text`."""
+    """(pattern name, start, end) of each secret in `text`, in order, never overlapping: at
+    one position the widest match wins, and on a tie the pattern listed first (the specific
+    before the generic: a GitHub token assigned to `token = ...` is a github-token)."""
     spans = []
-    for pattern in PATTERNS:
+    for rank, pattern in enumerate(PATTERNS):
         for match in pattern.regex.finditer(text):
-            spans.append((pattern.name, match.start(pattern.group), match.end(pattern.group)))
-    return spans
+            start, end = match.start(pattern.group), match.end(pattern.group)
+            if pattern.keep is not None and pattern.keep(text[start:end]):
+                continue
+            if end > start:
+                spans.append((start, -end, rank, pattern.name))
+    found: list[tuple[str, int, int]] = []
+    position = 0
+    for start, negative_end, _rank, name in sorted(spans):
+        if start >= position:  # else inside a wider match already taken
+            found.append((name, start, -negative_end))
+            position = -negative_end
+    return found
 
 
 def scrub(text: str) -> tuple[str, Counter[str]]:
     counts: Counter[str] = Counter()
-    spans = sorted(find(text), key=lambda span: (span[1], -span[2]))
     out: list[str] = []
     position = 0
-    for name, start, end in spans:
-        if start < position:
-            continue  # overlapping: already scrubbed by an earlier, wider match
+    for name, start, end in find(text):
         out.append(text[position:start])
-        out.append(f"[REDACTED:{name}]")
+        out.append(f"{MARKER}{name}]")
         position = end
         counts[name] += 1
     out.append(text[position:])
     return "".join(out), counts
 
 
-def scrub_tree(value: Any, counts: Counter[str]) -> Any:
-    """Scrub every string in a JSON-like tree (a notebook), returning the new tree."""
+def clean(value: T, counts: Counter[str] | None = None) -> T:
+    """`value` with every secret replaced by a marker; counts per pattern into `counts`.
+
+    Text and bytes (any bytes: undecodable ones pass through unchanged) are scrubbed whole;
+    in a tree (dicts, lists, a notebook) every string, every key, and every value of a field
+    named like a secret (`db_password`, `api_key`...) is. Idempotent.
+    """
+    tally: Counter[str] = Counter() if counts is None else counts
+    return _clean(value, tally)  # type: ignore[no-any-return]
+
+
+def _clean(value: Any, counts: Counter[str]) -> Any:
     if isinstance(value, str):
-        clean, found = scrub(value)
+        text, found = scrub(value)
         counts.update(found)
-        return clean
-    if isinstance(value, list):
-        return [scrub_tree(item, counts) for item in value]
+        return text
+    if isinstance(value, bytes):
+        return _clean(value.decode("utf-8", "surrogateescape"), counts).encode(
+            "utf-8", "surrogateescape"
+        )
+    if isinstance(value, list | tuple):
+        return [_clean(item, counts) for item in value]
     if isinstance(value, dict):
-        return {key: scrub_tree(item, counts) for key, item in value.items()}
+        if value.get("cell_type") == "code" and isinstance(value.get("outputs"), list):
+            value = type(value)({**value, "outputs": _merge_streams(value["outputs"])})
+        out = type(value)()
+        for key, item in value.items():
+            new_key = _clean(key, counts) if isinstance(key, str) else key
+            while new_key in out:  # two keys scrubbed to the same marker: keep both
+                new_key = f"{new_key}'"
+            out[new_key] = _clean_field(key, item, counts)
+        return out
     return value
+
+
+def _clean_field(key: Any, item: Any, counts: Counter[str]) -> Any:
+    if not isinstance(key, str) or not isinstance(item, str):
+        return _clean(item, counts)
+    if key in BINARY_MIME:
+        return item
+    if (
+        item
+        and not item.startswith(MARKER)
+        and not _reference(item)
+        and SECRET_FIELD.fullmatch(key)
+    ):
+        counts["assigned-secret"] += 1
+        return f"{MARKER}assigned-secret]"
+    return _clean(item, counts)
+
+
+def _merge_streams(outputs: list[Any]) -> list[Any]:
+    """Adjacent chunks of one stream as one output (a key printed in two writes)."""
+    merged: list[Any] = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (
+            isinstance(output, dict)
+            and isinstance(previous, dict)
+            and output.get("output_type") == previous.get("output_type") == "stream"
+            and output.get("name") == previous.get("name")
+            and isinstance(output.get("text"), str)
+            and isinstance(previous.get("text"), str)
+        ):
+            merged[-1] = type(previous)({**previous, "text": previous["text"] + output["text"]})
+        else:
+            merged.append(output)
+    return merged

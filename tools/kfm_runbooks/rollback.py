@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from . import ledger
-from ._fs import append_bytes
 from ._time import now_iso
 from .checks import undo_op
 from .errors import InputError
@@ -86,14 +85,12 @@ def rollback_action(
         "ok": True,
     }
     with workspace.locked():
-        append_bytes(
+        workspace.append_record(
             workspace.actions / "commands.md",
-            (
-                f"\n## ROLLBACK of {action_id} — {data.get('title')}\n"
-                f"- time (UTC): {now_iso()}\n- actor: {actor}\n"
-                f"- command: `kfm-runbook rollback {incident_id} {action_id} --apply`\n"
-                f"- result: `{json.dumps(result, sort_keys=True, default=str)}`\n"
-            ).encode(),
+            f"\n## ROLLBACK of {action_id} — {data.get('title')}\n"
+            f"- time (UTC): {now_iso()}\n- actor: {actor}\n"
+            f"- command: `kfm-runbook rollback {incident_id} {action_id} --apply`\n"
+            f"- result: `{json.dumps(result, sort_keys=True, default=str)}`\n",
         )
         entry = workspace.record("rollback", entry_data, actor)
         workspace.append_timeline(f"rollback of {action_id} ({data.get('title')}) by {actor}")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, manifest, provenance, redact, scraps
-from ._fs import append_bytes, create_new, sha256_bytes
+from ._fs import create_new, sha256_bytes
 from ._time import iso
 from .errors import (
     EXIT_CHECK_FAILED,
@@ -261,6 +261,13 @@ def seal_notebook(
     """
     import nbformat
 
+    # The door into evidence: everything below is derived from these, scrubbed whole
+    # (the notebook as joined strings, before nbformat splits them into lines).
+    counts: Counter[str] = Counter()
+    nb = redact.clean(nb, counts)
+    detail, parameters = redact.clean(detail), redact.clean(parameters)
+    extra_data = redact.clean(extra_data or {})
+    extra_files = {rel: redact.clean(data) for rel, data in (extra_files or {}).items()}
     found = scraps.read(nb)
     target_bytes = target.path.read_bytes()
     runbook_info = {
@@ -274,7 +281,7 @@ def seal_notebook(
         "path": str(target.path),
         "sha256": sha256_bytes(target_bytes),
     }
-    nb.metadata["kfm_run"] = {
+    run_meta = {
         "run_id": run_id,
         "incident_id": workspace.incident_id,
         "runbook": runbook_info,
@@ -285,12 +292,12 @@ def seal_notebook(
         "outcome": outcome,
         "detail": detail,
         "tool_version": __version__,
-        **(extra_data or {}),
+        **extra_data,
     }
-    counts: Counter[str] = Counter()
-    clean = redact.scrub_tree(json.loads(nbformat.writes(nb)), counts)
+    nb.metadata["kfm_run"] = redact.clean(run_meta, counts)
     notebook_bytes = (
-        json.dumps(clean, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+        json.dumps(json.loads(nbformat.writes(nb)), indent=1, sort_keys=True, ensure_ascii=False)
+        + "\n"
     ).encode()
     target_rel = f"runs/{run_id}.target.yaml"
     prov_rel = f"runs/{run_id}.prov.json"
@@ -299,27 +306,30 @@ def seal_notebook(
         target_rel = f"runs/{run_id}.{stamp}.target.yaml"
         prov_rel = f"runs/{run_id}.{stamp}.prov.json"
     nb_sha = sha256_bytes(notebook_bytes)
-    prov_bytes = provenance.run_document(
-        incident_id=workspace.incident_id,
-        run_id=run_id,
-        runbook_id=runbook.id,
-        runbook_sha256=runbook.sha256,
-        runbook_version=runbook.version,
-        actor=actor,
-        started=started,
-        ended=ended,
-        outcome=outcome,
-        parameters=parameters,
-        target_name=target.name,
-        target_sha256=sha256_bytes(target_bytes),
-        notebook_name=notebook_name,
-        notebook_sha256=nb_sha,
-        tool_version=__version__,
-    ).encode()
+    prov_bytes = redact.clean(
+        provenance.run_document(
+            incident_id=workspace.incident_id,
+            run_id=run_id,
+            runbook_id=runbook.id,
+            runbook_sha256=runbook.sha256,
+            runbook_version=runbook.version,
+            actor=actor,
+            started=started,
+            ended=ended,
+            outcome=outcome,
+            parameters=parameters,
+            target_name=target.name,
+            target_sha256=sha256_bytes(target_bytes),
+            notebook_name=notebook_name,
+            notebook_sha256=nb_sha,
+            tool_version=__version__,
+        ).encode()
+    )
     checks = [v for k, v in found.items() if k.startswith("kfm.check.")]
     findings = [v for k, v in found.items() if k.startswith("kfm.finding.")]
-    files = [(notebook_name, notebook_bytes), (target_rel, target_bytes), (prov_rel, prov_bytes)]
-    files += list((extra_files or {}).items())
+    target_copy = redact.clean(target_bytes)  # a DSN password stays with the target
+    files = [(notebook_name, notebook_bytes), (target_rel, target_copy), (prov_rel, prov_bytes)]
+    files += list(extra_files.items())
     with workspace.locked():
         outputs = []
         for rel, data in files:
@@ -341,7 +351,7 @@ def seal_notebook(
                 "findings": len(findings),
                 "outputs": outputs,
                 "redactions": dict(counts),
-                **(extra_data or {}),
+                **extra_data,
             },
             actor,
         )
@@ -367,12 +377,11 @@ def seal_notebook(
             f"{what} {run_id} {runbook.id} → {outcome} ({detail}); {len(findings)} findings; "
             f"by {actor}; ledger #{entry['seq']} {str(entry['hash'])[:12]}"
         )
-        append_bytes(
-            workspace.verification / "checks.md",
-            _checks_section(result, runbook, actor, found).encode(),
+        workspace.append_record(
+            workspace.verification / "checks.md", _checks_section(result, runbook, actor, found)
         )
         metrics = _metrics_section(result, runbook, found)
         if metrics:
-            append_bytes(workspace.verification / "metrics.md", metrics.encode())
+            workspace.append_record(workspace.verification / "metrics.md", metrics)
         _update_integrity_flag(workspace, runbook.id, outcome, detail, actor)
     return result

@@ -220,17 +220,43 @@ def lab_url(info: dict[str, Any], notebook: Path) -> str:
 
 
 def start_lab(root_dir: Path, log_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
-    """Start JupyterLab on loopback with a random token, detached; returns its server info."""
+    """Start JupyterLab on loopback with a random token, detached; returns its server info.
+
+    The token never appears on a command line (`ps` shows those to every local user) nor in
+    the server's environment (kernels inherit it): the server reads it once from a 0600 file
+    in a private folder named by JUPYTER_TOKEN_FILE, removed as soon as the server is up.
+    The log is 0600 too; the server's own files holding the token (server info, browser-open
+    page) are in Jupyter's runtime folder, which Jupyter keeps 0700. As root (containers, CI) the
+    server needs --allow-root: it still listens on loopback only and the token stays private.
+    """
     import os
+    import shutil
     import socket
-    import sys
-    import time
+    import tempfile
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     token = secrets.token_hex(24)
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix="kfm-lab-"))  # 0700
+    try:
+        token_file = private / "token"
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as stream:
+            stream.write(token)
+        return _spawn_lab(root_dir, log_dir, port, token_file, timeout)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _spawn_lab(
+    root_dir: Path, log_dir: Path, port: int, token_file: Path, timeout: float
+) -> dict[str, Any]:
+    import os
+    import sys
+    import time
+
     log = log_dir / f"jupyterlab-{port}.log"
     as_root = ["--allow-root"] if os.geteuid() == 0 else []  # containers and CI machines
     argv = [
@@ -243,15 +269,16 @@ def start_lab(root_dir: Path, log_dir: Path, timeout: float = 60.0) -> dict[str,
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root_dir}",
-        f"--IdentityProvider.token={token}",
         "--KernelManager.transport=ipc",
     ]
+    env = {k: v for k, v in os.environ.items() if k != "JUPYTER_TOKEN"}
+    env.update({"JUPYTER_PLATFORM_DIRS": "1", "JUPYTER_TOKEN_FILE": str(token_file)})
     # posix_spawn, not Popen: the server outlives this command (detached, own session).
-    out = (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    out = (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     pid = os.posix_spawn(
         sys.executable,
         argv,
-        {**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
+        env,
         file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             out,

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import incident as incident_mod
-from . import ledger
+from . import ledger, redact
 from ._fs import file_lock, sha256_file
 from ._time import utc_now
 from .errors import IncidentNotFoundError, InputError, WorkspaceError
@@ -131,14 +131,16 @@ def create_incident(
             incident_id = f"INC-{day}-{sequence:03d}"
         try:
             record = incident_mod.Incident.model_validate(
-                {
-                    "id": incident_id,
-                    "title": title,
-                    "severity": severity,
-                    "roles": {"IC": commander} if commander else {},
-                    "timestamps": {"declared": now, "detected": now},
-                    "summary": summary,
-                }
+                redact.clean(
+                    {
+                        "id": incident_id,
+                        "title": title,
+                        "severity": severity,
+                        "roles": {"IC": commander} if commander else {},
+                        "timestamps": {"declared": now, "detected": now},
+                        "summary": summary,
+                    }
+                )
             )
         except ValidationError as exc:
             first = exc.errors()[0]

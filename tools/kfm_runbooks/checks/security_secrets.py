@@ -89,6 +89,12 @@ ROTATION_PROCEDURES: dict[str, str] = {
     "url-credentials": "change the account's password; move the URL to a secret-store reference",
     "assigned-secret": "rotate the password / key at its issuer; load it from the secret store",
     "bearer-token": "revoke the token at its issuer (or rotate the issuing key); check its use",
+    "basic-auth": "change the account's password at its issuer; move the header's credential "
+    "to the secret store; check the service's access log for its use",
+    "cli-credentials": "change the password at its issuer; pass it from the secret store or a "
+    "0600 file, never on a command line",
+    "pgp-private-key": "publish the key's revocation certificate; issue a new key from the "
+    "secret store; re-sign what the old key signed",
     "secret-marker": "treat the value as a live credential: revoke it at its issuer; keep "
     "authorization material out of query predicates",
     "persisted-secret": "rotate the referenced key (credential_ref) at its issuer; purge the "

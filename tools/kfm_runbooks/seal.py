@@ -341,6 +341,7 @@ def seal_notebook(
                 "findings": len(findings),
                 "outputs": outputs,
                 "redactions": dict(counts),
+                "tool_version": __version__,
                 **(extra_data or {}),
             },
             actor,

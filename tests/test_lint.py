@@ -141,7 +141,9 @@ def test_index_check_detects_staleness(
 ) -> None:
     library = tmp_path / "runbooks"
     library.mkdir()
-    shutil.copyfile(runbook.runbooks_dir() / "TEMPLATE_runbook.ipynb", library / "TEMPLATE_runbook.ipynb")
+    shutil.copyfile(
+        runbook.runbooks_dir() / "TEMPLATE_runbook.ipynb", library / "TEMPLATE_runbook.ipynb"
+    )
     monkeypatch.setenv("KFM_RUNBOOK_LIBRARY", str(library))
     assert cli("index").exit_code == 0
     assert cli("index", "--check").exit_code == 0

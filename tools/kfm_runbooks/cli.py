@@ -780,8 +780,11 @@ def kernel() -> None:
 @handle_errors
 def kernel_install(scope: str, prefix: Path | None) -> None:
     """Install the packaged kfm-runbook kernelspec, pinned to this interpreter."""
+    from .errors import InputError
     from .kernel import install
 
+    if prefix is not None and scope == "user":
+        raise InputError("choose one of --sys-prefix, --user, --prefix PREFIX")
     click.echo(f"installed kernel at {install('prefix' if prefix else scope, prefix)}")
 
 
@@ -879,12 +882,14 @@ def new_cmd(domain: str, slug: str, title: str) -> None:
 @handle_errors
 def index_cmd(check: bool) -> None:
     """Generate runbooks/README.md (a table per domain) from the runbooks' metadata."""
+    from . import paths
     from ._fs import replace_atomic
     from .library import INDEX_NAME, render_index
     from .runbook import runbooks_dir
 
-    path = runbooks_dir() / INDEX_NAME
-    text = render_index()
+    library = runbooks_dir() if check else paths.writable_library()
+    path = library / INDEX_NAME
+    text = render_index(library)
     if check:
         if not path.is_file() or path.read_text() != text:
             click.echo(f"error: {path} is stale: run `kfm-runbook index`", err=True)
@@ -990,12 +995,18 @@ def where_cmd(root: Path | None, as_json: bool) -> None:
     multiple=True,
     help="A runbook domain folder to create (repeatable). Default: every domain.",
 )
+@click.option(
+    "--no-git",
+    is_flag=True,
+    help="Skip `git init` and nbdime's git drivers. Default: both (git init only outside a "
+    "work tree; nbdime when installed).",
+)
 @handle_errors
-def init_cmd(directory: Path, domains: tuple[str, ...]) -> None:
+def init_cmd(directory: Path, domains: tuple[str, ...], no_git: bool) -> None:
     """Create a team's runbook repository in DIRECTORY (new or empty)."""
     from .repo import init_repository
 
-    created = init_repository(directory, list(domains) or None)
+    created = init_repository(directory, list(domains) or None, git=not no_git)
     for path in created.files:
         click.echo(str(path))
     for note in created.notes:

@@ -63,6 +63,11 @@ def package_dir() -> Path:
     return Path(str(files(PACKAGE))).resolve()
 
 
+def schema(name: str) -> Path:
+    """A JSON Schema the package ships (schemas/*.json; `kfm-runbook schema` writes them)."""
+    return package_dir() / "schemas" / name
+
+
 def checkout() -> Path | None:
     """The source checkout the package runs from (editable install, PYTHONPATH), if any."""
     package = package_dir()
@@ -224,6 +229,11 @@ def repository(cwd: Path | None = None) -> Location:
             "--library DIR/runbooks"
         )
     return Location(top.path.parent, f"holds the top library {top.path}")
+
+
+def writable_library(cwd: Path | None = None) -> Path:
+    """The top library when it belongs to a repository (`new` and `index` write there)."""
+    return repository(cwd).path / top_library(cwd).path.name
 
 
 # --- incidents and the sandbox --------------------------------------------------------

@@ -104,7 +104,7 @@ def _write_tree(folder: Path, domains: list[str]) -> None:
 
 
 def _git_setup(dest: Path, notes: list[str]) -> None:
-    """git init (unless DIR is already inside a work tree) and nbdime's drivers if present."""
+    """git init and nbdime's drivers (when installed), unless DIR is inside a work tree."""
     git = shutil.which("git")
     if git is None:
         notes.append("git not found: run `git init` and `nbdime config-git --enable` there")
@@ -115,9 +115,11 @@ def _git_setup(dest: Path, notes: list[str]) -> None:
         text=True,
         check=False,
     )
-    if inside.returncode != 0:
-        subprocess.run([git, "init", "-q", str(dest)], check=True)
-        notes.append(f"git repository initialised in {dest}")
+    if inside.returncode == 0:
+        notes.append("inside an existing git work tree: its git set-up is left as it is")
+        return
+    subprocess.run([git, "init", "-q", str(dest)], check=True)
+    notes.append(f"git repository initialised in {dest}")
     nbdime = Path(sys.executable).parent / "nbdime"
     if nbdime.is_file():
         subprocess.run(
@@ -129,8 +131,11 @@ def _git_setup(dest: Path, notes: list[str]) -> None:
     notes.append("hooks: `pre-commit install` there (see .pre-commit-config.yaml)")
 
 
-def init_repository(directory: str | Path, domains: list[str] | None = None) -> Created:
-    """Create a runbook repository in `directory` (new, or an empty folder)."""
+def init_repository(
+    directory: str | Path, domains: list[str] | None = None, *, git: bool = True
+) -> Created:
+    """Create a runbook repository in `directory` (new, or an empty folder); `git`: also
+    `git init` it (outside a work tree) and enable nbdime's drivers when installed."""
     dest = Path(directory).expanduser().resolve()
     chosen = list(domains or DOMAINS)
     unknown = [d for d in chosen if d not in DOMAINS]
@@ -146,6 +151,7 @@ def init_repository(directory: str | Path, domains: list[str] | None = None) -> 
         staging.replace(dest)  # onto a missing or empty folder: atomic
     created = Created(dest)
     created.files = sorted(p for p in dest.rglob("*") if p.is_file() and ".git" not in p.parts)
-    _git_setup(dest, created.notes)
+    if git:
+        _git_setup(dest, created.notes)
     created.notes.append(f"next: cd {dest} && kfm-runbook where && kfm-runbook new DOMAIN SLUG")
     return created

@@ -41,7 +41,7 @@ root_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Folder holding incident workspaces. Default: $KFM_INCIDENT_ROOT, else the nearest "
-    "incident_cases/ above the current folder, else ./incident_cases (`kfm-runbook where`).",
+    "incident_cases/ above the current folder, else ./incident_cases.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 
@@ -380,7 +380,7 @@ def runbook_options(function: F) -> F:
             type=click.Path(dir_okay=False, path_type=Path),
             default=None,
             help="Target YAML describing the system to inspect. Default: the built-in "
-            "sandbox ($KFM_SANDBOX_DIR or .kfm/sandbox, created on first use).",
+            "sandbox ($KFM_SANDBOX_DIR, else .kfm/sandbox in the project, created on first use).",
         ),
         click.option(
             "--actor", default=None, help="Who runs it. Default: $KFM_ACTOR, else user@host."
@@ -693,7 +693,8 @@ sandbox_dir_option = click.option(
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Sandbox folder. Default: $KFM_SANDBOX_DIR, else .kfm/sandbox (created if absent).",
+    help="Sandbox folder. Default: $KFM_SANDBOX_DIR, else .kfm/sandbox in the project "
+    "(created if absent).",
 )
 
 

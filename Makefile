@@ -11,7 +11,7 @@ KERNEL := $(VENV)/share/jupyter/kernels/kfm-runbook/kernel.json
 # module-scoped fixture (a live sandbox) stays on one worker (tests/conftest.py groups it).
 PYTEST_ARGS ?= -n auto --dist loadgroup
 
-.PHONY: help venv kernel browser services faketime demo test test-fast test-future lint format golden bench lock dev precommit clean
+.PHONY: help venv kernel browser services faketime demo test test-fast test-future lint format golden bench lock dev precommit dist clean
 
 help:
 	@sed -n '2,3p' Makefile
@@ -104,6 +104,13 @@ dev: kernel
 precommit: venv
 	$(BIN)/pre-commit run --all-files
 
+# The sdist and the wheel a release publishes (the wheel carries runbooks/ and kernels/ as
+# package data), checked the way the package index will check them.
+dist: venv
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist
+	$(BIN)/twine check --strict dist/*
+
 # Re-pin every dependency from a fresh resolve (commit requirements/constraints.txt).
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
@@ -112,4 +119,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .kfm .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .kfm .pytest_cache .mypy_cache .ruff_cache build dist

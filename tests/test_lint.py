@@ -120,7 +120,7 @@ def test_new_runbook_passes_lint(cli: Cli, tmp_path: Path, monkeypatch: pytest.M
     shutil.copyfile(
         runbook.runbooks_dir() / "TEMPLATE_runbook.ipynb", library / "TEMPLATE_runbook.ipynb"
     )
-    monkeypatch.setenv("KFM_RUNBOOKS_DIR", str(library))
+    monkeypatch.setenv("KFM_RUNBOOK_LIBRARY", str(library))
     result = cli("new", "api", "5xx-spike", "--title", "API outage / 5xx spike")
     assert result.exit_code == 0, result.output
     path = library / "api" / "RBK-api-5xx-spike.ipynb"
@@ -141,10 +141,13 @@ def test_index_check_detects_staleness(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     library = tmp_path / "runbooks"
-    shutil.copytree(runbook.runbooks_dir(), library)
-    monkeypatch.setenv("KFM_RUNBOOKS_DIR", str(library))
+    library.mkdir()
+    shutil.copyfile(
+        runbook.runbooks_dir() / "TEMPLATE_runbook.ipynb", library / "TEMPLATE_runbook.ipynb"
+    )
+    monkeypatch.setenv("KFM_RUNBOOK_LIBRARY", str(library))
+    assert cli("index").exit_code == 0
     assert cli("index", "--check").exit_code == 0
-    monkeypatch.setenv("KFM_RUNBOOKS_DIR", str(library))
     cli("new", "infra", "index-probe", "--title", "Index probe")
     stale = cli("index", "--check")
     assert stale.exit_code == 1 and "stale" in stale.stderr

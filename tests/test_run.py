@@ -281,7 +281,9 @@ def test_traversal_in_incident_id_writes_nothing(cli: Cli, root: Path, tmp_path:
 def test_missing_kernel_is_a_one_line_fix(incident: tuple[str, Path], sandbox: Path) -> None:
     incident_id, ws = incident
     with pytest.raises(
-        KernelMissingError, match=r"kernel 'no-such-kernel' is not installed: run `make kernel`"
+        KernelMissingError,
+        match=r"kernel 'no-such-kernel' is not installed: run `\S*kfm-runbook kernel install "
+        r"--sys-prefix`$",
     ):
         run_runbook(RunOptions(CHECKSUM, incident_id, target=sandbox, kernel_name="no-such-kernel"))
     assert len(ledger.check(ws / "10_evidence/ledger.jsonl").entries) == 1

@@ -5,6 +5,7 @@ The library surface (everything the CLI does is callable from here)::
     from kfm_runbooks import create_incident, run_runbook, verify_workspace
 
 Names resolve lazily, so `import kfm_runbooks.record` inside a kernel stays light.
+`__version__` is the installed distribution's version: pyproject.toml is its one source.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.1.0"
-
+DISTRIBUTION = "kfm-runbooks"
 _LAZY = {
     "create_incident": "workspace",
     "open_workspace": "workspace",
@@ -27,7 +27,18 @@ _LAZY = {
 __all__ = ["__version__", *sorted(_LAZY)]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # a source tree on PYTHONPATH, never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return _version()
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'kfm_runbooks' has no attribute {name!r}")

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__
 from .errors import EXIT_CHECK_FAILED, RunbookError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,26 +39,37 @@ def handle_errors(function: F) -> F:
 root_option = click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
-    envvar="KFM_INCIDENT_ROOT",
     default=None,
-    help="Folder holding incident workspaces. Default: $KFM_INCIDENT_ROOT, else the "
-    "project's incident_cases/.",
+    help="Folder holding incident workspaces. Default: $KFM_INCIDENT_ROOT, else the nearest "
+    "incident_cases/ above the current folder, else ./incident_cases.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="kfm-runbook")
-def main() -> None:
+@click.version_option(package_name="kfm-runbooks", prog_name="kfm-runbook")
+@click.option(
+    "--library",
+    "libraries",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A runbook library folder (repeatable, top first). Default: $KFM_RUNBOOK_LIBRARY "
+    "(DIR:DIR...), else the nearest runbooks/ with TEMPLATE_runbook.ipynb above the current "
+    "folder; the packaged library is always stacked last (`kfm-runbook where`).",
+)
+@click.pass_context
+def main(ctx: click.Context, libraries: tuple[Path, ...]) -> None:
     """Executable KFM incident runbooks with sealed, hash-chained evidence.
 
     Exit codes: 0 ok; 1 a verification check failed / evidence not intact; 2 bad input;
     3 the runbook raised; 4 the run was aborted (timeout, kernel died, interrupted);
     5 environment (kernel missing, lock timeout).
     """
+    from . import paths
     from ._speedups import defer_slow_optional_imports
 
     defer_slow_optional_imports()
+    ctx.with_resource(paths.library_override(libraries))
 
 
 # --- incidents -------------------------------------------------------------------------
@@ -370,7 +380,7 @@ def runbook_options(function: F) -> F:
             type=click.Path(dir_okay=False, path_type=Path),
             default=None,
             help="Target YAML describing the system to inspect. Default: the built-in "
-            "sandbox ($KFM_SANDBOX_DIR or .kfm/sandbox, created on first use).",
+            "sandbox ($KFM_SANDBOX_DIR, else .kfm/sandbox in the project, created on first use).",
         ),
         click.option(
             "--actor", default=None, help="Who runs it. Default: $KFM_ACTOR, else user@host."
@@ -683,7 +693,8 @@ sandbox_dir_option = click.option(
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Sandbox folder. Default: $KFM_SANDBOX_DIR, else .kfm/sandbox (created if absent).",
+    help="Sandbox folder. Default: $KFM_SANDBOX_DIR, else .kfm/sandbox in the project "
+    "(created if absent).",
 )
 
 
@@ -753,12 +764,29 @@ def kernel() -> None:
 
 
 @kernel.command("install")
+@click.option(
+    "--sys-prefix",
+    "scope",
+    flag_value="sys-prefix",
+    default=True,
+    help="Into this environment's prefix (sys.prefix/share/jupyter), the default.",
+)
+@click.option("--user", "scope", flag_value="user", help="Into the user's Jupyter folder.")
+@click.option(
+    "--prefix",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Into PREFIX/share/jupyter/kernels instead.",
+)
 @handle_errors
-def kernel_install() -> None:
-    """Install kernels/kfm-runbook into this venv, pinned to this interpreter."""
+def kernel_install(scope: str, prefix: Path | None) -> None:
+    """Install the packaged kfm-runbook kernelspec, pinned to this interpreter."""
+    from .errors import InputError
     from .kernel import install
 
-    click.echo(f"installed kernel at {install()}")
+    if prefix is not None and scope == "user":
+        raise InputError("choose one of --sys-prefix, --user, --prefix PREFIX")
+    click.echo(f"installed kernel at {install('prefix' if prefix else scope, prefix)}")
 
 
 @kernel.command("check")
@@ -845,7 +873,7 @@ def new_cmd(domain: str, slug: str, title: str) -> None:
     click.echo(str(path))
     click.echo(
         "  next: fill the TODOs, `kfm-runbook lint`, add a golden case in "
-        "tests/golden/cases/<domain>.yaml, `make golden`, `kfm-runbook index`",
+        "tests/golden/cases/<domain>.yaml, `kfm-runbook golden RBK-...`, `kfm-runbook index`",
         err=True,
     )
 
@@ -855,12 +883,14 @@ def new_cmd(domain: str, slug: str, title: str) -> None:
 @handle_errors
 def index_cmd(check: bool) -> None:
     """Generate runbooks/README.md (a table per domain) from the runbooks' metadata."""
+    from . import paths
     from ._fs import replace_atomic
     from .library import INDEX_NAME, render_index
     from .runbook import runbooks_dir
 
-    path = runbooks_dir() / INDEX_NAME
-    text = render_index()
+    library = runbooks_dir() if check else paths.writable_library()
+    path = library / INDEX_NAME
+    text = render_index(library)
     if check:
         if not path.is_file() or path.read_text() != text:
             click.echo(f"error: {path} is stale: run `kfm-runbook index`", err=True)
@@ -883,14 +913,25 @@ def show_cmd(runbook: str) -> None:
 
 @main.command("golden")
 @click.option("--check", is_flag=True, help="Only report stale or missing goldens (exit 1).")
+@click.option(
+    "--replay",
+    is_flag=True,
+    help="Re-run each golden with nbval in a rebuilt folder; exit 1 on any difference "
+    "(needs pytest + nbval: the [golden] extra).",
+)
 @click.argument("runbooks", nargs=-1)
 @handle_errors
-def golden_cmd(check: bool, runbooks: tuple[str, ...]) -> None:
+def golden_cmd(check: bool, replay: bool, runbooks: tuple[str, ...]) -> None:
     """Regenerate the nbval golden notebooks (tests/golden) for RUNBOOKS (default: all)."""
-    from .golden import load_cases, make, stale_reason
+    from .golden import load_cases, make, stale_reason, uncovered
 
     cases = [c for c in load_cases() if not runbooks or c.runbook in runbooks]
-    stale = []
+    if replay:
+        _golden_replay(cases)
+        return
+    stale = [] if not check else [r for r in uncovered(cases) if not runbooks or r in runbooks]
+    for runbook_id in stale:
+        click.echo(f"✗ {runbook_id} has no golden case in tests/golden/cases/: add one")
     for case in cases:
         reason = stale_reason(case)
         if check:
@@ -902,3 +943,72 @@ def golden_cmd(check: bool, runbooks: tuple[str, ...]) -> None:
         click.echo(f"wrote {make(case)}")
     if stale:
         sys.exit(EXIT_CHECK_FAILED)
+
+
+def _golden_replay(cases: list[Any]) -> None:
+    import tempfile
+
+    from .golden import replay
+
+    failed = 0
+    for case in cases:
+        click.echo(f"… {case.runbook} [{case.case}]", err=True)
+        with tempfile.TemporaryDirectory(prefix="kfm-replay-") as scratch:
+            problem = replay(case, Path(scratch))
+        click.echo(f"{'✗' if problem else '✓'} {case.runbook} [{case.case}]")
+        if problem:
+            failed += 1
+            click.echo(problem)
+    click.echo(f"{len(cases) - failed} passed, {failed} failed", err=True)
+    if failed:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+# --- where things are, a team's repository ---------------------------------------------
+
+
+@main.command("where")
+@root_option
+@json_option
+@handle_errors
+def where_cmd(root: Path | None, as_json: bool) -> None:
+    """Print where the library stack, incident root, sandbox, kernel and goldens are, and why."""
+    from .where import report
+
+    found = report(root)
+    if as_json:
+        _emit_json(found)
+        return
+    for name, value in found.items():
+        if isinstance(value, list):
+            click.echo(f"{name}:")
+            for index, item in enumerate(value, 1):
+                click.echo(f"  {index}. {item['path']}\n     ({item['reason']})")
+        else:
+            click.echo(f"{name}: {value['path']}\n  ({value['reason']})")
+
+
+@main.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    help="A runbook domain folder to create (repeatable). Default: every domain.",
+)
+@click.option(
+    "--no-git",
+    is_flag=True,
+    help="Skip `git init` and nbdime's git drivers. Default: both (git init only outside a "
+    "work tree; nbdime when installed).",
+)
+@handle_errors
+def init_cmd(directory: Path, domains: tuple[str, ...], no_git: bool) -> None:
+    """Create a team's runbook repository in DIRECTORY (new or empty)."""
+    from .repo import init_repository
+
+    created = init_repository(directory, list(domains) or None, git=not no_git)
+    for path in created.files:
+        click.echo(str(path))
+    for note in created.notes:
+        click.echo(f"  {note}", err=True)

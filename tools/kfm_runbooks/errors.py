@@ -80,10 +80,14 @@ class SetupError(RunbookError):
 
 
 class KernelMissingError(SetupError):
-    def __init__(self, kernel_name: str, detail: str = "") -> None:
-        hint = "run `make kernel` (or `kfm-runbook kernel install`)"
+    def __init__(
+        self,
+        kernel_name: str,
+        detail: str = "",
+        command: str = "kfm-runbook kernel install --sys-prefix",
+    ) -> None:
         extra = f" ({detail})" if detail else ""
-        super().__init__(f"kernel '{kernel_name}' is not installed{extra}: {hint}")
+        super().__init__(f"kernel '{kernel_name}' is not installed{extra}: run `{command}`")
         self.kernel_name = kernel_name
 
 

@@ -1,12 +1,15 @@
 """Golden notebooks: the regression harness for runbooks (pytest + nbval).
 
 For every case in tests/golden/cases/<domain>.yaml (a runbook, a target, fixed parameters), a
-golden executed notebook lives at tests/golden/<domain>/<runbook id>.<case>.ipynb. It is
-produced by papermill with the project kernel in a scratch folder laid out like this::
+golden executed notebook lives at tests/golden/<domain>/<runbook id>.<case>.ipynb, in the
+runbook repository (paths.repository: this project's checkout, or a team's repository made
+by `kfm-runbook init`). It is produced by papermill with the project kernel in a scratch
+folder laid out like this::
 
     <scratch>/<golden>.ipynb
     <scratch>/sandbox/            fresh `sandbox create` (faulty, or clean)
     <scratch>/kfm_sample/         copy of tests/kfm_sample (KFM fixture cases)
+    <scratch>/target/             copy of the folder of a `file:` target of the repository
     <scratch>/incidents/INC-20260101-001/   a fresh workspace
 
 with parameters given as paths relative to <scratch>, so `pytest --nbval` can re-run the
@@ -29,16 +32,12 @@ from typing import Any
 
 import yaml
 
+from . import paths
 from . import runbook as runbook_mod
 from ._fs import replace_atomic
-from .errors import InputError
+from .errors import InputError, SetupError
 from .workspace import create_incident
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-GOLDEN_DIR = PROJECT_ROOT / "tests" / "golden"
-CASES_DIR = GOLDEN_DIR / "cases"
-SANITIZE_FILE = GOLDEN_DIR / "sanitize.cfg"
-KFM_SAMPLE = PROJECT_ROOT / "tests" / "kfm_sample"
 INCIDENT_ID = "INC-20260101-001"
 METADATA_KEY = "kfm_golden"
 
@@ -47,7 +46,8 @@ METADATA_KEY = "kfm_golden"
 class Case:
     runbook: str
     case: str
-    # "sandbox", "sandbox-clean", "kfm:<target file in tests/kfm_sample>", or
+    # "sandbox", "sandbox-clean", "kfm:<target file in tests/kfm_sample>",
+    # "file:<target file, relative to the repository>" (its folder is copied), or
     # "live" / "live:<fault>[,<fault>...]": the sandbox with its services up, faults on
     target: str
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -55,13 +55,23 @@ class Case:
     @property
     def path(self) -> Path:
         domain = self.runbook.split("-")[1]
-        return GOLDEN_DIR / domain / f"{self.runbook}.{self.case}.ipynb"
+        return golden_dir() / domain / f"{self.runbook}.{self.case}.ipynb"
 
 
-def load_cases(folder: Path = CASES_DIR) -> list[Case]:
+def golden_dir() -> Path:
+    """tests/golden of the runbook repository (paths.golden_dir)."""
+    return paths.golden_dir()
+
+
+def sanitize_file() -> Path:
+    """The nbval sanitizer: the repository's tests/golden/sanitize.cfg, else the packaged one."""
+    return paths.golden_sanitizer()
+
+
+def load_cases(folder: Path | None = None) -> list[Case]:
     """Every case of every tests/golden/cases/*.yaml file (runbook id -> list of cases)."""
     cases = []
-    for path in sorted(folder.glob("*.yaml")):
+    for path in sorted((folder or golden_dir() / "cases").glob("*.yaml")):
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for runbook_id, entries in raw.items():
             for entry in entries:
@@ -78,8 +88,10 @@ def prepare(case: Case, scratch: Path) -> dict[str, Any]:
         create_sandbox(scratch / "sandbox", clean=case.target == "sandbox-clean")
         target = "sandbox/target.yaml"
     elif case.target.startswith("kfm:"):
-        shutil.copytree(KFM_SAMPLE, scratch / "kfm_sample")
+        shutil.copytree(paths.kfm_sample(), scratch / "kfm_sample")
         target = f"kfm_sample/{case.target.removeprefix('kfm:')}"
+    elif case.target.startswith("file:"):
+        target = _copy_repository_target(case, scratch)
     else:
         raise InputError(f"golden case {case.runbook}/{case.case}: unknown target {case.target!r}")
     create_incident(
@@ -96,6 +108,19 @@ def prepare(case: Case, scratch: Path) -> dict[str, Any]:
         "target": target,
         "apply": False,
     }
+
+
+def _copy_repository_target(case: Case, scratch: Path) -> str:
+    """Copy the folder of a `file:` target (a path inside the repository) into scratch."""
+    repository = paths.repository().path
+    source = (repository / case.target.removeprefix("file:")).resolve()
+    if not source.is_relative_to(repository) or not source.is_file():
+        raise InputError(
+            f"golden case {case.runbook}/{case.case}: target {case.target!r} must name a "
+            f"target file inside the repository {repository}"
+        )
+    shutil.copytree(source.parent, scratch / "target")
+    return f"target/{source.name}"
 
 
 def live_faults(case: Case) -> list[str] | None:
@@ -201,19 +226,27 @@ def volatile_order_problems(book: runbook_mod.Runbook) -> list[str]:
     return problems
 
 
+def uncovered(cases: list[Case]) -> list[str]:
+    """Runbooks of the repository's own library that no golden case covers."""
+    covered = {case.runbook for case in cases}
+    paths.repository()  # refuses outside a runbook repository
+    own = runbook_mod.discover(paths.top_library().path)
+    return [path.stem for path in own if path.stem not in covered]
+
+
 def stale_reason(case: Case) -> str | None:
     """Why the golden cannot be trusted as-is (missing, or made from another runbook)."""
     import nbformat
 
     if not case.path.is_file():
-        return f"{case.path.name} is missing: run `make golden`"
+        return f"{case.path.name} is missing: run `kfm-runbook golden {case.runbook}`"
     recorded = nbformat.read(case.path, as_version=4).metadata.get(METADATA_KEY, {})
     current = runbook_mod.load(runbook_mod.find(case.runbook)).sha256
     if recorded.get("runbook_sha256") != current:
         return (
             f"{case.runbook} changed (sha256 {current[:12]}…) but its golden {case.path.name} "
-            f"was made from {str(recorded.get('runbook_sha256'))[:12]}…: run `make golden` and "
-            "review the diff"
+            f"was made from {str(recorded.get('runbook_sha256'))[:12]}…: run `make golden` "
+            f"(`kfm-runbook golden {case.runbook}`) and review the diff"
         )
     return None
 
@@ -226,3 +259,56 @@ def stage(case: Case, scratch: Path) -> Iterator[Path]:
         dest = scratch / case.path.name
         shutil.copyfile(case.path, dest)
         yield dest
+
+
+# pytest + nbval in a fresh process, with the same deferral of a slow optional import
+# (rfc3987_syntax, seconds per process) as the CLI, the worker and the kernel.
+_PYTEST_DEFERRED = (
+    "import sys\n"
+    "from kfm_runbooks._speedups import defer_slow_optional_imports\n"
+    "defer_slow_optional_imports()\n"
+    "import pytest\n"
+    "sys.exit(pytest.main(sys.argv[1:]))\n"
+)
+
+
+def replay(case: Case, scratch: Path, timeout: float = 600.0) -> str | None:
+    """Re-run the golden of `case` with nbval in a rebuilt folder: None when every cell's
+    output matches, else nbval's report (the `golden --replay` of a runbook repository)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("nbval") is None:
+        raise SetupError(
+            "replaying goldens needs pytest and nbval: "
+            f"`{sys.executable} -m pip install 'kfm-runbooks[golden]'`"
+        )
+    reason = stale_reason(case)
+    if reason:
+        return reason
+    with stage(case, scratch) as notebook:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _PYTEST_DEFERRED,
+                "--nbval",
+                notebook.name,
+                "--nbval-sanitize-with",
+                str(sanitize_file()),
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "--no-header",
+                "-o",
+                "addopts=",
+                "--rootdir",
+                str(scratch),
+            ],
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    return None if done.returncode == 0 else done.stdout[-4000:] or done.stderr[-4000:]

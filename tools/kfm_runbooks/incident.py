@@ -22,13 +22,14 @@ from pydantic import (
     field_validator,
 )
 
+from . import paths
 from ._time import iso
 from .errors import WorkspaceError
 
 SEVERITIES = ("Sev0", "Sev1", "Sev2", "Sev3")
 STATUSES = ("Investigating", "Identified", "Mitigating", "Monitoring", "Resolved")
 ROLES = ("IC", "Ops", "Scribe", "Comms", "SME")
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "incident.schema.json"
+SCHEMA_PATH = paths.schema("incident.schema.json")
 
 UtcTimestamp = Annotated[
     AwareDatetime,

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from . import paths
 from ._fs import create_new
 from .errors import InputError
 from .ids import DOMAINS, check_runbook_id
@@ -22,7 +23,7 @@ def new_runbook(domain: str, slug: str, title: str, library: Path | None = None)
     """Create runbooks/<domain>/RBK-<domain>-<slug>.ipynb from the TEMPLATE (never overwrites)."""
     import nbformat
 
-    base = library or runbooks_dir()
+    base = library or paths.writable_library()
     if domain not in DOMAINS:
         raise InputError(f"unknown domain {domain!r}: choose one of {', '.join(DOMAINS)}")
     if not _SLUG_RE.fullmatch(slug):

@@ -39,7 +39,7 @@ from typing import Any
 from . import redact
 from .errors import InputError
 from .ids import RUNBOOK_ID_RE
-from .runbook import REQUIRED_PARAMETERS, runbooks_dir
+from .runbook import REQUIRED_PARAMETERS, libraries
 from .standard import (
     CHANGES_TARGET,
     CHANGING_PHASES,
@@ -182,7 +182,7 @@ def lint_file(path: Path, library: Path | None = None) -> list[LintFinding]:
     _check_format(nb, out)
     cells: list[dict[str, Any]] = [c for c in nb["cells"] if isinstance(c, dict)]
     is_template = path.name == TEMPLATE_NAME
-    _check_metadata(nb, path, library or runbooks_dir(), is_template, out)
+    _check_metadata(nb, path, [library] if library else libraries(), is_template, out)
     _check_sections(cells, out)
     _check_parameters(cells, out)
     _check_cells(cells, out)
@@ -238,7 +238,7 @@ def _check_format(nb: dict[str, Any], out: _Collector) -> None:
 
 
 def _check_metadata(
-    nb: dict[str, Any], path: Path, library: Path, is_template: bool, out: _Collector
+    nb: dict[str, Any], path: Path, library: list[Path], is_template: bool, out: _Collector
 ) -> None:
     from pydantic import ValidationError
 
@@ -285,11 +285,13 @@ def _check_metadata(
         )
     for related in meta.get("related", []) or []:
         related_match = RUNBOOK_ID_RE.fullmatch(str(related))
-        exists = related_match and (library / related_match.group(1) / f"{related}.ipynb").is_file()
+        exists = related_match and any(
+            (folder / related_match.group(1) / f"{related}.ipynb").is_file() for folder in library
+        )
         if not exists:
             out.add(
                 "RB014",
-                f"related runbook {related} does not exist in {library.name}/",
+                f"related runbook {related} does not exist in {', '.join(str(f) for f in library)}",
                 "fix the id or remove it from related",
             )
 

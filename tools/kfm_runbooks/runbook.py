@@ -1,8 +1,9 @@
 """A runbook as data: the notebook file, its hash, metadata, parameters; library discovery.
 
-Runbooks live at `runbooks/<domain>/RBK-<domain>-<slug>.ipynb` (override the folder with
-$KFM_RUNBOOKS_DIR). A runbook is named on the command line by id, or by a path to an
-.ipynb file; ids are validated so they cannot walk out of the library.
+Runbooks live at `runbooks/<domain>/RBK-<domain>-<slug>.ipynb` in a stack of libraries
+(paths.library_stack: a team's own over the packaged one). A runbook is named on the
+command line by id, or by a path to an .ipynb file; ids are validated so they cannot walk
+out of the library, and an id defined in two libraries is an error naming both files.
 """
 
 from __future__ import annotations
@@ -14,18 +15,23 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from . import paths
 from ._fs import sha256_bytes
-from .errors import NotebookFormatError, ParameterError, RunbookNotFoundError
+from .errors import InputError, NotebookFormatError, ParameterError, RunbookNotFoundError
 from .ids import RUNBOOK_ID_RE, check_runbook_id
 
 METADATA_KEY = "kfm_runbook"
-RUNBOOKS_ENV = "KFM_RUNBOOKS_DIR"
 REQUIRED_PARAMETERS = ("incident_id", "workspace", "target", "apply")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def runbooks_dir() -> Path:
-    return Path(os.environ.get(RUNBOOKS_ENV) or PROJECT_ROOT / "runbooks").resolve()
+    """The top library of the stack: where `new` writes and `index` / `lint` look."""
+    return paths.top_library().path
+
+
+def libraries() -> list[Path]:
+    """Every library of the stack, top first (the packaged one last)."""
+    return [location.path for location in paths.library_stack()]
 
 
 @dataclass(frozen=True)
@@ -162,10 +168,31 @@ def load(path: Path) -> Runbook:
     return Runbook(path.resolve(), raw, nb)
 
 
+def _in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*/RBK-*.ipynb") if p.is_file())
+
+
 def discover(folder: Path | None = None) -> list[Path]:
-    """Library runbooks, sorted (TEMPLATE excluded)."""
-    base = folder or runbooks_dir()
-    return sorted(p for p in base.glob("*/RBK-*.ipynb") if p.is_file())
+    """Runbooks of `folder`, or of the whole stack, sorted by id (TEMPLATE excluded).
+
+    An id found in two libraries of the stack is an error naming both files.
+    """
+    if folder is not None:
+        return _in(folder)
+    seen: dict[str, Path] = {}
+    for library in libraries():
+        for path in _in(library):
+            if path.stem in seen:
+                raise _duplicate(path.stem, seen[path.stem], path)
+            seen[path.stem] = path
+    return [seen[name] for name in sorted(seen)]
+
+
+def _duplicate(runbook_id: str, first: Path, second: Path) -> InputError:
+    return InputError(
+        f"runbook {runbook_id} is defined twice: {first} and {second}; give one a new slug "
+        "or take its library off the stack (`kfm-runbook where` shows the stack)"
+    )
 
 
 def find(ref: str) -> Path:
@@ -181,8 +208,10 @@ def find(ref: str) -> Path:
     check_runbook_id(ref)
     domain = RUNBOOK_ID_RE.fullmatch(ref)
     assert domain is not None
-    candidate = runbooks_dir() / domain.group(1) / f"{ref}.ipynb"
-    if candidate.is_file():
-        return candidate
-    known = ", ".join(p.stem for p in discover()) or "none"
-    raise RunbookNotFoundError(f"unknown runbook {ref}: no {candidate}; known: {known}")
+    known = discover()  # raises on an id defined twice anywhere in the stack
+    for path in known:
+        if path.stem == ref and path.parent.name == domain.group(1):
+            return path
+    layers = ", ".join(str(p) for p in libraries())
+    names = ", ".join(p.stem for p in known) or "none"
+    raise RunbookNotFoundError(f"unknown runbook {ref} (libraries: {layers}); known: {names}")

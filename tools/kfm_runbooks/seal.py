@@ -351,7 +351,8 @@ def seal_notebook(
                 "findings": len(findings),
                 "outputs": outputs,
                 "redactions": dict(counts),
-                **extra_data,
+                "tool_version": __version__,
+                **(extra_data or {}),
             },
             actor,
         )

@@ -201,6 +201,13 @@ def seal_session(
 
 def running_server(folder: Path) -> dict[str, Any] | None:
     """A Jupyter server already serving `folder` (loopback), if any."""
+    import importlib.util
+
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise SetupError(
+            "JupyterLab is not installed here: `pip install 'kfm-runbooks[lab]'` "
+            "(or `kfm-runbook open --no-lab` and open the notebook in your own Jupyter)"
+        )
     from jupyter_server.serverapp import list_running_servers
 
     for info in list_running_servers():

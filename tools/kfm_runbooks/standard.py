@@ -10,17 +10,17 @@ checks notebooks against them. `schemas/runbook.schema.json` is generated from
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import paths
 from .ids import DOMAINS
 from .kernel import KERNEL_NAME
 from .runbook import METADATA_KEY
 
 __all__ = ["KERNEL_NAME", "METADATA_KEY", "PHASES", "SECTIONS", "RunbookMeta"]
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "runbook.schema.json"
+SCHEMA_PATH = paths.schema("runbook.schema.json")
 
 SECTIONS = (
     "Summary",

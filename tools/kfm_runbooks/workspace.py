@@ -7,29 +7,26 @@ reader ever sees a half-built workspace.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from . import incident as incident_mod
-from . import ledger, redact
+from . import ledger, paths, redact
 from ._fs import file_lock, sha256_file
 from ._time import utc_now
 from .errors import IncidentNotFoundError, InputError, WorkspaceError
 from .ids import INCIDENT_ID_RE, check_incident_id
 from .layout import LAYOUT_DIRS, Workspace, default_actor
 
-ROOT_ENV = "KFM_INCIDENT_ROOT"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ROOT_ENV = paths.ROOT_ENV
 
 
 def resolve_root(root: str | Path | None = None) -> Path:
-    """--root, else $KFM_INCIDENT_ROOT, else the project's incident_cases/."""
-    chosen = root if root is not None else os.environ.get(ROOT_ENV) or None
-    path = Path(chosen) if chosen is not None else PROJECT_ROOT / "incident_cases"
-    return path.expanduser().resolve()
+    """--root / $KFM_INCIDENT_ROOT / nearest incident_cases/ above cwd / ./incident_cases
+    (paths.incident_root: never inside the installation)."""
+    return paths.incident_root(root).path
 
 
 def open_workspace(incident_id: str, root: str | Path | None = None) -> Workspace:

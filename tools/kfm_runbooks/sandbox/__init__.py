@@ -9,7 +9,6 @@ seeded faults and which runbook finds each.
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +16,11 @@ from typing import Any
 
 import yaml
 
+from .. import paths
 from .._fs import create_new
 from ..errors import InputError
 
-SANDBOX_ENV = "KFM_SANDBOX_DIR"
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+SANDBOX_ENV = paths.SANDBOX_ENV
 
 # A part is a module in this package with `build(folder, clean)` that writes its files
 # under the sandbox folder and returns {target section name: section} and the faults it
@@ -40,7 +39,8 @@ def parts() -> list[tuple[str, Part]]:
 
 
 def default_sandbox_dir() -> Path:
-    return Path(os.environ.get(SANDBOX_ENV) or PROJECT_ROOT / ".kfm" / "sandbox").resolve()
+    """$KFM_SANDBOX_DIR, else .kfm/sandbox in the project (paths.sandbox_dir)."""
+    return paths.sandbox_dir().path
 
 
 def create_sandbox(dest: str | Path, *, clean: bool = False) -> Path:

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from . import manifest
-from ._fs import create_new, sha256_bytes
+from ._fs import sha256_bytes
 from ._time import utc_now
+from .evidence import publish_locked
 from .history import History, describe
-from .layout import Workspace, default_actor
+from .layout import TIMELINE, Workspace, default_actor, timeline_line
+from .recovery import open_for_update
 from .verify import verify_locked
-from .workspace import open_workspace
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -175,16 +176,18 @@ def render(workspace: Workspace) -> str:
 def write_report(
     incident_id: str, root: str | Path | None = None, actor: str | None = None
 ) -> Path:
-    workspace = open_workspace(incident_id, root)
     actor = actor or default_actor()
+    workspace = open_for_update(incident_id, root, actor)
     with workspace.locked():
         text = render(workspace).encode()
         path = workspace.postmortem / f"report-{utc_now():%Y%m%dT%H%M%S%fZ}.html"
-        create_new(path, text)
-        workspace.record(
+        rel = path.relative_to(workspace.path).as_posix()
+        publish_locked(
+            workspace,
+            [(rel, text)],
             "report",
-            {"path": path.relative_to(workspace.path).as_posix(), "sha256": sha256_bytes(text)},
+            {"path": rel, "sha256": sha256_bytes(text)},
             actor,
+            {TIMELINE: timeline_line(f"report written by {actor}: {path.name}")},
         )
-        workspace.append_timeline(f"report written by {actor}: {path.name}")
     return path

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ._fs import sha256_bytes
-from .errors import NotebookFormatError, ParameterError, RunbookNotFoundError
+from .errors import InvalidIdError, NotebookFormatError, ParameterError, RunbookNotFoundError
 from .ids import RUNBOOK_ID_RE, check_runbook_id
 
 METADATA_KEY = "kfm_runbook"
@@ -186,3 +186,16 @@ def find(ref: str) -> Path:
         return candidate
     known = ", ".join(p.stem for p in discover()) or "none"
     raise RunbookNotFoundError(f"unknown runbook {ref}: no {candidate}; known: {known}")
+
+
+def in_library(book: Runbook) -> bool:
+    """True when `book` is, byte for byte, the library runbook its id names (whatever path
+    it was given by): an ad-hoc notebook never speaks for a library runbook."""
+    try:
+        path = find(book.id)
+    except (RunbookNotFoundError, InvalidIdError):
+        return False
+    try:
+        return sha256_bytes(path.read_bytes()) == book.sha256
+    except OSError:
+        return False

@@ -7,10 +7,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KERNEL := $(VENV)/share/jupyter/kernels/kfm-runbook/kernel.json
-# Two workers per machine core count, a test file per worker (module-scoped live sandboxes).
-PYTEST_ARGS ?= -n auto --dist loadfile
+# One xdist worker per core; tests spread one by one, except that a module sharing a
+# module-scoped fixture (a live sandbox) stays on one worker (tests/conftest.py groups it).
+PYTEST_ARGS ?= -n auto --dist loadgroup
 
-.PHONY: help venv kernel browser services demo test lint format golden bench lock dev precommit clean
+.PHONY: help venv kernel browser services faketime demo test test-fast test-future lint format golden bench lock dev precommit clean
 
 help:
 	@sed -n '2,3p' Makefile
@@ -68,6 +69,25 @@ endif
 
 test: kernel browser services lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The inner loop: everything but the tests marked slow (real kernels, live services).
+test-fast: kernel lint
+	$(BIN)/pytest $(PYTEST_ARGS) -m "not slow"
+
+# The whole suite under a clock 18 months ahead (Debian's libfaketime): nothing a test
+# relies on may expire or go stale with the calendar. A relative offset, so that every
+# process sees one clock ("@DATE" would restart it at DATE in each new process).
+FUTURE ?= +550d
+FAKETIME := $(shell command -v faketime 2>/dev/null)
+faketime:
+ifeq ($(FAKETIME),)
+	@echo "installing Debian's faketime (make test-future needs it)"
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq faketime
+endif
+
+test-future: kernel browser services faketime
+	faketime -f "$(FUTURE)" $(BIN)/pytest $(PYTEST_ARGS)
 
 golden: kernel
 	$(BIN)/kfm-runbook golden

@@ -15,6 +15,18 @@ from click.testing import CliRunner, Result
 from kfm_runbooks.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep each module that shares a module-scoped fixture (a live sandbox, a server) on
+    one xdist worker (`--dist loadgroup`); every other test is spread on its own."""
+    for item in items:
+        fixtureinfo = getattr(item, "_fixtureinfo", None)
+        defs = fixtureinfo.name2fixturedefs.values() if fixtureinfo is not None else []
+        if any(d.scope == "module" for group in defs for d in group):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 NOTEBOOKS = ROOT / "tests" / "notebooks"
 KFM_SAMPLE = ROOT / "tests" / "kfm_sample"
 CHECKSUM = "RBK-catalog-checksum-mismatch"
@@ -142,7 +154,7 @@ def live_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     target = create_sandbox(tmp_path_factory.mktemp("live") / "sandbox")
     try:
-        supervisor.up(target.parent)
+        supervisor.up(target.parent, owner=os.getpid())
         yield target
     finally:
         supervisor.down(target.parent)

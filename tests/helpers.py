@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,15 @@ def applied_actions(ws: Path) -> list[dict[str, Any]]:
     """The data of every action entry in the incident's ledger."""
     entries = ledger.check(ws / "10_evidence/ledger.jsonl").entries
     return [e["data"] for e in entries if e["kind"] == "action"]
+
+
+def wait_for_log(folder: Path, needle: str, more_than: int, patience: float = 120) -> str:
+    """The access log once it holds more than `more_than` lines with `needle`: a condition
+    waited for (a hang guard, generous), never a duration assumed to be enough."""
+    deadline = time.monotonic() + patience
+    while True:
+        log = (folder / "live/logs/access.log").read_text()
+        if log.count(needle) > more_than:
+            return log
+        assert time.monotonic() < deadline, f"only {log.count(needle)} lines with {needle!r}"
+        time.sleep(0.1)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kfm_runbooks._proc import die_with_parent
 from kfm_runbooks.checks import ai_citations, ai_eval, ai_focus, ai_gate, ai_retrieval, undo_op
 from kfm_runbooks.live import faults
 from kfm_runbooks.sandbox import live as sandbox_live
@@ -50,6 +51,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,  # a killed test run leaves no server behind
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -206,7 +208,6 @@ def test_a_pattern_that_blocks_benign_questions_is_a_false_positive(
     config = system.reference
     config["focus"]["input_gate"]["blocked_patterns"].append("groundwater")
     _write_config(system, config)
-    time.sleep(0.05)  # the server re-reads the config when its mtime changes
     probes = ai_gate.probe(system)
     assert probes.benign_blocked == ["benign-1"]
     [false_positive] = [
@@ -226,7 +227,7 @@ def test_outage_rebuild_and_exact_restore(system: ai_focus.FocusSystem, api: Pat
     ]
     answers = ai_citations.ask_evaluation(system)
     assert [f.code for f in ai_retrieval.answer_findings(answers)] == ["AI_FOCUS_503"]
-    deadline = time.monotonic() + 5  # the server writes its access line after answering
+    deadline = time.monotonic() + 60  # the server writes its access line after answering
     while True:
         timeline = ai_retrieval.focus_timeline(system.live.access_log())
         if sum(r["requests"] for r in timeline if r["status"] == 503) >= 4:

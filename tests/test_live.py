@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -12,7 +17,11 @@ from typing import Any
 
 import pytest
 
+from kfm_runbooks._proc import ProcessRef
 from kfm_runbooks.live import supervisor
+
+from .conftest import ROOT
+from .helpers import wait_for_log
 
 pytestmark = pytest.mark.slow
 PUBLIC = {"Authorization": "Bearer tok-public-0001"}
@@ -20,16 +29,25 @@ ANALYST = {"Authorization": "Bearer tok-analyst-0002"}
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One live sandbox for this module, always brought down."""
     from kfm_runbooks.sandbox import create_sandbox
 
     folder = create_sandbox(tmp_path_factory.mktemp("live") / "sandbox").parent
     try:
-        state = supervisor.up(folder)
+        state = supervisor.up(folder, owner=os.getpid())
         yield {"folder": folder, **state}
     finally:
         supervisor.down(folder)
+
+
+@pytest.fixture
+def live(services: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The module's services, seen from a client address of this test's own: the API's
+    token bucket is per client, so no test is starved by an earlier test's probes, however
+    fast the machine (198.18.0.0/15 is reserved for benchmarking, never routed)."""
+    digest = hashlib.sha256(request.node.nodeid.encode()).digest()
+    return {**services, "client": f"198.18.{digest[0]}.{digest[1]}"}
 
 
 def _call(
@@ -37,7 +55,7 @@ def _call(
 ) -> tuple[int, Any]:
     request = urllib.request.Request(
         live["api"]["url"] + path,
-        headers=headers or {},
+        headers={"X-Forwarded-For": live["client"], **(headers or {})},
         data=None if body is None else json.dumps(body).encode(),
         method="GET" if body is None else "POST",
     )
@@ -191,9 +209,8 @@ def test_abusive_client_is_a_real_process(live: dict[str, Any]) -> None:
     _fault(live, "abusive-client", True)
     try:
         pid = supervisor.read_state(live["folder"])["abuser"]["pid"]
-        time.sleep(2)
-        log = (live["folder"] / "live/logs/access.log").read_text()
-        assert log.count("203.0.113.66 - public") > 50 and '"scraper/1.0"' in log
+        log = wait_for_log(live["folder"], "203.0.113.66 - public", 50)
+        assert '"scraper/1.0"' in log
     finally:
         _fault(live, "abusive-client", False)
     assert not supervisor._alive(pid)
@@ -203,7 +220,7 @@ def test_down_leaves_nothing_running(tmp_path: Path) -> None:
     from kfm_runbooks.sandbox import create_sandbox
 
     folder = create_sandbox(tmp_path / "sandbox").parent
-    state = supervisor.up(folder)
+    state = supervisor.up(folder, owner=os.getpid())
     supervisor.fault(folder, "abusive-client", True)
     abuser = supervisor.read_state(folder)["abuser"]["pid"]
     stopped = supervisor.down(folder)
@@ -214,3 +231,60 @@ def test_down_leaves_nothing_running(tmp_path: Path) -> None:
     pg_pid_file_gone = not (Path(state["postgres"]["folder"]) / "data/postmaster.pid").exists()
     assert pg_pid_file_gone and not (folder / "live/services.json").exists()
     assert supervisor.down(folder) == []
+
+
+HOLDER = """
+import os, time
+from tests.conftest import live_sandbox  # noqa: F401  the suite's own fixture
+
+
+def test_hold(live_sandbox):
+    from kfm_runbooks.live import supervisor
+    state = supervisor.read_state(live_sandbox.parent)
+    with open(os.environ["KFM_TEST_STATE_OUT"], "w") as out:
+        import json
+        json.dump(state, out)
+    time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize("how", ["kill-process", "kill-group"])
+def test_a_killed_test_run_leaves_no_service_running(tmp_path: Path, how: str) -> None:
+    """SIGKILL of pytest (or of its whole process group, as a CI timeout does) while the
+    live_sandbox fixture is up: the API and PostgreSQL stop on their own, quickly."""
+    module = tmp_path / "test_holder.py"
+    module.write_text(HOLDER)
+    out = tmp_path / "state.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", str(module), "-q", "-p", "no:cacheprovider",
+         "-o", "addopts=", "-p", "no:xdist", "--rootdir", str(ROOT),
+         "--basetemp", str(tmp_path / "base")],
+        cwd=ROOT,
+        env={**os.environ, "KFM_TEST_STATE_OUT": str(out)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not out.exists() or not out.read_text():
+            assert proc.poll() is None, "the holder run ended before its services were up"
+            assert time.monotonic() < deadline, "the live fixture never came up"
+            time.sleep(0.2)
+        state = json.loads(out.read_text())
+        postmaster = Path(state["postgres"]["folder"]) / "data/postmaster.pid"
+        pg_pid = int(postmaster.read_text().split()[0])
+        api_pid = state["api"]["pid"]
+        assert ProcessRef.of(api_pid) and ProcessRef.of(pg_pid)
+        refs = [ProcessRef.of(api_pid), ProcessRef.of(pg_pid)]
+    finally:
+        if how == "kill-group":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 60  # a hang guard: the keeper polls every 0.25 s
+    cluster = Path(state["postgres"]["folder"])
+    while any(r is not None and r.alive() for r in refs) or cluster.exists():
+        assert time.monotonic() < deadline, "services outlived the killed test run"
+        time.sleep(0.1)

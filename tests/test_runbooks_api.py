@@ -7,7 +7,6 @@ the next test finds the sandbox as intended.
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from kfm_runbooks.target import load_target
 
 from .conftest import Cli, sha256sum_check
 from .helpers import applied_actions as _actions
-from .helpers import run_json
+from .helpers import run_json, wait_for_log
 
 pytestmark = pytest.mark.slow
 
@@ -209,7 +208,7 @@ def test_rate_limit_abuse(cli: Cli, incident: tuple[str, Path], live_sandbox: Pa
     incident_id, ws = incident
     live = _live(live_sandbox)
     with fault(live_sandbox, "abusive-client"):
-        time.sleep(1)  # let the flood exceed one burst
+        wait_for_log(live_sandbox.parent, f"{supervisor.ABUSER_CLIENT} - public", 2 * 40)
         triage = _run(cli, ABUSE, incident_id, live_sandbox)
         assert triage["_exit"] == 1 and triage["outcome"] == "failed", triage["_stderr"][-3000:]
         assert _checks(triage) == {
@@ -219,7 +218,7 @@ def test_rate_limit_abuse(cli: Cli, incident: tuple[str, Path], live_sandbox: Pa
         book = scrapbook.read_notebook(str(ws / triage["notebook"]))
         top = book.scraps["kfm.table.top_clients"].data[0]
         assert top["client"] == supervisor.ABUSER_CLIENT and top["agents"] == ["scraper/1.0"]
-        assert top["share_429"] > 0.5 and top["req_per_s"] > 60
+        assert top["share_429"] > 0.5  # its rate: the finding above (the runbook's threshold)
 
         applied = _contain_twice_then_roll_back(cli, ABUSE, (incident_id, ws), live_sandbox)
         assert [a["undo"] for a in applied] == [

@@ -148,7 +148,7 @@ def test_down_unmounts_the_data_volume(tmp_path: Path) -> None:
 
     folder = create_sandbox(tmp_path / "sandbox").parent
     try:
-        state = supervisor.up(folder)
+        state = supervisor.up(folder, owner=os.getpid())
         mounted = bool(state["data_volume"]["mounted"])
         if mounted:
             supervisor.fault(folder, "disk-pressure", True)

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from kfm_runbooks._proc import die_with_parent
 from kfm_runbooks.sandbox import create_sandbox
 from kfm_runbooks.sandbox import live as live_part
 
@@ -59,6 +60,7 @@ def api_only(folder: Path) -> Iterator[Path]:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,  # a killed test run leaves no server behind
     )
     services = folder / "live" / "services.json"
     try:

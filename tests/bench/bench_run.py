@@ -68,13 +68,13 @@ def main() -> None:
             "target",
             str(target),
         ]
-        # papermill with the same import skip our CLI uses (see _speedups.py): isolates
-        # what sealing itself costs from the 1.2 s rfc3987_syntax import we avoid.
+        # papermill with the same import deferral our CLI uses (see _speedups.py): isolates
+        # what sealing itself costs from the rfc3987_syntax import we defer.
         skip = [
             sys.executable,
             "-c",
-            "import sys; from kfm_runbooks._speedups import skip_slow_optional_imports; "
-            "skip_slow_optional_imports(); from papermill.cli import papermill; "
+            "import sys; from kfm_runbooks._speedups import defer_slow_optional_imports; "
+            "defer_slow_optional_imports(); from papermill.cli import papermill; "
             "sys.argv = ['papermill'] + sys.argv[1:]; papermill()",
             *plain[1:],
         ]
@@ -82,7 +82,7 @@ def main() -> None:
         times: dict[str, list[float]] = {
             "kfm-runbook run": [],
             "plain papermill": [],
-            "papermill, same skip": [],
+            "papermill, same deferral": [],
         }
         for _ in range(args.runs):
             for name, cmd in zip(times, (ours, plain, skip), strict=True):
@@ -95,7 +95,7 @@ def main() -> None:
                 f"(min {min(values):.2f}, max {max(values):.2f})"
             )
         ours_m = medians["kfm-runbook run"]
-        for name in ("plain papermill", "papermill, same skip"):
+        for name in ("plain papermill", "papermill, same deferral"):
             print(
                 f"ratio ours / {name:<20}: {ours_m / medians[name]:.2f}x "
                 f"({ours_m - medians[name]:+.2f}s)"

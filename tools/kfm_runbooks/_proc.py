@@ -25,6 +25,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 
@@ -57,8 +58,7 @@ class ProcessRef:
 
 def _stat_fields(pid: int) -> list[str] | None:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stream:  # noqa: PTH123
-            raw = stream.read().decode()
+        raw = Path(f"/proc/{pid}/stat").read_bytes().decode()
     except OSError:
         return None
     # comm (field 2) may hold spaces and parentheses: split after its last ')'.

@@ -82,9 +82,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    from ._speedups import skip_slow_optional_imports
+    from ._speedups import defer_slow_optional_imports
 
-    skip_slow_optional_imports()
+    defer_slow_optional_imports()
     logging.basicConfig(level=logging.ERROR)
     request_path = Path(sys.argv[1])
     request = json.loads(request_path.read_text())

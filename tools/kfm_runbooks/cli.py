@@ -58,9 +58,9 @@ def main() -> None:
     input; 3 the runbook raised; 4 the run was aborted (timeout, kernel died, Ctrl-C,
     SIGTERM, SIGHUP); 5 environment (kernel missing, lock timeout).
     """
-    from ._speedups import skip_slow_optional_imports
+    from ._speedups import defer_slow_optional_imports
 
-    skip_slow_optional_imports()
+    defer_slow_optional_imports()
 
 
 # --- incidents -------------------------------------------------------------------------

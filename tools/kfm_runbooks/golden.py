@@ -17,6 +17,8 @@ and `make golden` regenerates it (review the diff: it is the behaviour change).
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -116,7 +118,7 @@ def environment(case: Case, scratch: Path) -> Iterator[dict[str, Any]]:
 
     folder = scratch / "sandbox"
     try:
-        supervisor.up(folder)
+        supervisor.up(folder, owner=os.getpid())  # never outlives this process
         for name in faults:
             supervisor.fault(folder, name, True)
         yield parameters
@@ -161,6 +163,42 @@ def make(case: Case) -> Path:
     case.path.parent.mkdir(parents=True, exist_ok=True)
     replace_atomic(case.path, nbformat.writes(nb).encode())
     return case.path
+
+
+IGNORE_OUTPUT_TAG = "nbval-ignore-output"
+# Numbered scraps (kfm.finding.NNNN, kfm.action.NNNN): each kind has its own counter.
+_NUMBERED = {
+    "finding": re.compile(r"\brun\.(finding|record_findings)\("),
+    "action": re.compile(r"\brun\.action\("),
+}
+
+
+def volatile_order_problems(book: runbook_mod.Runbook) -> list[str]:
+    """Cells whose compared scraps could be renumbered by an earlier ignored cell.
+
+    A cell tagged nbval-ignore-output may record a timing-dependent number of findings or
+    actions; every later compared cell recording the same kind would then get other scrap
+    names (kfm.finding.0002 instead of 0001) and the golden would depend on the machine's
+    speed. Record volatile findings after the deterministic ones.
+    """
+    problems = []
+    ignored: dict[str, str] = {}
+    for index, cell in enumerate(book.nb.cells):
+        if cell.cell_type != "code":
+            continue
+        volatile = IGNORE_OUTPUT_TAG in cell.metadata.get("tags", [])
+        for kind, pattern in _NUMBERED.items():
+            if not pattern.search(cell.source):
+                continue
+            if volatile:
+                ignored.setdefault(kind, f"cell {index} [{cell.get('id', '?')}]")
+            elif kind in ignored:
+                problems.append(
+                    f"cell {index} [{cell.get('id', '?')}] records {kind}s after {ignored[kind]}, "
+                    f"which is tagged {IGNORE_OUTPUT_TAG} and records {kind}s too: move the "
+                    "volatile ones after the compared ones"
+                )
+    return problems
 
 
 def stale_reason(case: Case) -> str | None:

@@ -33,9 +33,9 @@ class SchemaUnavailable(Exception):
 
 
 def _jsonschema() -> Any:
-    from .._speedups import skip_slow_optional_imports
+    from .._speedups import defer_slow_optional_imports
 
-    skip_slow_optional_imports()
+    defer_slow_optional_imports()
     import jsonschema  # type: ignore[import-untyped]
 
     return jsonschema

@@ -177,10 +177,10 @@ class SchemaValidator:
     """A Draft 2020-12 validator with format checks, loaded once from a schema file."""
 
     def __init__(self, path: Path) -> None:
-        from .._speedups import skip_slow_optional_imports
+        from .._speedups import defer_slow_optional_imports
 
         # jsonschema would import rfc3987_syntax (1.2 s, "iri" formats only): skip it.
-        skip_slow_optional_imports()
+        defer_slow_optional_imports()
         jsonschema = importlib.import_module("jsonschema")
         schema, code = read_json(path, max_bytes=4 * MAX_JSON_BYTES)
         if schema is None:

@@ -301,9 +301,9 @@ def _leaves(error: Any) -> list[Any]:
 
 
 def _schema_findings(doc: Any, schema_path: Path, subject: str) -> list[Finding]:
-    from .._speedups import skip_slow_optional_imports
+    from .._speedups import defer_slow_optional_imports
 
-    skip_slow_optional_imports()
+    defer_slow_optional_imports()
     jsonschema = importlib.import_module("jsonschema")  # lazy: only when a schema is named
 
     schema, code = read_json(schema_path)

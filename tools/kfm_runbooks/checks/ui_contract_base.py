@@ -118,9 +118,9 @@ def read_json(path: Path | None, base: Path) -> tuple[dict[str, Any] | None, str
 
 def schema_errors(doc: Any, schema: dict[str, Any]) -> list[str] | None:
     """JSON pointers of schema violations (sorted, de-duplicated); None: schema unusable."""
-    from .._speedups import skip_slow_optional_imports
+    from .._speedups import defer_slow_optional_imports
 
-    skip_slow_optional_imports()
+    defer_slow_optional_imports()
     jsonschema = importlib.import_module("jsonschema")  # lazy: ~1 s, only when asked
     try:
         jsonschema.Draft202012Validator.check_schema(schema)

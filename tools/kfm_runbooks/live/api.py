@@ -35,22 +35,27 @@ Response = tuple[int, dict[str, str], bytes]
 
 
 class _Watched:
-    """A JSON file re-read when its mtime changes (config, faults, flags, blocklist)."""
+    """A JSON file re-read when its bytes change (config, faults, flags, blocklist).
+
+    Compared by content, not mtime: two writes within one tick of the kernel's coarse
+    file clock (milliseconds) share an mtime, and a change missed that way would make
+    the sandbox's behaviour depend on the machine's speed. The files are small.
+    """
 
     def __init__(self, path: Path, default: Any) -> None:
         self.path, self.default = path, default
-        self._stamp: float | None = None
+        self._raw: bytes | None = None
         self._value: Any = default
 
     def get(self) -> Any:
         try:
-            stamp = self.path.stat().st_mtime_ns
+            raw = self.path.read_bytes()
         except OSError:
             return self.default
-        if stamp != self._stamp:
+        if raw != self._raw:
             try:
-                self._value = json.loads(self.path.read_text())
-                self._stamp = stamp
+                self._value = json.loads(raw)
+                self._raw = raw
             except ValueError:
                 return self._value
         return self._value

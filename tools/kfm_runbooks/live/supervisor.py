@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fs import replace_atomic
+from .._proc import ProcessRef
 from .._time import now_iso
 from ..errors import InputError, SetupError
 from . import infra, postgres
@@ -166,14 +167,36 @@ def _apply_external(folder: Path, state: dict[str, Any], name: str, on: bool) ->
         _write_state(folder, state)
 
 
-def up(folder: Path) -> dict[str, Any]:
+def up(folder: Path, *, owner: int | None = None) -> dict[str, Any]:
+    """Start the services (idempotent). With `owner` (a pid, e.g. the test process), a
+    keeper brings them down when that process dies, however it dies (keeper.py)."""
     folder = folder.resolve()
     _check_sandbox(folder)
     current = read_state(folder)
     if current and _alive(current.get("api", {}).get("pid")):
         return current
-    cluster = postgres.start()
+    if current:  # left by an `up` that died half-way: stop what it recorded first
+        down(folder)
+    keeper = _keeper_argv(folder, owner)
+    cluster = postgres.plan()
+    state: dict[str, Any] = {
+        "started": now_iso(),
+        "api": {},
+        "postgres": {
+            "folder": str(cluster.folder),
+            "port": cluster.port,
+            "dsn": cluster.dsn,
+            "bin_dir": str(cluster.bin_dir),
+        },
+        "abuser": {},
+    }
+    # Recorded before anything starts, so `down` (or the keeper) can always stop it all.
+    _write_state(folder, state)
     try:
+        if keeper is not None:  # from here on, a dead owner means `down`
+            state["keeper"] = {"pid": _spawn(keeper, folder / "live" / "logs" / "keeper.log")}
+            _write_state(folder, state)
+        postgres.start(cluster)
         extras = infra.prepare(folder)  # data volume, TLS material ({} without infra.json)
         port = _free_port()
         pid = _spawn(
@@ -192,18 +215,7 @@ def up(folder: Path) -> dict[str, Any]:
             folder / "live" / "logs" / "api.log",
         )
         url = f"http://127.0.0.1:{port}"
-        state: dict[str, Any] = {
-            "started": now_iso(),
-            "api": {"pid": pid, "port": port, "url": url},
-            "postgres": {
-                "folder": str(cluster.folder),
-                "port": cluster.port,
-                "dsn": cluster.dsn,
-                "bin_dir": str(cluster.bin_dir),
-            },
-            "abuser": {},
-            **extras,
-        }
+        state.update({"api": {"pid": pid, "port": port, "url": url}, **extras})
         _write_state(folder, state)
         _wait_http(f"{url}/health", 30)
         infra.started(folder, state)  # the first backup
@@ -215,6 +227,23 @@ def up(folder: Path) -> dict[str, Any]:
         down(folder)
         postgres.stop(cluster)
         raise
+
+
+def _keeper_argv(folder: Path, owner: int | None) -> list[str] | None:
+    if owner is None:
+        return None
+    ref = ProcessRef.of(owner)
+    if ref is None:
+        raise InputError(f"owner process {owner} does not exist: pass a running pid")
+    return [
+        sys.executable,
+        "-m",
+        "kfm_runbooks.live.keeper",
+        "--owner",
+        str(ref),
+        "--folder",
+        str(folder),
+    ]
 
 
 def down(folder: Path) -> list[str]:
@@ -237,6 +266,10 @@ def down(folder: Path) -> list[str]:
         stopped.append(f"PostgreSQL (port {pg['port']})")
     infra.teardown(folder)  # unmount the data volume, remove its mount point
     state_path(folder).unlink(missing_ok=True)
+    keeper = state.get("keeper", {}).get("pid")
+    deadline = time.monotonic() + 5  # it leaves once services.json is gone; reap it
+    while _alive(keeper) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return stopped
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +35,10 @@ def _until(condition: Callable[[], Any], what: str) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"gave up waiting: {what}")
+
+
+def _tail(folder: Path) -> str:
+    return (folder / "runner.log").read_text()[-2000:]
 
 
 def _alive(pid: int) -> bool:
@@ -60,11 +66,12 @@ def runner(
     """Start `kfm-runbook run --apply` on waits_then_applies as a real process; returns
     (runner, worker pid, kernel pid, private TMPDIR) once its kernel is waiting."""
     incident_id, _ = incident
-    scratch = tmp_path / "tmpdir"
-    scratch.mkdir()
+    # A private $TMPDIR, short: the kernel's Unix sockets live there (108-byte paths).
+    scratch = Path(tempfile.mkdtemp(prefix="kfm-t-", dir="/tmp"))
     started: list[subprocess.Popen[str]] = []
 
     def start() -> tuple[subprocess.Popen[str], int, int, Path]:
+        log = (tmp_path / "runner.log").open("w")
         proc = subprocess.Popen(
             [
                 str(KFM_BIN),
@@ -78,12 +85,19 @@ def runner(
             ],
             env={**os.environ, "TMPDIR": str(scratch)},
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=log,
             text=True,
         )
+        log.close()
         started.append(proc)
         pid_file = sandbox.parent / "kernel.pid"
-        kernel = int(_until(lambda: pid_file.is_file() and pid_file.read_text(), "kernel pid"))
+
+        def kernel_pid() -> str:
+            if proc.poll() is not None:
+                raise AssertionError(f"runner exited {proc.returncode}: {_tail(tmp_path)}")
+            return pid_file.read_text() if pid_file.is_file() else ""
+
+        kernel = int(_until(kernel_pid, "kernel pid"))
         return proc, _parent(kernel), kernel, scratch
 
     yield start
@@ -92,6 +106,7 @@ def runner(
             proc.kill()
             proc.wait()
     (sandbox.parent / "go").write_text("go")  # releases a kernel that outlived its runner
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])

@@ -16,6 +16,8 @@ from .layout import Workspace
 
 RUN_KINDS = ("run", "session.sealed")
 RUN_STARTED = "run.started"
+# Entries a human timeline leaves out: summarised per run, or bookkeeping of a publication.
+DETAIL_KINDS = ("finding", "check", "cell", "publish.intent")
 
 
 @dataclass(frozen=True)
@@ -155,4 +157,16 @@ def describe(entry: dict[str, Any]) -> str:
         return "postmortem drafted"
     if kind == "incident.resolved":
         return "incident resolved"
+    if kind == RUN_STARTED:
+        mode = "APPLY" if data.get("apply") else "read-only"
+        runbook = (data.get("runbook") or {}).get("id")
+        return f"run {data.get('run_id')} {runbook} started ({mode})"
+    if kind == "gate.waived":
+        return f"{data.get('runbook')}'s FAIL/HOLD waived for resolve: {data.get('reason')}"
+    if kind == "publish.torn":
+        return f"publication torn by a kill: lost {', '.join(data.get('lost') or [])}"
+    if kind == "recovered":
+        return "leftovers of killed runs removed (recovery)"
+    if kind == "report":
+        return f"report written: {data.get('path')}"
     return str(kind)

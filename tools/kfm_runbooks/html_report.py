@@ -18,7 +18,7 @@ from . import manifest
 from ._fs import sha256_bytes
 from ._time import utc_now
 from .evidence import publish_locked
-from .history import History, describe
+from .history import DETAIL_KINDS, History, describe
 from .layout import TIMELINE, Workspace, default_actor, timeline_line
 from .recovery import open_for_update
 from .verify import verify_locked
@@ -121,7 +121,7 @@ def render(workspace: Workspace) -> str:
         "<h2>Timeline</h2><table><tr><th>time (UTC)</th><th>#</th><th>event</th><th>by</th></tr>"
     ]
     for entry in history.entries:
-        if entry["kind"] in ("finding", "check"):
+        if entry["kind"] in DETAIL_KINDS:
             continue
         parts.append(
             f"<tr><td class='mono'>{_e(entry['time'])}</td><td>{entry['seq']}</td>"

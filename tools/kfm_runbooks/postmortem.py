@@ -20,7 +20,7 @@ from pathlib import Path
 from ._fs import sha256_bytes
 from .errors import InputError
 from .evidence import publish_locked
-from .history import History, describe
+from .history import DETAIL_KINDS, History, describe
 from .layout import TIMELINE, Workspace, default_actor, timeline_line
 from .recovery import open_for_update
 
@@ -141,7 +141,7 @@ def render(workspace: Workspace) -> tuple[str, str, list[str]]:
         "|---|---|---|---|",
     ]
     for entry in history.entries:
-        if entry["kind"] in ("finding", "check"):
+        if entry["kind"] in DETAIL_KINDS:
             continue  # summarised below, per run
         event = describe(entry).replace("|", "\\|")
         lines.append(

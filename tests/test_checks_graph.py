@@ -615,7 +615,8 @@ def test_take_backup_is_verified_idempotent_and_undoable(faulty: Graph) -> None:
     again = graph_backup.take_backup(faulty.db, folder)
     assert again["created"] is False and again["manifest"] == result["manifest"]
     undone = graph_backup.restore_pointer(folder, before, [result["file"], result["manifest"]])
-    assert undone == {"pointer": before, "removed": sorted([result["file"], result["manifest"]])}
+    removed = sorted([result["file"], result["manifest"]])
+    assert undone == {"pointer": before, "removed": removed, "changed": True}
     assert graph_backup.read_pointer(folder)[0] == before
     assert not (folder / result["file"]).exists()
     assert not list(folder.glob(".*partial"))

@@ -156,3 +156,32 @@ def test_findings_and_checks_reach_the_ledger_live(
     assert all(e["seq"] < run_seq for e in entries if e["kind"] in ("finding", "check"))
     report = json.loads(cli("incident", "show", incident_id, "--json").stdout)
     assert report["runs"][0]["outcome"] == "failed"
+
+
+def test_lifecycle_commands_refuse_a_hand_edited_record(cli: Cli, sealed: tuple[str, Path]) -> None:
+    """The record is the ledger's; an edited incident.yaml is never built upon."""
+    incident_id, ws = sealed
+    path = ws / "00_meta/incident.yaml"
+    forged = (
+        path.read_text()
+        .replace("severity: Sev1", "severity: Sev3")
+        .replace("status: Investigating", "status: Monitoring")
+        .replace("root_cause: ''", "root_cause: invented")
+    )
+    path.write_text(forged)
+    for command in (
+        ("incident", "note", incident_id, "--impact", "x"),
+        ("incident", "status", incident_id, "Identified", "--note", "x"),
+        ("incident", "assign", incident_id, "Ops", "olga"),
+        ("incident", "resolve", incident_id),
+        ("postmortem", incident_id),
+    ):
+        refused = cli(*command)
+        assert refused.exit_code == 1, (command, refused.output)
+        [line] = refused.stderr.strip().splitlines()
+        assert "incident.yaml was edited outside kfm-runbook" in line
+        assert f"kfm-runbook verify {incident_id}" in line
+    assert path.read_text() == forged  # nothing was built on it, nothing overwrote it
+    assert cli("verify", incident_id).exit_code == 1
+    shown = cli("incident", "show", incident_id)
+    assert shown.exit_code == 1 and "edited outside kfm-runbook" in shown.stderr

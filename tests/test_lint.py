@@ -33,6 +33,7 @@ EXPECTED = {
     "missing_required_parameter": {"RB032"},
     "unsafe_apply_default": {"RB033"},
     "code_in_parameters_cell": {"RB034"},
+    "assigns_apply_outside_parameters": {"RB035"},
     "stored_outputs": {"RB040"},
     "execution_count": {"RB041"},
     "secret_in_source": {"RB050"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import kfm_runbooks.record as rb
 from kfm_runbooks import ledger, manifest
 from kfm_runbooks.errors import InputError, WorkspaceError
+from kfm_runbooks.layout import Workspace
 
 
 def test_importing_the_helper_stays_light() -> None:
@@ -37,6 +39,39 @@ def test_start_refuses_a_foreign_workspace(incident: tuple[str, Path], sandbox: 
         rb.start("INC-20200101-001", path, sandbox)
 
 
+@pytest.fixture
+def applying(
+    incident: tuple[str, Path], sandbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> rb.Recorder:
+    """A recorder for a run the runner started with --apply (its `run.started` entry)."""
+    incident_id, path = incident
+    workspace = Workspace(path.parent, incident_id)
+    with workspace.locked():
+        workspace.record("run.started", {"run_id": "RUN-test-apply", "apply": True}, "tester")
+    monkeypatch.setenv("KFM_RUN_ID", "RUN-test-apply")
+    return rb.start(incident_id, path, sandbox, apply=True)
+
+
+def test_the_runner_decides_the_mode(
+    incident: tuple[str, Path], sandbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incident_id, path = incident
+    with pytest.raises(InputError, match="the runner decides the mode"):
+        rb.start(incident_id, path, sandbox, apply=True)  # no runner started it
+    workspace = Workspace(path.parent, incident_id)
+    with workspace.locked():
+        workspace.record("run.started", {"run_id": "RUN-test-ro", "apply": False}, "tester")
+    monkeypatch.setenv("KFM_RUN_ID", "RUN-test-ro")
+    with pytest.raises(InputError, match="the runner started RUN-test-ro read-only"):
+        rb.start(incident_id, path, sandbox, apply=True)
+    recorder = rb.start(incident_id, path, sandbox, apply=False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recorder.apply = True  # type: ignore[misc]
+    calls: list[str] = []
+    recorder.action("change it", command="x", change=lambda: calls.append("changed"))
+    assert calls == []
+
+
 def test_without_apply_nothing_changes(recorder: rb.Recorder) -> None:
     calls: list[str] = []
     result = recorder.action("change it", command="x", change=lambda: calls.append("changed"))
@@ -46,8 +81,8 @@ def test_without_apply_nothing_changes(recorder: rb.Recorder) -> None:
     assert "## ACT-" not in (recorder.workspace.actions / "commands.md").read_text()
 
 
-def test_with_apply_the_trail_is_complete(recorder: rb.Recorder) -> None:
-    recorder.apply = True
+def test_with_apply_the_trail_is_complete(applying: rb.Recorder) -> None:
+    recorder = applying
     state = {"on": False}
     result = recorder.action(
         "switch on",
@@ -70,8 +105,8 @@ def test_with_apply_the_trail_is_complete(recorder: rb.Recorder) -> None:
     assert f"kfm-runbook rollback {recorder.incident_id} {result.action_id} --apply" in rollback
 
 
-def test_a_failing_change_is_recorded_then_raised(recorder: rb.Recorder) -> None:
-    recorder.apply = True
+def test_a_failing_change_is_recorded_then_raised(applying: rb.Recorder) -> None:
+    recorder = applying
 
     def broken() -> None:
         raise OSError("disk full")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,9 +11,21 @@ import pytest
 
 from kfm_runbooks import ledger
 
-from .conftest import Cli
+from .conftest import CHECKSUM, NOTEBOOKS, Cli
 
 pytestmark = pytest.mark.slow
+
+
+def fill_postmortem(ws: Path) -> None:
+    """What the people write into the draft: every section, one owned action item."""
+    path = ws / "90_postmortem/postmortem.md"
+    text = path.read_text()
+    for placeholder in re.findall(r"_\([^)]*\)_", text):
+        text = text.replace(placeholder, "Written by the team after the review.")
+    path.write_text(text)
+    items = ws / "90_postmortem/action_items.md"
+    text = re.sub(r"_\([^)]*\)_", "Alert on asset digests", items.read_text())
+    items.write_text(text.replace("_owner_", "alice").replace("_due_", "2027-01-31"))
 
 
 def _ready(cli: Cli, incident_id: str, *, skip: str = "") -> None:
@@ -24,6 +37,8 @@ def _ready(cli: Cli, incident_id: str, *, skip: str = "") -> None:
         cli("incident", "note", incident_id, "--root-cause", "assets rewritten in place")
     if skip != "postmortem":
         assert cli("postmortem", incident_id).exit_code == 0
+        shown = json.loads(cli("incident", "show", incident_id, "--json").stdout)
+        fill_postmortem(Path(shown["path"]))
 
 
 def _tamper(ws: Path) -> None:
@@ -56,9 +71,18 @@ CASES: dict[str, tuple[str, Callable[[Cli, str, Path], None] | None, str]] = {
     "status": ("status", None, "move to Monitoring first"),
     "root-cause": ("root-cause", None, "no root cause recorded"),
     "postmortem": ("postmortem", None, "postmortem required (severity Sev1 was held)"),
+    "postmortem-unfilled": (
+        "",
+        lambda cli, i, ws: (ws / "90_postmortem/postmortem.md").write_text(""),
+        "postmortem required (severity Sev1 was held): fill in the sections",
+    ),
     "verify": ("", lambda cli, i, ws: _tamper(ws), "verify fails"),
     "integrity-flag": ("", _flag_then_repair, "integrity unproven: verify"),
-    "rollback-plan": ("", lambda cli, i, ws: _drop_rollback_plan(ws), "no rollback plan for"),
+    "rollback-plan-edited": (
+        "",
+        lambda cli, i, ws: _drop_rollback_plan(ws),
+        "verify fails: 20_actions/rollback.md: differs from what the ledger recorded",
+    ),
     "verification-after-change": (
         "",
         _change_after_pass,
@@ -104,3 +128,82 @@ def test_without_any_passing_run_it_cannot_resolve(cli: Cli, incident: tuple[str
     result = cli("incident", "resolve", incident_id, "--json")
     missing = json.loads(result.stdout)["missing"]
     assert missing == ["no verification runbook passed: re-run the runbook to prove it"]
+
+
+def _edited_copy_of_the_runbook(tmp_path: Path) -> str:
+    """The library runbook's bytes, its verification rewritten to always pass."""
+    from kfm_runbooks.runbook import find
+
+    nb = json.loads(find(CHECKSUM).read_text())
+    for cell in nb["cells"]:
+        if "verification" in cell["metadata"].get("tags", []):
+            source = "".join(cell["source"]).replace("run.check(", "_passes(")
+            cell["source"] = [
+                "def _passes(name, status, detail=''):\n",
+                "    return run.check(name, 'PASS', 'trust me')\n",
+                source,
+            ]
+    copy = tmp_path / f"{CHECKSUM}.ipynb"
+    copy.write_text(json.dumps(nb))
+    return str(copy)
+
+
+@pytest.mark.parametrize("passer", ["adhoc-notebook", "edited-copy-of-the-runbook"])
+def test_a_notebook_given_by_path_does_not_speak_for_a_failing_runbook(
+    cli: Cli, incident: tuple[str, Path], sandbox: Path, tmp_path: Path, passer: str
+) -> None:
+    incident_id, _ = incident
+    failed = cli("run", CHECKSUM, "--incident", incident_id, "--target", str(sandbox))
+    assert failed.exit_code == 1
+    notebook = (
+        str(NOTEBOOKS / "passes.ipynb")
+        if passer == "adhoc-notebook"
+        else _edited_copy_of_the_runbook(tmp_path)
+    )
+    passed = cli("run", notebook, "--incident", incident_id, "--target", str(sandbox))
+    assert passed.exit_code == 0, passed.output
+    _ready(cli, incident_id, skip="postmortem")  # Sev2, nothing rolled back: not required
+    result = cli("incident", "resolve", incident_id, "--json")
+    assert result.exit_code == 1
+    missing = json.loads(result.stdout)["missing"]
+    assert any(m.startswith(f"{CHECKSUM} found FAILED") for m in missing), missing
+    assert any("ad-hoc notebooks given by path do not count" in m for m in missing), missing
+
+
+def test_a_waived_finding_is_recorded_and_accepted(
+    cli: Cli, sealed: tuple[str, Path], tmp_path: Path
+) -> None:
+    from kfm_runbooks.sandbox import create_sandbox
+
+    incident_id, ws = sealed
+    fresh = create_sandbox(tmp_path / "fresh-sandbox")
+    assert cli("run", CHECKSUM, "--incident", incident_id, "--target", str(fresh)).exit_code == 1
+    _ready(cli, incident_id)
+    refused = json.loads(cli("incident", "resolve", incident_id, "--json").stdout)["missing"]
+    assert [m for m in refused if m.startswith(f"{CHECKSUM} found FAILED")], refused
+    nothing = cli("incident", "waive", incident_id, "RBK-api-5xx-spike", "--reason", "x")
+    assert nothing.exit_code == 2 and "nothing to waive" in nothing.stderr
+    waived = cli(
+        "incident", "waive", incident_id, CHECKSUM, "--reason", "fresh sandbox, not production"
+    )
+    assert waived.exit_code == 0, waived.output
+    entry = ledger.check(ws / "10_evidence/ledger.jsonl").entries[-1]
+    assert entry["kind"] == "gate.waived" and entry["data"]["reason"].startswith("fresh sandbox")
+    assert cli("incident", "resolve", incident_id).exit_code == 0
+
+
+@pytest.mark.parametrize("postmortem", ["empty-file", "unfilled-draft"])
+def test_a_postmortem_needs_its_sections_filled(
+    cli: Cli, sealed: tuple[str, Path], postmortem: str
+) -> None:
+    incident_id, ws = sealed
+    _ready(cli, incident_id, skip="postmortem")
+    if postmortem == "empty-file":
+        (ws / "90_postmortem/postmortem.md").write_text("")
+    else:
+        assert cli("postmortem", incident_id).exit_code == 0
+    result = cli("incident", "resolve", incident_id, "--json")
+    assert result.exit_code == 1
+    [missing] = json.loads(result.stdout)["missing"]
+    assert missing.startswith("postmortem required (severity Sev1 was held)")
+    assert "What went well" in missing or "postmortem.md" in missing

@@ -296,3 +296,31 @@ def test_default_target_is_the_builtin_sandbox(
     out = _run(cli, CHECKSUM, incident_id)
     assert out["_exit"] == 1 and out["findings"] == 3
     assert (tmp_path / "default-sandbox" / "target.yaml").is_file()
+
+
+# --- issue 11: the runner decides the mode; the ledger decides the outcome ---------------
+
+
+def test_a_cell_setting_apply_before_start_changes_nothing(
+    cli: Cli, incident: tuple[str, Path], sandbox: Path
+) -> None:
+    incident_id, ws = incident
+    out = _run(cli, "sets_apply_before_start", incident_id, "--target", str(sandbox))
+    assert out["_exit"] == 3 and out["outcome"] == "errored", out
+    assert "the runner started" in out["detail"] and "read-only" in out["detail"]
+    assert not (sandbox.parent / "changed-by-sets-apply").exists()
+    entries = ledger.check(ws / "10_evidence/ledger.jsonl").entries
+    assert [e for e in entries if e["kind"] == "action"] == []
+    started = next(e for e in entries if e["kind"] == "run.started")
+    assert started["data"]["apply"] is False and started["data"]["parameters"]["apply"] is False
+
+
+def test_outcome_comes_from_the_ledger_not_from_scraps_in_the_notebook(
+    cli: Cli, incident: tuple[str, Path], sandbox: Path
+) -> None:
+    incident_id, ws = incident
+    out = _run(cli, "forges_a_passing_scrap", incident_id, "--target", str(sandbox))
+    book = scrapbook.read_notebook(str(ws / out["notebook"]))
+    assert book.scraps["kfm.check.digests"].data["status"] == "PASS"  # what the file claims
+    assert out["outcome"] == "failed" and out["_exit"] == 1  # what the ledger saw
+    assert {c["name"]: c["status"] for c in out["checks"]} == {"digests": "FAIL"}

@@ -145,7 +145,7 @@ def test_operator_session_leaves_the_same_evidence(
     assert result["outcome"] == "passed"
     assert_pass_coverage(result["checks"])
     cells = {c["id"]: c for c in result["cells"]}
-    assert cells["triage-plot"]["execution"] == "skipped"
+    assert cells["triage-plot"]["execution"] == "not run"
     assert cells["safety"]["drift"] == "edited" and cells["safety"]["execution"] == "run"
     assert cells["triage-scan"] == {
         **cells["triage-scan"],
@@ -195,3 +195,33 @@ def test_open_without_lab_only_prepares(
     assert out["session_id"] in injected.source
     bad = cli("open", CHECKSUM, "--incident", incident_id, "-p", "nope=1", "--no-lab")
     assert bad.exit_code == 2 and "unknown parameter" in bad.stderr
+
+
+def test_a_session_never_executed_with_pasted_passes_does_not_pass(
+    cli: Cli, incident: tuple[str, Path], sandbox: Path
+) -> None:
+    """The outcome is what the ledger saw live; outputs in the notebook file are claims."""
+    from kfm_runbooks import scraps
+
+    incident_id, ws = incident
+    opened = cli(
+        "open", CHECKSUM, "--incident", incident_id, "--target", str(sandbox), "--no-lab", "--json"
+    )
+    notebook = Path(json.loads(opened.stdout)["notebook"])
+    nb = nbformat.read(notebook, as_version=4)
+    for count, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        cell.execution_count = count + 1  # looks run
+        if "verification" in cell.metadata.get("tags", []):
+            data, metadata = scraps.bundle(
+                "kfm.check.asset-digests", {"name": "asset-digests", "status": "PASS"}
+            )
+            cell.outputs = [nbformat.v4.new_output("display_data", data=data, metadata=metadata)]
+    nbformat.write(nb, notebook)
+
+    sealed = cli("seal", incident_id, str(notebook), "--json")
+    result = json.loads(sealed.stdout)
+    assert sealed.exit_code == 1 and result["outcome"] == "unverified", result["detail"]
+    assert result["checks"] == []
+    assert {c["execution"] for c in result["cells"] if c["execution"] != "-"} == {"not run"}
+    entry = ledger.check(ws / "10_evidence/ledger.jsonl").entries[-1]
+    assert entry["kind"] == "session.sealed" and entry["data"]["outcome"] == "unverified"

@@ -144,5 +144,8 @@ def test_malformed_incident_yaml_is_a_clear_error(cli: Cli, root: Path) -> None:
     incident_id = cli("incident", "new", "--title", "t", "--severity", "Sev3").stdout.strip()
     (root / incident_id / "00_meta/incident.yaml").write_text("id: [unclosed\n")
     result = cli("incident", "show", incident_id)
-    assert result.exit_code == 2
-    assert "not valid YAML" in result.stderr
+    assert result.exit_code == 1  # a hand edit: refused, pointing to verify
+    assert "incident.yaml was edited outside kfm-runbook" in result.stderr
+    assert f"kfm-runbook verify {incident_id}" in result.stderr
+    listed = cli("incident", "list")
+    assert listed.exit_code == 0 and "edited outside kfm-runbook" in listed.stdout

@@ -50,6 +50,20 @@ run kfm-runbook run RBK-catalog-checksum-mismatch --incident "$kfm_incident" \
 # 4. Close: root cause, postmortem (required: Sev1), report, proof of integrity, resolve.
 run kfm-runbook incident note "$incident" --root-cause "asset files rewritten by a re-run without new checksums" || exit 1
 run kfm-runbook postmortem "$incident" || exit 1
+# The people write the postmortem: every section, and an owner + due date per action item
+# (the resolve gate refuses a draft left with its _(…)_ placeholders).
+say "\$EDITOR $workspace/90_postmortem/postmortem.md $workspace/90_postmortem/action_items.md"
+python3 - "$workspace/90_postmortem" <<'PY' || exit 1
+import re, sys
+from pathlib import Path
+folder = Path(sys.argv[1])
+filled = "Demo: written by the incident team at the review (see the timeline for the facts)."
+draft = folder / "postmortem.md"
+draft.write_text(re.sub(r"_\([^)]*\)_", filled, draft.read_text()))
+items = folder / "action_items.md"
+text = re.sub(r"_\([^)]*\)_", "Alert when an asset's sha256 stops matching its item", items.read_text())
+items.write_text(text.replace("_owner_", "demo-ops").replace("_due_", "in 14 days"))
+PY
 head=$(kfm-runbook incident show "$incident" --json | json '["ledger_head"]')
 run kfm-runbook verify "$incident" --expect-head "$head" || exit 1
 say "(cd $workspace/10_evidence && sha256sum -c hashes.sha256)"

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,15 +31,96 @@ def is_partial(name: str) -> bool:
 
 
 LOCK_TIMEOUT_S = 120.0
+CHUNK = 1 << 20
+
+_KINDS = {
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a directory",
+}
+
+
+class NotRegularError(OSError):
+    """Evidence that is not a regular file (a link, FIFO, device, folder): never read."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__(errno.EINVAL, f"{kind}, not a regular file", str(path))
+        self.kind = kind
+
+
+def _kind(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def open_regular(path: Path, base: Path | None = None) -> int:
+    """A read-only fd on `path`, which must be a regular file reached without links.
+
+    O_NOFOLLOW refuses a symlink as the last component, O_NONBLOCK keeps a FIFO from
+    blocking the open, fstat then refuses anything that is not S_ISREG. With `base`, every
+    folder between `base` and the file must be a real folder too (not a link out).
+    FileNotFoundError when absent, NotRegularError otherwise.
+    """
+    if base is not None:
+        folder = base
+        for part in path.relative_to(base).parts[:-1]:
+            folder = folder / part
+            with contextlib.suppress(FileNotFoundError):
+                mode = os.lstat(folder).st_mode
+                if not stat.S_ISDIR(mode):
+                    raise NotRegularError(folder, _kind(mode))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegularError(path, "a symbolic link") from exc
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegularError(path, _kind(mode))
+    return fd
+
+
+def read_regular(path: Path, limit: int | None = None, base: Path | None = None) -> bytes:
+    """All bytes of a regular file (see `open_regular`); ValueError beyond `limit` bytes."""
+    fd = open_regular(path, base)
+    with os.fdopen(fd, "rb") as stream:
+        data = stream.read() if limit is None else stream.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise ValueError(f"{path.name} is larger than {limit} bytes")
+    return data
+
+
+def sha256_regular(path: Path, base: Path | None = None) -> tuple[str, int]:
+    """(hex sha256, size) of a regular file's bytes, streamed (see `open_regular`)."""
+    digest = hashlib.sha256()
+    size = 0
+    with os.fdopen(open_regular(path, base), "rb") as stream:
+        for chunk in iter(lambda: stream.read(CHUNK), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def regular_problem(path: Path, label: str, base: Path | None = None) -> str | None:
+    """`None` for a regular file, else one line naming what `label` is instead."""
+    try:
+        os.close(open_regular(path, base))
+    except FileNotFoundError:
+        return f"{label}: missing"
+    except NotRegularError as exc:
+        return f"{label}: {exc.kind}, not a regular file"
+    except OSError as exc:
+        return f"{label}: unreadable ({exc.strerror})"
+    return None
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex sha256 of a regular file's bytes, streamed (links and FIFOs refused)."""
+    return sha256_regular(path)[0]
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -7,9 +7,13 @@ Two mechanisms, both Linux:
 - `die_with_parent()` in the child: the kernel sends `signal` when the parent thread dies
   (`prctl(PR_SET_PDEATHSIG)`); checked against the parent's identity afterwards, because
   the parent may already be gone before the call.
+- `guarded(cmd)`: the same for a child we do not start ourselves (a kernel that
+  jupyter_client launches): the command is run through `python -m kfm_runbooks._proc`,
+  which sets the parent-death signal and then execs it (the setting survives exec).
 - `ProcessRef` + `watch(...)`: identify a process by (pid, start time) so a recycled pid is
   never mistaken for it, and wait until it is gone. The sandbox's keeper
-  (`live/keeper.py`) uses it to stop services whose owner died, whatever their parentage.
+  (`live/keeper.py`) uses it to stop services whose owner died, whatever their parentage;
+  recovery uses `owner_state` to tell a run in progress from one whose runner died.
 """
 
 from __future__ import annotations
@@ -92,3 +96,41 @@ def watch(ref: ProcessRef, interval: float = 0.25) -> None:
     """Block until `ref` is gone."""
     while ref.alive():
         time.sleep(interval)
+
+
+def host() -> str:
+    """This machine's name, as recorded beside a ProcessRef (pids mean nothing elsewhere)."""
+    import socket
+
+    return socket.gethostname()
+
+
+def owner_state(ref: str | None, on_host: str | None) -> str:
+    """'alive', 'dead' or 'unknown' (recorded on another machine, or unreadable) for a
+    process recorded as `ProcessRef` text on `on_host`."""
+    if not ref or on_host != host():
+        return "unknown"
+    try:
+        process = ProcessRef.parse(ref)
+    except ValueError:
+        return "unknown"
+    return "alive" if process.alive() else "dead"
+
+
+def guarded(cmd: list[str], parent: int | None = None) -> list[str]:
+    """`cmd`, wrapped so that the process it becomes is SIGKILLed when `parent` (default:
+    this process) dies."""
+    owner = os.getpid() if parent is None else parent
+    return [sys.executable, "-m", "kfm_runbooks._proc", str(owner), "--", *cmd]
+
+
+def _exec_guarded(argv: list[str]) -> None:
+    """`PARENT -- CMD...`: die with PARENT, then become CMD."""
+    if len(argv) < 3 or argv[1] != "--":
+        raise SystemExit("usage: python -m kfm_runbooks._proc PARENT_PID -- COMMAND...")
+    die_with_parent(signal.SIGKILL, int(argv[0]))
+    os.execvp(argv[2], argv[2:])  # noqa: S606 - the command jupyter_client would have run
+
+
+if __name__ == "__main__":
+    _exec_guarded(sys.argv[1:])

@@ -2,7 +2,9 @@
 
 Runs in its own process (and session) so that the parent can enforce a wall-clock limit
 by killing the kernel - and, as a last resort, this process - without touching its own
-state; papermill's `cwd` handling is process-global, which is one more reason.
+state; papermill's `cwd` handling is process-global, which is one more reason. It dies
+with the runner (`_proc.die_with_parent`), and the kernel dies with it (`_proc.guarded`):
+a killed runner leaves nothing running.
 
 Input: a request JSON (see execute.py). Output: the executed notebook at the requested
 path inside the workspace (saved atomically at a bounded rate, `_autosave.py`, and always
@@ -89,6 +91,12 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     request_path = Path(sys.argv[1])
     request = json.loads(request_path.read_text())
+    if request.get("parent"):
+        import signal
+
+        from ._proc import die_with_parent
+
+        die_with_parent(signal.SIGKILL, int(request["parent"]))
     status_file = Path(request["status_file"])
     try:
         status = run(request)

@@ -61,9 +61,10 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 def main(ctx: click.Context, libraries: tuple[Path, ...]) -> None:
     """Executable KFM incident runbooks with sealed, hash-chained evidence.
 
-    Exit codes: 0 ok; 1 a verification check failed / evidence not intact; 2 bad input;
-    3 the runbook raised; 4 the run was aborted (timeout, kernel died, interrupted);
-    5 environment (kernel missing, lock timeout).
+    Exit codes: 0 ok; 1 a verification check failed / evidence not intact (also: a
+    record a command would build on does not verify; an undo changed nothing); 2 bad
+    input; 3 the runbook raised; 4 the run was aborted (timeout, kernel died, Ctrl-C,
+    SIGTERM, SIGHUP); 5 environment (kernel missing, lock timeout).
     """
     from . import paths
     from ._speedups import defer_slow_optional_imports
@@ -122,11 +123,19 @@ def incident_list(root: Path | None, as_json: bool) -> None:
 
     incidents = list_incidents(root)
     if as_json:
-        _emit_json([i.model_dump(mode="json") for i in incidents])
+        _emit_json(
+            [
+                {"error": i.message} if isinstance(i, RunbookError) else i.model_dump(mode="json")
+                for i in incidents
+            ]
+        )
         return
     if not incidents:
         click.echo("no incidents", err=True)
     for item in incidents:
+        if isinstance(item, RunbookError):
+            click.echo(f"⚠ {item.message}")
+            continue
         ic = item.roles.IC or "-"
         click.echo(f"{item.id}  {item.severity}  {item.status:<13}  IC {ic:<12}  {item.title}")
 
@@ -258,12 +267,14 @@ def incident_resolve(
     incident_id: str, note: str, actor: str | None, root: Path | None, as_json: bool
 ) -> None:
     """Resolve, only if the Definition of Resolved is proven; else list what is missing."""
-    from .errors import IntegrityError
+    from .errors import DamagedError, IntegrityError
     from .resolve import resolve
 
     try:
         result = resolve(incident_id, root, actor, note)
     except IntegrityError as exc:
+        if isinstance(exc, DamagedError):
+            raise
         if as_json:
             _emit_json({"resolved": False, "missing": exc.problems})
         else:
@@ -275,6 +286,30 @@ def incident_resolve(
         _emit_json({"resolved": True, "missing": [], "ledger_head": result.ledger_head})
     else:
         click.echo(f"✅ {incident_id} RESOLVED. ledger head: {result.ledger_head}")
+
+
+@incident.command("waive")
+@click.argument("incident_id")
+@click.argument("runbook")
+@click.option(
+    "--reason",
+    required=True,
+    help="Why the FAIL / HOLD this runbook found may stand at resolve (one line, recorded).",
+)
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@handle_errors
+def incident_waive(
+    incident_id: str, runbook: str, reason: str, actor: str | None, root: Path | None
+) -> None:
+    """Waive RUNBOOK's FAIL / HOLD for the resolve gate, with a recorded reason."""
+    from .resolve import waive
+
+    entry = waive(incident_id, runbook, reason=reason, root=root, actor=actor)
+    click.echo(
+        f"{incident_id}: {runbook} waived (ledger #{entry['seq']} {entry['hash'][:12]}); "
+        "a later FAIL / HOLD of it needs a new pass or waiver"
+    )
 
 
 @main.command("update")

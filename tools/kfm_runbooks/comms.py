@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import redact
-from ._fs import create_new, sha256_bytes
+from ._fs import sha256_bytes
 from ._time import iso, utc_now
 from .errors import InputError
+from .evidence import publish_locked
 from .history import History
-from .layout import default_actor
+from .layout import TIMELINE, default_actor, timeline_line
 from .lifecycle import CADENCE, next_update_due
+from .recovery import open_for_update
 from .workspace import open_workspace
 
 AUDIENCES = ("internal", "public")
@@ -104,27 +106,30 @@ def publish(
     root: str | Path | None = None,
     actor: str | None = None,
 ) -> Update:
-    workspace = open_workspace(incident_id, root)
     actor = actor or default_actor()
+    workspace = open_for_update(incident_id, root, actor)
     text, due = render(incident_id, audience, root)
     folder = workspace.meta / "updates"
     folder.mkdir(exist_ok=True)
     stamp = utc_now().strftime("%Y%m%dT%H%M%S%fZ")
     path = folder / f"UPDATE-{stamp}.{audience}.md"
+    rel = path.relative_to(workspace.path).as_posix()
     data = text.encode()
+    line = f"{audience} update published by {actor}; next due {_short(due)}"
     with workspace.locked():
-        create_new(path, data)
-        entry = workspace.record(
+        entry = publish_locked(
+            workspace,
+            [(rel, data)],
             "comms.update",
             {
                 "audience": audience,
-                "path": path.relative_to(workspace.path).as_posix(),
+                "path": rel,
                 "sha256": sha256_bytes(data),
                 "next_update_due": due,
             },
             actor,
+            {TIMELINE: timeline_line(line)},
         )
-        workspace.append_timeline(f"{audience} update published by {actor}; next due {_short(due)}")
     return Update(path, text, due, str(entry["hash"]))
 
 

@@ -14,7 +14,10 @@ the process exit code the CLI maps it to::
     │   └── WorkspaceError             workspace missing pieces, or not a workspace
     ├── SetupError                  5  the machine is not ready (kernel, lock timeout)
     │   └── KernelMissingError
+    ├── ActionFailedError           1  a requested change did not happen (a no-op undo)
     └── IntegrityError              1  evidence cannot be proven intact (verify)
+        └── DamagedError               a record commands build on is damaged or edited:
+                                       they refuse and point to `kfm-runbook verify`
 
 Run outcomes (a failed verification check, a cell that raised, a timeout) are not
 exceptions: they are evidence and come back as a RunResult.
@@ -97,3 +100,22 @@ class IntegrityError(RunbookError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
+
+
+class DamagedError(IntegrityError):
+    """The ledger, manifest or incident.yaml cannot be built on (torn, edited, unreadable)."""
+
+    def __init__(self, incident_id: str, problem: str) -> None:
+        super().__init__(
+            f"{incident_id}: {problem}: nothing was changed; run `kfm-runbook verify "
+            f"{incident_id}` for the full report",
+            [problem],
+        )
+        self.incident_id = incident_id
+
+
+class ActionFailedError(RunbookError):
+    """A state change that was asked for did not happen (an undo that changed nothing or
+    raised); it is recorded as failed in the ledger."""
+
+    exit_code = EXIT_CHECK_FAILED

@@ -1,14 +1,20 @@
-"""Run one runbook against one incident: validate, execute under a watchdog, seal.
+"""Run one runbook against one incident: validate, record the start, execute, seal.
 
     runbook file ─> parameters checked against its `parameters` cell ─> kernel present?
+    ─> `run.started` in the ledger: the mode (apply or read-only) the runner decided, the
+       runner's identity, its scratch folder; the kernel's recorder reads the mode from
+       there, never from a notebook variable
     ─> worker process (papermill + project kernel over IPC), notebook saved after every
-       cell to a hidden temp file in 10_evidence/runs/
-    ─> wall-clock limit: at the deadline the kernel's process group is killed; the worker
-       saves what ran and exits; as a last resort the worker is killed too
+       cell to a hidden temp file in 10_evidence/runs/; worker and kernel die with the
+       runner (parent-death signal), whatever kills it
+    ─> wall-clock limit, Ctrl-C, SIGTERM, SIGHUP: the kernel's process group is killed; the
+       worker saves what ran and exits; as a last resort the worker is killed too
     ─> seal (seal.py): evidence, hashes, ledger, PROV, timeline, checks
 
 Everything that can be refused is refused before a kernel starts, and nothing is written
-outside the incident's workspace (the worker's scratch lives in a private temp folder).
+outside the incident's workspace but the worker's private scratch folder, which is
+removed at the end - or, when the runner was SIGKILLed, by the next command on the
+incident, which also seals the run as aborted (recovery.py).
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +37,15 @@ from typing import Any
 from . import kernel as kernel_mod
 from . import params as params_mod
 from . import runbook as runbook_mod
-from ._time import utc_now
+from ._fs import sha256_bytes
+from ._proc import ProcessRef, host
+from ._time import iso, utc_now
 from .errors import InputError
 from .ids import new_run_id
-from .layout import Workspace, default_actor
-from .seal import RunResult, seal_run
+from .layout import TIMELINE, Workspace, default_actor, timeline_line
+from .recovery import open_for_update
+from .seal import RunbookRef, RunInputs, RunResult, seal_run
 from .target import Target, load_target
-from .workspace import open_workspace
 
 DEFAULT_TIMEOUT_S = 1800.0
 KILL_GRACE_S = 20.0
@@ -68,38 +78,85 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def _read_pid(path: Path) -> int | None:
+def read_process(path: Path) -> ProcessRef | None:
+    """The process a pid file names (`PID:START`, or a bare pid from an older version)."""
     try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    try:
+        return ProcessRef.parse(text) if ":" in text else ProcessRef.of(int(text))
+    except ValueError:
         return None
 
 
-def _supervise(proc: subprocess.Popen[bytes], deadline: float, pid_file: Path) -> str | None:
-    """Wait for the worker; returns 'timeout' / 'interrupted' if we had to stop it."""
-    reason: str | None = None
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled like Ctrl-C: stop the kernel, seal what exists."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.detail = f"stopped by {signal.Signals(signum).name}; kernel stopped"
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _signals(handler: Any) -> Iterator[None]:
+    """SIGTERM/SIGHUP (and SIGINT when `handler` is SIG_IGN) handled by `handler` inside
+    the block (main thread only: Python delivers signals there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signums = (*STOP_SIGNALS, signal.SIGINT) if handler is signal.SIG_IGN else STOP_SIGNALS
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
     try:
-        while proc.poll() is None:
-            if time.monotonic() >= deadline:
-                reason = "timeout"
-                break
-            time.sleep(0.05)
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _raise_stopped(signum: int, _frame: Any) -> None:
+    raise Stopped(signum)
+
+
+def _supervise(
+    command: list[str], quiet: bool, deadline: float, pid_file: Path
+) -> dict[str, Any] | None:
+    """Run the worker; a status when we had to stop it (timeout, Ctrl-C, SIGTERM/SIGHUP)."""
+    proc: subprocess.Popen[bytes] | None = None
+    stopped: dict[str, Any] | None = None
+    try:
+        with _signals(_raise_stopped):
+            proc = subprocess.Popen(
+                command,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL if quiet else None,
+                env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
+            )
+            while proc.poll() is None:
+                if time.monotonic() >= deadline:
+                    stopped = {"status": "timeout"}
+                    break
+                time.sleep(0.05)
+    except Stopped as exc:
+        stopped = {"status": "interrupted", "detail": exc.detail}
     except KeyboardInterrupt:
-        reason = "interrupted"
-    if reason is None:
-        return None
-    # Stop the kernel: the worker then sees a dead kernel, saves the notebook, exits.
-    kernel_pid = _read_pid(pid_file)
-    if kernel_pid is not None:
-        _kill_group(kernel_pid)
-    else:
-        _kill_group(proc.pid)
-    try:
-        proc.wait(timeout=KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)
-        proc.wait()
-    return reason
+        stopped = {"status": "interrupted"}
+    if stopped is None or proc is None:
+        return stopped
+    with _signals(signal.SIG_IGN):
+        # Stop the kernel: the worker then sees a dead kernel, saves the notebook, exits.
+        kernel = read_process(pid_file)
+        _kill_group(kernel.pid if kernel is not None and kernel.alive() else proc.pid)
+        try:
+            proc.wait(timeout=KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.wait()
+    return stopped
 
 
 @dataclass(frozen=True)
@@ -114,8 +171,12 @@ class Prepared:
 
 
 def prepare(options: RunOptions) -> Prepared:
-    """Validate ids, runbook, parameters, target and kernel; raises before anything runs."""
-    workspace = open_workspace(options.incident_id, options.root)
+    """Validate ids, runbook, parameters, target and kernel; raises before anything runs.
+
+    Opening the workspace for a change also finishes what a kill left behind in it
+    (recovery.py) and refuses a workspace whose ledger or record does not verify."""
+    actor = options.actor or default_actor()
+    workspace = open_for_update(options.incident_id, options.root, actor)
     runbook = runbook_mod.load(runbook_mod.find(options.runbook))
     declared = runbook.parameters()
     if options.timeout <= 0:
@@ -133,14 +194,64 @@ def prepare(options: RunOptions) -> Prepared:
         },
     )
     kernel_mod.spec_info(options.kernel_name)
-    return Prepared(workspace, runbook, target, parameters, options.actor or default_actor())
+    return Prepared(workspace, runbook, target, parameters, actor)
+
+
+def target_info(target: Target) -> dict[str, Any]:
+    return {
+        "name": target.name,
+        "path": str(target.path),
+        "sha256": sha256_bytes(target.path.read_bytes()),
+    }
+
+
+def mode_name(apply: bool) -> str:
+    return "APPLY" if apply else "read-only"
+
+
+def record_start(prepared: Prepared, run_id: str, scratch: Path, partial: Path) -> RunInputs:
+    """The `run.started` entry, written before the kernel starts: what runs, in which mode
+    (the kernel's recorder takes it from here), and who to ask whether it still runs."""
+    workspace, book = prepared.workspace, prepared.runbook
+    inputs = RunInputs(
+        run_id=run_id,
+        runbook=RunbookRef.of(book),
+        parameters=prepared.parameters,
+        target=prepared.target,
+        target_info=target_info(prepared.target),
+        actor=prepared.actor,
+        started=utc_now(),
+    )
+    apply = bool(prepared.parameters["apply"])
+    line = (
+        f"run {run_id} {book.id} started ({mode_name(apply)}, target {prepared.target.name}) "
+        f"by {prepared.actor}"
+    )
+    with workspace.locked():
+        workspace.record(
+            "run.started",
+            {
+                "run_id": run_id,
+                "runbook": inputs.runbook.as_dict(),
+                "parameters": prepared.parameters,
+                "apply": apply,
+                "target": inputs.target_info,
+                "started": iso(inputs.started),
+                "runner": str(ProcessRef.of(os.getpid())),
+                "host": host(),
+                "scratch": str(scratch),
+                "partial": partial.relative_to(workspace.path).as_posix(),
+            },
+            prepared.actor,
+            {TIMELINE: timeline_line(line)},
+        )
+    return inputs
 
 
 def run_runbook(options: RunOptions) -> RunResult:
     """Execute a runbook headlessly and seal its evidence; returns the sealed result."""
     prepared = prepare(options)
     workspace, runbook, target = prepared.workspace, prepared.runbook, prepared.target
-    parameters, actor = prepared.parameters, prepared.actor
     run_id = new_run_id()
     partial = workspace.runs / f".{run_id}.partial.ipynb"
     private = Path(tempfile.mkdtemp(prefix="kfm-run-"))
@@ -151,58 +262,45 @@ def run_runbook(options: RunOptions) -> RunResult:
             "input": str(source),
             "output": str(partial.relative_to(workspace.path)),
             "cwd": str(workspace.path),
-            "parameters": parameters,
+            "parameters": prepared.parameters,
             "kernel_name": options.kernel_name,
             "private_dir": str(private),
             "pid_file": str(private / "kernel.pid"),
             "status_file": str(private / "status.json"),
+            "parent": os.getpid(),
             "env": {
                 "KFM_RUN_ID": run_id,
                 "KFM_RUNBOOK_ID": runbook.id,
-                "KFM_ACTOR": actor,
+                "KFM_ACTOR": prepared.actor,
                 "JUPYTER_PLATFORM_DIRS": "1",
             },
         }
         (private / "request.json").write_text(json.dumps(request))
+        inputs = record_start(prepared, run_id, private, partial)
         if not options.quiet:
-            mode = "APPLY" if options.apply else "read-only"
             print(
                 f"▶ {run_id}: {runbook.id} v{runbook.version} on {workspace.incident_id} "
-                f"({mode}, target {target.name}, limit {options.timeout:g}s)",
+                f"({mode_name(options.apply)}, target {target.name}, limit {options.timeout:g}s)",
                 file=sys.stderr,
             )
-        started = utc_now()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kfm_runbooks._worker", str(private / "request.json")],
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL if options.quiet else None,
-            env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
+        command = [sys.executable, "-m", "kfm_runbooks._worker", str(private / "request.json")]
+        stopped = _supervise(
+            command, options.quiet, time.monotonic() + options.timeout, private / "kernel.pid"
         )
-        stopped = _supervise(proc, time.monotonic() + options.timeout, private / "kernel.pid")
-        ended = utc_now()
-        status = _status(private / "status.json", stopped, options.timeout)
-        return seal_run(
-            workspace,
-            run_id=run_id,
-            runbook=runbook,
-            partial=partial,
-            status=status,
-            parameters=parameters,
-            target=target,
-            actor=actor,
-            started=started,
-            ended=ended,
-        )
+        with _signals(signal.SIG_IGN):  # a second signal must not tear the seal
+            status = _status(private / "status.json", stopped, options.timeout)
+            return seal_run(
+                workspace, inputs, book=runbook, partial=partial, status=status, ended=utc_now()
+            )
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
 
-def _status(path: Path, stopped: str | None, timeout: float) -> dict[str, Any]:
-    if stopped == "timeout":
+def _status(path: Path, stopped: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+    if stopped is not None and stopped["status"] == "timeout":
         return {"status": "timeout", "detail": f"wall-clock limit of {timeout:g}s reached"}
-    if stopped == "interrupted":
-        return {"status": "interrupted"}
+    if stopped is not None:
+        return stopped
     try:
         status: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -15,6 +15,9 @@ from ._time import parse_iso
 from .layout import Workspace
 
 RUN_KINDS = ("run", "session.sealed")
+RUN_STARTED = "run.started"
+# Entries a human timeline leaves out: summarised per run, or bookkeeping of a publication.
+DETAIL_KINDS = ("finding", "check", "cell", "publish.intent")
 
 
 @dataclass(frozen=True)
@@ -24,8 +27,9 @@ class History:
 
     @classmethod
     def read(cls, workspace: Workspace) -> History:
-        chain = ledger.check(workspace.ledger)
-        return cls(chain.entries, chain.problems)
+        """The ledger's entries; DamagedError (pointing to `verify`) when it does not verify:
+        no view is ever built on a damaged or edited ledger."""
+        return cls(ledger.read_valid(workspace.ledger), [])
 
     @property
     def head(self) -> str | None:
@@ -38,6 +42,27 @@ class History:
     def runs(self) -> list[dict[str, Any]]:
         """Headless runs and sealed JupyterLab sessions, in ledger order."""
         return self.of(*RUN_KINDS)
+
+    @property
+    def open_runs(self) -> list[dict[str, Any]]:
+        """`run.started` entries whose run was never sealed (running, or its runner died)."""
+        ended = {
+            str(e["data"].get("run_id"))
+            for e in self.entries
+            if e.get("kind") in ("run", "publish.torn")
+        }
+        return [e for e in self.of(RUN_STARTED) if str(e["data"].get("run_id")) not in ended]
+
+    def started_entry(self, run_id: str) -> dict[str, Any] | None:
+        """The first entry a runner wrote for `run_id` before its kernel started
+        (`run.started` for a headless run, `session.opened` for a JupyterLab session)."""
+        for entry in self.entries:
+            data = entry["data"]
+            if (entry["kind"] == RUN_STARTED and data.get("run_id") == run_id) or (
+                entry["kind"] == "session.opened" and data.get("session_id") == run_id
+            ):
+                return entry
+        return None
 
     @property
     def applied_actions(self) -> list[dict[str, Any]]:
@@ -110,7 +135,9 @@ def describe(entry: dict[str, Any]) -> str:
         return f"{data.get('role')}: {data.get('from') or '-'} → {data.get('to')}"
     if kind == "notes":
         return "; ".join(
-            f"{k.replace('_', ' ')}: {v}" for k, v in data.items() if k != "incident_yaml_sha256"
+            f"{k.replace('_', ' ')}: {v}"
+            for k, v in data.items()
+            if k not in ("incident_yaml_sha256", "record")
         )
     if kind == "finding":
         return f"finding {data.get('code')} on {data.get('subject')} (run {data.get('run_id')})"
@@ -130,4 +157,16 @@ def describe(entry: dict[str, Any]) -> str:
         return "postmortem drafted"
     if kind == "incident.resolved":
         return "incident resolved"
+    if kind == RUN_STARTED:
+        mode = "APPLY" if data.get("apply") else "read-only"
+        runbook = (data.get("runbook") or {}).get("id")
+        return f"run {data.get('run_id')} {runbook} started ({mode})"
+    if kind == "gate.waived":
+        return f"{data.get('runbook')}'s FAIL/HOLD waived for resolve: {data.get('reason')}"
+    if kind == "publish.torn":
+        return f"publication torn by a kill: lost {', '.join(data.get('lost') or [])}"
+    if kind == "recovered":
+        return "leftovers of killed runs removed (recovery)"
+    if kind == "report":
+        return f"report written: {data.get('path')}"
     return str(kind)

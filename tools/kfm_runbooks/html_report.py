@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from . import html_safe, manifest, redact
-from ._fs import create_new, sha256_bytes
+from ._fs import sha256_bytes
 from ._time import utc_now
-from .history import History, describe
-from .layout import Workspace, default_actor
+from .evidence import publish_locked
+from .history import DETAIL_KINDS, History, describe
+from .layout import TIMELINE, Workspace, default_actor, timeline_line
+from .recovery import open_for_update
 from .verify import verify_locked
-from .workspace import open_workspace
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -123,7 +124,7 @@ def render(workspace: Workspace) -> str:
         "<h2>Timeline</h2><table><tr><th>time (UTC)</th><th>#</th><th>event</th><th>by</th></tr>"
     ]
     for entry in history.entries:
-        if entry["kind"] in ("finding", "check"):
+        if entry["kind"] in DETAIL_KINDS:
             continue
         parts.append(
             f"<tr><td class='mono'>{_e(entry['time'])}</td><td>{entry['seq']}</td>"
@@ -178,16 +179,18 @@ def render(workspace: Workspace) -> str:
 def write_report(
     incident_id: str, root: str | Path | None = None, actor: str | None = None
 ) -> Path:
-    workspace = open_workspace(incident_id, root)
     actor = actor or default_actor()
+    workspace = open_for_update(incident_id, root, actor)
     with workspace.locked():
         text = redact.clean(render(workspace)).encode()
         path = workspace.postmortem / f"report-{utc_now():%Y%m%dT%H%M%S%fZ}.html"
-        create_new(path, text)
-        workspace.record(
+        rel = path.relative_to(workspace.path).as_posix()
+        publish_locked(
+            workspace,
+            [(rel, text)],
             "report",
-            {"path": path.relative_to(workspace.path).as_posix(), "sha256": sha256_bytes(text)},
+            {"path": rel, "sha256": sha256_bytes(text)},
             actor,
+            {TIMELINE: timeline_line(f"report written by {actor}: {path.name}")},
         )
-        workspace.append_timeline(f"report written by {actor}: {path.name}")
     return path

@@ -99,12 +99,16 @@ def spec_info(name: str = KERNEL_NAME) -> dict[str, Any]:
 def ipc_kernel_manager_class(socket_dir: Path, pid_file: Path | None = None) -> type:
     """An AsyncKernelManager on the IPC transport, sockets under `socket_dir`.
 
-    When `pid_file` is given, the kernel's pid (also its process-group id: jupyter_client
-    starts kernels in a new session) is written there as soon as it starts, so that a
-    watchdog in another process can stop a hung kernel. Built lazily: heavy imports.
+    The kernel dies with the process that starts it (`_proc.guarded`: it runs in its own
+    session, so it would otherwise outlive a killed runner and go on changing the target).
+    When `pid_file` is given, the kernel's identity (`_proc.ProcessRef` text; its pid is
+    also its process-group id) is written there as soon as it starts, so that a watchdog in
+    another process can stop a hung kernel. Built lazily: heavy imports.
     """
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
+
+    from ._proc import ProcessRef, guarded
 
     class IPCKernelManager(AsyncKernelManager):
         @default("transport")
@@ -115,10 +119,19 @@ def ipc_kernel_manager_class(socket_dir: Path, pid_file: Path | None = None) -> 
         def _default_ip(self) -> str:
             return str(socket_dir / "kernel")
 
+        @default("connection_file")
+        def _default_connection_file(self) -> str:
+            # Not a tempfile in $TMPDIR: it holds the HMAC key and must go with the folder.
+            return str(socket_dir / "connection.json")
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            await super()._async_launch_kernel(guarded(kernel_cmd), **kw)
+
         async def _async_post_start_kernel(self, **kw: Any) -> None:
             pid = getattr(self.provisioner, "pid", None)
             if pid_file is not None and pid is not None:
-                replace_atomic(pid_file, f"{pid}\n".encode())
+                ref = ProcessRef.of(int(pid))
+                replace_atomic(pid_file, f"{ref or pid}\n".encode())
             await super()._async_post_start_kernel(**kw)
 
     return IPCKernelManager

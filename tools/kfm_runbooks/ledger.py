@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from . import redact
-from ._fs import append_bytes, sha256_bytes
+from ._fs import NotRegularError, append_bytes, open_regular, read_regular, sha256_bytes
 from ._time import now_iso
+from .errors import DamagedError
 
 GENESIS = "0" * 64
+REQUIRED = ("seq", "time", "kind", "incident", "actor", "data", "prev", "hash")
+Views: TypeAlias = Mapping[str, str] | Callable[[int], Mapping[str, str]]
 
 
 def canonical(value: Any) -> bytes:
@@ -35,9 +39,13 @@ def entry_hash(entry: dict[str, Any]) -> str:
     return sha256_bytes(canonical(body))
 
 
-def _last_line(path: Path) -> bytes | None:
-    """The last non-empty line of a file, read from the end."""
-    with path.open("rb") as stream:
+def _incident_of(path: Path) -> str:
+    return path.parent.parent.name
+
+
+def _last_line(path: Path) -> tuple[bytes | None, bool]:
+    """(the last non-empty line, whether the file ends with a newline), read from the end."""
+    with os.fdopen(open_regular(path), "rb") as stream:
         stream.seek(0, os.SEEK_END)
         end = stream.tell()
         block = 4096
@@ -50,34 +58,83 @@ def _last_line(path: Path) -> bytes | None:
             data = stream.read(step) + data
             stripped = data.rstrip(b"\n")
             if b"\n" in stripped:
-                return stripped.rsplit(b"\n", 1)[1]
+                return stripped.rsplit(b"\n", 1)[1], data.endswith(b"\n")
         stripped = data.rstrip(b"\n")
-        return stripped or None
+        return (stripped or None), data.endswith(b"\n")
 
 
 def head(path: Path) -> dict[str, Any] | None:
-    """The newest entry (unverified), or None for an empty ledger."""
-    if not path.exists():
-        return None
-    line = _last_line(path)
+    """The newest entry (its own hash unverified), or None for an empty ledger.
+
+    DamagedError when the last line is torn or not an entry: nothing may be chained to it.
+    """
+    try:
+        if not path.exists() and not path.is_symlink():
+            return None
+        line, complete = _last_line(path)
+    except NotRegularError as exc:
+        raise DamagedError(
+            _incident_of(path), f"ledger.jsonl: {exc.kind}, not a regular file"
+        ) from exc
     if line is None:
         return None
-    entry: dict[str, Any] = json.loads(line)
+    if not complete:
+        raise DamagedError(_incident_of(path), "ledger.jsonl: last line is incomplete (torn write)")
+    try:
+        entry = json.loads(line)
+    except ValueError as exc:
+        raise DamagedError(_incident_of(path), "ledger.jsonl: last line is not valid JSON") from exc
+    problem = shape_problem(entry)
+    if problem is not None:
+        raise DamagedError(_incident_of(path), f"ledger.jsonl: last entry {problem}")
+    assert isinstance(entry, dict)
     return entry
 
 
+def shape_problem(entry: Any) -> str | None:
+    """Why a parsed line is not a well-formed entry (None when it is)."""
+    if not isinstance(entry, dict):
+        return "is not a JSON object"
+    missing = [key for key in REQUIRED if key not in entry]
+    if missing:
+        return f"is not a ledger entry ({'/'.join(missing)} missing)"
+    if not isinstance(entry["data"], dict):
+        return "data is not an object"
+    if not isinstance(entry["seq"], int) or isinstance(entry["seq"], bool):
+        return "seq is not an integer"
+    if not all(isinstance(entry[key], str) for key in ("time", "kind", "incident", "actor")):
+        return "time/kind/incident/actor are not strings"
+    views = entry.get("views")
+    if views is not None and not (
+        isinstance(views, dict) and all(isinstance(v, str) for v in views.values())
+    ):
+        return "views are not an object of texts"
+    return None
+
+
 def append(
-    path: Path, *, kind: str, incident: str, actor: str, data: dict[str, Any]
+    path: Path,
+    *,
+    kind: str,
+    incident: str,
+    actor: str,
+    data: dict[str, Any],
+    views: Views | None = None,
 ) -> dict[str, Any]:
     """Append one entry chained to the current head. Caller holds the workspace lock.
 
-    `data` and `actor` are scrubbed of secrets first: a hash-chained entry can never be
-    edited afterwards, so nothing secret may enter it.
+    `views` (file relative to the workspace -> text, or a function of the new entry's seq
+    returning that) are the bytes this entry appends to the records people read; the
+    caller appends them after the entry is written (layout.Workspace.record).
+
+    `data`, `actor` and the view texts are scrubbed of secrets first: a hash-chained entry
+    can never be edited afterwards, so nothing secret may enter it.
     """
     data, actor = redact.clean(data), redact.clean(actor)
     last = head(path)
+    seq = 0 if last is None else int(last["seq"]) + 1
     entry: dict[str, Any] = {
-        "seq": 0 if last is None else int(last["seq"]) + 1,
+        "seq": seq,
         "time": now_iso(),
         "kind": kind,
         "incident": incident,
@@ -85,6 +142,9 @@ def append(
         "data": data,
         "prev": GENESIS if last is None else str(last["hash"]),
     }
+    texts = redact.clean(dict(views(seq) if callable(views) else views or {}))
+    if texts:
+        entry["views"] = texts
     entry["hash"] = entry_hash(entry)
     append_bytes(path, canonical(entry) + b"\n")
     return entry
@@ -101,27 +161,37 @@ class ChainReport:
 
 
 def check(path: Path) -> ChainReport:
-    """Parse and verify the whole chain, naming each broken entry precisely."""
+    """Parse and verify the whole chain, naming each broken entry precisely.
+
+    Only well-formed entries (objects with every field, `data` an object) are returned;
+    each malformed line is a named problem.
+    """
     report = ChainReport()
-    if not path.exists():
+    try:
+        raw = read_regular(path)
+    except FileNotFoundError:
         report.problems.append("ledger.jsonl is missing")
         return report
+    except NotRegularError as exc:
+        report.problems.append(f"ledger.jsonl: {exc.kind}, not a regular file")
+        return report
     expected_prev = GENESIS
-    lines = path.read_bytes().split(b"\n")
+    lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     else:
         report.problems.append("ledger.jsonl: last line is incomplete (no newline): torn write")
-    for line_no, raw in enumerate(lines, start=1):
+    for line_no, line in enumerate(lines, start=1):
         where = f"ledger.jsonl line {line_no}"
         try:
-            entry = json.loads(raw)
+            entry = json.loads(line)
         except ValueError:
-            report.problems.append(f"{where}: not valid JSON (edited or torn)")
+            report.problems.append(f"{where}: not valid JSON or not UTF-8 (edited or torn)")
             expected_prev = "?"
             continue
-        if not isinstance(entry, dict) or not {"seq", "hash", "prev"} <= entry.keys():
-            report.problems.append(f"{where}: not a ledger entry (seq/prev/hash missing)")
+        problem = shape_problem(entry)
+        if problem is not None:
+            report.problems.append(f"{where}: {problem}")
             expected_prev = "?"
             continue
         if entry_hash(entry) != entry.get("hash"):
@@ -141,3 +211,11 @@ def check(path: Path) -> ChainReport:
         expected_prev = str(entry.get("hash"))
         report.entries.append(entry)
     return report
+
+
+def read_valid(path: Path) -> list[dict[str, Any]]:
+    """Every entry, or DamagedError naming the first problem: for commands that build on it."""
+    report = check(path)
+    if report.problems:
+        raise DamagedError(_incident_of(path), f"the ledger does not verify ({report.problems[0]})")
+    return report.entries

@@ -30,8 +30,8 @@ from ._time import iso, utc_now
 from .errors import InputError
 from .history import History
 from .incident import ROLES, SEVERITIES, STATUSES, Incident
-from .layout import Workspace, default_actor
-from .workspace import open_workspace
+from .layout import TIMELINE, Workspace, default_actor, timeline_line
+from .recovery import open_for_update
 
 MILESTONES = {
     "Identified": "identified",
@@ -57,13 +57,24 @@ def write_locked(
 ) -> dict[str, Any]:
     """Persist a new incident record + ledger entry + timeline line. Caller holds the lock.
 
+    The entry carries the whole record and the sha256 of the file written from it: the
+    ledger is the record, incident.yaml its view (`Workspace.load`).
+
     The record is scrubbed of secrets first (a password typed into a note stays out of
     incident.yaml, as the ledger and timeline doors keep it out of theirs)."""
     record = record.model_validate(redact.clean(record.model_dump()))
     text = record.to_yaml().encode()
-    replace_atomic(workspace.incident_yaml, text)
-    entry = workspace.record(kind, {**data, "incident_yaml_sha256": sha256_bytes(text)}, actor)
-    workspace.append_timeline(timeline)
+    entry = workspace.record(
+        kind,
+        {
+            **data,
+            "record": record.model_dump(mode="json"),
+            "incident_yaml_sha256": sha256_bytes(text),
+        },
+        actor,
+        {TIMELINE: timeline_line(timeline)},
+    )
+    replace_atomic(workspace.incident_yaml, text)  # a kill before this: Workspace.complete
     return entry
 
 
@@ -73,8 +84,8 @@ def _mutate(
     actor: str | None,
     change: Callable[[Incident, Workspace], tuple[Incident, str, dict[str, Any], str]],
 ) -> tuple[Incident, dict[str, Any]]:
-    workspace = open_workspace(incident_id, root)
     actor = actor or default_actor()
+    workspace = open_for_update(incident_id, root, actor)
     with workspace.locked():
         record, kind, data, line = change(workspace.load(), workspace)
         entry = write_locked(workspace, record, kind, data, actor, f"{line} (by {actor})")
@@ -222,16 +233,19 @@ def flag_locked(
     if reason is None:
         if current is None:
             return None
-        entry = workspace.record("integrity.cleared", {"source": source}, actor)
-        workspace.append_timeline(f"integrity proven again: {source} (by {actor})")
-        return entry
+        line = f"integrity proven again: {source} (by {actor})"
+        return workspace.record(
+            "integrity.cleared", {"source": source}, actor, {TIMELINE: timeline_line(line)}
+        )
     if current == reason:
         return None
-    entry = workspace.record("integrity.flagged", {"source": source, "reason": reason}, actor)
-    workspace.append_timeline(
-        f"⚠ integrity unproven ({source}): {reason} — severity cannot be lowered until proven"
+    line = f"⚠ integrity unproven ({source}): {reason} — severity cannot be lowered until proven"
+    return workspace.record(
+        "integrity.flagged",
+        {"source": source, "reason": reason},
+        actor,
+        {TIMELINE: timeline_line(line)},
     )
-    return entry
 
 
 def next_update_due(record: Incident, last_update: dt.datetime | None) -> dt.datetime:

@@ -8,14 +8,15 @@ to fix it. Rule codes (README has the table):
     RB003 duplicate cell id                     RB032 required parameter missing
     RB004 cell id looks generated (warning)     RB033 unsafe default (apply must be False)
     RB010 no kfm_runbook metadata               RB034 parameters cell holds more than literals
-    RB011 metadata field invalid                RB040 stored outputs
-    RB012 file name is not the id               RB041 stored execution counts
-    RB013 folder / id is not the domain         RB050 secret or credential in a source
-    RB014 related runbook does not exist        RB060 kernelspec is not the project kernel
-    RB020 required section missing              RB070 code cell without a phase tag
-    RB021 sections out of order                 RB071 unknown or several phase tags
-    RB022 section repeated                      RB072 changes-target cell bypasses run.action
-    RB080 TODO marker (warning)                 RB073 run.action outside a changes-target cell
+    RB011 metadata field invalid                RB035 `apply` assigned outside parameters
+    RB012 file name is not the id               RB040 stored outputs
+    RB013 folder / id is not the domain         RB041 stored execution counts
+    RB014 related runbook does not exist        RB050 secret or credential in a source
+    RB020 required section missing              RB060 kernelspec is not the project kernel
+    RB021 sections out of order                 RB070 code cell without a phase tag
+    RB022 section repeated                      RB071 unknown or several phase tags
+    RB080 TODO marker (warning)                 RB072 changes-target cell bypasses run.action
+                                                RB073 run.action outside a changes-target cell
                                                 RB074 changes-target outside containment/
                                                       recovery/rollback
                                                 RB075 no verification cell with run.check
@@ -59,13 +60,55 @@ _ACTION_RE = re.compile(r"\brun\.action\(")
 _CHECK_RE = re.compile(r"\brun\.check\(")
 
 
-def _run_calls(source: str) -> set[str]:
+def _parse(source: str) -> ast.Module | None:
+    """The cell's syntax tree when a rule needs it (None: no need, or not valid Python)."""
+    if "run." not in source and "apply" not in source:
+        return None
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        return None
+
+
+def _assigns_apply(source: str, tree: ast.Module | None) -> bool:
+    """Does the code bind, rebind or delete `apply` (or a `.apply` attribute)? The runner
+    decides the mode; a notebook variable never does."""
+    if "apply" not in source:
+        return False
+    if tree is None:
+        return bool(re.search(r"(?m)^\s*apply\s*(?::[^=]*)?[-+*/|&^]?=(?!=)", source))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "apply" and not isinstance(node.ctx, ast.Load):
+            return True
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == "apply"
+            and not isinstance(node.ctx, ast.Load)
+        ):
+            return True
+        if isinstance(node, ast.Global | ast.Nonlocal) and "apply" in node.names:
+            return True
+        if isinstance(node, ast.alias) and (node.asname or node.name) == "apply":
+            return True
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and (
+            node.name == "apply"
+        ):
+            return True
+        if (
+            isinstance(node, ast.Subscript)
+            and not isinstance(node.ctx, ast.Load)
+            and isinstance(node.slice, ast.Constant)
+            and node.slice.value == "apply"
+        ):
+            return True  # globals()["apply"] = ...
+    return False
+
+
+def _run_calls(source: str, tree: ast.Module | None) -> set[str]:
     """Methods the code calls on the recorder `run` (ast: comments and strings don't count)."""
     if "run." not in source:
         return set()
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:  # fall back to text for cells that are not valid Python yet
+    if tree is None:  # fall back to text for cells that are not valid Python yet
         return {m for m, rx in (("action", _ACTION_RE), ("check", _CHECK_RE)) if rx.search(source)}
     return {
         node.func.attr
@@ -436,6 +479,15 @@ def _check_cells(cells: list[dict[str, Any]], out: _Collector) -> None:
         tags = _tags(cell)
         if "parameters" in tags:
             continue
+        tree = _parse(source)
+        if _assigns_apply(source, tree):
+            out.add(
+                "RB035",
+                "`apply` is assigned outside the parameters cell",
+                "remove it: the mode comes from `kfm-runbook run/open [--apply]`, and a "
+                "notebook that reassigns it is refused at rb.start",
+                cell=where,
+            )
         phases = [t for t in tags if t in PHASES]
         unknown = [
             t for t in tags if t not in PHASES and t not in FOREIGN_TAGS and t != CHANGES_TARGET
@@ -455,7 +507,7 @@ def _check_cells(cells: list[dict[str, Any]], out: _Collector) -> None:
                 cell=where,
             )
         changes = CHANGES_TARGET in tags
-        calls = _run_calls(source)
+        calls = _run_calls(source, tree)
         calls_action = "action" in calls
         if changes and not calls_action:
             out.add(

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._fs import append_bytes
+from ._fs import append_bytes, read_regular
 
 _LINE_RE = re.compile(r"(\\?)([0-9a-f]{64}) [ *](.*)", re.DOTALL)
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r"}
@@ -28,8 +28,9 @@ class ManifestEntry:
 
 
 class ManifestSyntaxError(ValueError):
-    def __init__(self, line_no: int, line: str) -> None:
-        super().__init__(f"hashes.sha256 line {line_no} is not a sha256sum line: {line[:80]!r}")
+    def __init__(self, line_no: int, line: str, why: str = "") -> None:
+        what = why or f"is not a sha256sum line: {line[:80]!r}"
+        super().__init__(f"hashes.sha256 line {line_no} {what}")
         self.line_no = line_no
 
 
@@ -46,9 +47,19 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\[\\nr]", lambda match: _UNESCAPES[match.group(0)], text)
 
 
-def parse(text: str) -> list[ManifestEntry]:
+def parse(text: str | bytes) -> list[ManifestEntry]:
+    """Every line; ManifestSyntaxError naming the first bad one (bytes: also non-UTF-8)."""
     entries: list[ManifestEntry] = []
-    for line_no, line in enumerate(text.split("\n"), start=1):
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+    raw_lines = text.split(b"\n")
+    if raw_lines and raw_lines[-1] != b"":
+        raise ManifestSyntaxError(len(raw_lines), "", "is incomplete (no newline): torn write")
+    for line_no, item in enumerate(raw_lines, start=1):
+        try:
+            line = item.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestSyntaxError(line_no, "", "is not UTF-8 (edited or corrupted)") from exc
         if not line:
             continue
         match = _LINE_RE.fullmatch(line)
@@ -60,9 +71,11 @@ def parse(text: str) -> list[ManifestEntry]:
 
 
 def read(path: Path) -> list[ManifestEntry]:
-    if not path.exists():
+    """The manifest's entries ([] when absent); NotRegularError for a link or FIFO."""
+    try:
+        return parse(read_regular(path))
+    except FileNotFoundError:
         return []
-    return parse(path.read_text(encoding="utf-8"))
 
 
 def append(path: Path, entries: list[tuple[str, str]]) -> None:

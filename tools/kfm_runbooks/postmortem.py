@@ -4,21 +4,26 @@ Facts come from the ledger only — every timeline line names its ledger entry (
 hash prefix) — and the people fill in what evidence cannot know (root cause narrative,
 what went well / badly). Required for Sev0/Sev1, whenever an applied action was rolled
 back, and whenever integrity was flagged (data integrity at risk). Written once: the
-files then belong to the people editing them, and are never overwritten.
+files then belong to the people editing them, and are never overwritten. The resolve gate
+wants them filled in (`postmortem_gaps`): every section people write has text beyond the
+draft's `_(…)_` placeholders, and action_items.md has at least one item with an owner and
+a due date.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import redact
-from ._fs import create_new, sha256_bytes
+from ._fs import sha256_bytes
 from .errors import InputError
-from .history import History, describe
-from .layout import Workspace, default_actor
-from .workspace import open_workspace
+from .evidence import publish_locked
+from .history import DETAIL_KINDS, History, describe
+from .layout import TIMELINE, Workspace, default_actor, timeline_line
+from .recovery import open_for_update
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,65 @@ class Postmortem:
     postmortem: Path
     action_items: Path
     required: list[str]
+
+
+SECTIONS = ("Summary", "Impact", "Root cause", "What went well", "What went badly")
+_PLACEHOLDER = re.compile(r"_\([^)]*\)_")
+_FILLER = re.compile(r"[\s\-*#>|`_.:]+")
+
+
+def _sections(text: str) -> dict[str, str]:
+    """`## Heading` -> its body, for every second-level heading."""
+    found: dict[str, str] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            found[current] = ""
+        elif current is not None:
+            found[current] += line + "\n"
+    return found
+
+
+def _filled(body: str) -> bool:
+    return bool(_FILLER.sub("", _PLACEHOLDER.sub("", body)))
+
+
+def _owned_items(text: str) -> int:
+    rows = [r for r in text.splitlines() if r.startswith("|") and not r.startswith("|--")]
+    count = 0
+    for row in rows[1:]:  # the first row is the header
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if (
+            len(cells) >= 4
+            and all(_filled(cell) for cell in cells[1:4])
+            and cells[2] not in ("_owner_", "owner")
+            and cells[3] not in ("_due_", "due (UTC)")
+        ):
+            count += 1
+    return count
+
+
+def postmortem_gaps(workspace: Workspace) -> str | None:
+    """What keeps the postmortem from counting as written (None when it does)."""
+    folder = workspace.postmortem
+    paths = (folder / "postmortem.md", folder / "action_items.md")
+    if not paths[0].is_file():
+        return f"`kfm-runbook postmortem {workspace.incident_id}`, then fill it in"
+    try:
+        sections = _sections(paths[0].read_text(encoding="utf-8"))
+        items = paths[1].read_text(encoding="utf-8") if paths[1].is_file() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"90_postmortem/ is unreadable ({exc})"
+    empty = [name for name in SECTIONS if not _filled(sections.get(name, ""))]
+    gaps = []
+    if empty:
+        gaps.append(f"fill in the sections {', '.join(empty)} of 90_postmortem/postmortem.md")
+    if not _owned_items(items):
+        gaps.append(
+            "give at least one action item in 90_postmortem/action_items.md an owner and a due date"
+        )
+    return "; ".join(gaps) or None
 
 
 def required_reasons(workspace: Workspace, history: History | None = None) -> list[str]:
@@ -78,7 +142,7 @@ def render(workspace: Workspace) -> tuple[str, str, list[str]]:
         "|---|---|---|---|",
     ]
     for entry in history.entries:
-        if entry["kind"] in ("finding", "check"):
+        if entry["kind"] in DETAIL_KINDS:
             continue  # summarised below, per run
         event = describe(entry).replace("|", "\\|")
         lines.append(
@@ -173,8 +237,8 @@ def render(workspace: Workspace) -> tuple[str, str, list[str]]:
 
 
 def write(incident_id: str, root: str | Path | None = None, actor: str | None = None) -> Postmortem:
-    workspace = open_workspace(incident_id, root)
     actor = actor or default_actor()
+    workspace = open_for_update(incident_id, root, actor)
     folder = workspace.postmortem
     paths = (folder / "postmortem.md", folder / "action_items.md")
     existing = [p.name for p in paths if p.exists()]
@@ -185,9 +249,12 @@ def write(incident_id: str, root: str | Path | None = None, actor: str | None = 
         )
     with workspace.locked():
         text, items, reasons = render(workspace)
-        create_new(paths[0], text.encode())
-        create_new(paths[1], items.encode())
-        workspace.record(
+        publish_locked(
+            workspace,
+            [
+                (f"90_postmortem/{paths[0].name}", text.encode()),
+                (f"90_postmortem/{paths[1].name}", items.encode()),
+            ],
             "postmortem",
             {
                 "required": reasons,
@@ -195,6 +262,6 @@ def write(incident_id: str, root: str | Path | None = None, actor: str | None = 
                 "action_items_sha256": sha256_bytes(items.encode()),
             },
             actor,
+            {TIMELINE: timeline_line(f"postmortem drafted by {actor} (90_postmortem/)")},
         )
-        workspace.append_timeline(f"postmortem drafted by {actor} (90_postmortem/)")
     return Postmortem(paths[0], paths[1], reasons)

@@ -12,7 +12,11 @@ Findings, metrics and checks are written as scrapbook scraps (readable with
 `scrapbook.read_notebook`); applied actions are appended to 20_actions/commands.md,
 20_actions/rollback.md and the ledger as they happen, so a headless run and an operator
 stepping through cells in JupyterLab leave the same evidence. `action` is the apply
-gate: without `apply=True` it only describes what it would do.
+gate: it changes something only when the *runner* started this run with --apply, as the
+ledger entry it wrote before the kernel started says (`run.started`, `session.opened`);
+the notebook's `apply` must agree with it, and reassigning it changes nothing. In a
+JupyterLab session every executed cell is recorded in the ledger too (`cell`), so `seal`
+knows what ran from the ledger, not from the outputs stored in the notebook.
 
 Imported in every kernel: standard library, PyYAML and this package's light modules only
 (no scrapbook, papermill, pandas or pydantic).
@@ -30,14 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import manifest, redact, scraps
-from ._fs import create_new, sha256_file
+from . import ledger, redact, scraps
+from ._fs import sha256_bytes
 from ._time import now_iso
 from .coverage import Coverage, row_status
 from .coverage import judge as judge_coverage
 from .errors import InputError, WorkspaceError
+from .evidence import publish_locked
 from .ids import check_incident_id
-from .layout import Workspace, default_actor
+from .layout import COMMANDS, ROLLBACK, TIMELINE, Workspace, default_actor, timeline_line
 from .target import Target, load_target
 
 STATUSES = ("PASS", "FAIL", "HOLD")
@@ -73,9 +78,12 @@ class ActionResult:
     postcheck: Any = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Recorder:
-    """One runbook execution's recorder; create it with `start(...)`."""
+    """One runbook execution's recorder; create it with `start(...)`.
+
+    Frozen: the mode (`apply`) is what the runner recorded, and a cell cannot reassign it.
+    """
 
     incident_id: str
     workspace: Workspace
@@ -245,21 +253,26 @@ class Recorder:
             data = (json.dumps(content, indent=2, sort_keys=True, default=str) + "\n").encode()
         data = redact.clean(data)
         rel = f"{kind}/{self.run_id}.{name}"
-        dest = self.workspace.evidence / rel
+        digest = sha256_bytes(data)
         with self.workspace.locked():
             try:
-                create_new(dest, data)
+                publish_locked(
+                    self.workspace,
+                    [(f"10_evidence/{rel}", data)],
+                    "evidence",
+                    {
+                        "run_id": self.run_id,
+                        "runbook": self.runbook_id,
+                        "path": rel,
+                        "sha256": digest,
+                    },
+                    self.actor,
+                )
             except FileExistsError as exc:
                 raise InputError(
                     f"evidence {rel} already exists and is never overwritten: pick a new name"
                 ) from exc
-            digest = sha256_file(dest)
-            manifest.append(self.workspace.manifest, [(digest, rel)])
-            self.workspace.record(
-                "evidence",
-                {"run_id": self.run_id, "runbook": self.runbook_id, "path": rel, "sha256": digest},
-                self.actor,
-            )
+        dest = self.workspace.evidence / rel
         print(f"🧾 saved evidence 10_evidence/{rel} (sha256 {digest[:12]}…)")
         return dest
 
@@ -358,13 +371,16 @@ class Recorder:
             f"- how: {entry['rollback'] or '(no rollback described)'}\n"
             f"- command: `{undo_cmd}`\n"
         )
+        line = (
+            f"action {entry['action_id']} {status}: {entry['title']} by {self.actor} "
+            f"(run {self.run_id})"
+        )
         with self.workspace.locked():
-            self.workspace.append_record(self.workspace.actions / "commands.md", commands)
-            self.workspace.append_record(self.workspace.actions / "rollback.md", rollback)
-            self.workspace.record("action", entry, self.actor)
-            self.workspace.append_timeline(
-                f"action {entry['action_id']} {status}: {entry['title']} by {self.actor} "
-                f"(run {self.run_id})"
+            self.workspace.record(
+                "action",
+                entry,
+                self.actor,
+                {COMMANDS: commands, ROLLBACK: rollback, TIMELINE: timeline_line(line)},
             )
 
 
@@ -378,13 +394,87 @@ def _session_namespace() -> Mapping[str, Any]:
     return shell.user_ns if shell is not None else {}  # read only, never copied
 
 
+def _runner_mode(workspace: Workspace, run_id: str) -> tuple[bool | None, str | None]:
+    """(apply, kind) the runner recorded for `run_id` before the kernel started, or
+    (None, None) when no `kfm-runbook run` / `open` started it."""
+    for entry in ledger.read_valid(workspace.ledger):
+        data = entry["data"]
+        if entry["kind"] == "run.started" and data.get("run_id") == run_id:
+            return bool(data.get("apply")), "run.started"
+        if entry["kind"] == "session.opened" and data.get("session_id") == run_id:
+            return bool((data.get("parameters") or {}).get("apply")), "session.opened"
+    return None, None
+
+
+def _mode(apply: Any, runner: bool | None, run_id: str) -> bool:
+    """The runner decides; the notebook's `apply` must agree (a reassignment is refused)."""
+    if not isinstance(apply, bool):
+        raise InputError(f"apply must be True or False, not {apply!r}")
+    if runner is None:
+        if apply:
+            raise InputError(
+                f"apply=True, but no `kfm-runbook run --apply` or `open --apply` started run "
+                f"{run_id}: the runner decides the mode, never a notebook variable"
+            )
+        return False
+    if apply != runner:
+        started = "with --apply" if runner else "read-only"
+        raise InputError(
+            f"apply={apply} in the notebook, but the runner started {run_id} {started}: "
+            "the mode comes from `kfm-runbook run/open [--apply]`, never from a notebook "
+            "variable (do not assign apply outside the parameters cell)"
+        )
+    return runner
+
+
+def _record_cells(recorder: Recorder) -> None:
+    """In a JupyterLab session: record every cell the kernel executes (and those it ran
+    before the recorder started) in the ledger, as it happens."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def write(source: str, cell_id: Any, count: Any, error: str | None) -> None:
+        recorder._ledger(
+            "cell",
+            {
+                "cell_id": cell_id if isinstance(cell_id, str) else None,
+                "source_sha256": sha256_bytes(source.encode()),
+                "execution_count": count if isinstance(count, int) else None,
+                "ok": error is None,
+                "error": error,
+            },
+        )
+
+    history = list(getattr(shell.history_manager, "input_hist_raw", None) or [])
+    for source in history[1:-1]:  # before this one (the last): raw, as the front end sent it
+        if isinstance(source, str) and source.strip():
+            write(source, None, None, None)
+
+    def post_run_cell(result: Any) -> None:
+        info = getattr(result, "info", None)
+        source = getattr(info, "raw_cell", None)
+        if not isinstance(source, str) or getattr(info, "silent", False):
+            return
+        failure = result.error_in_exec or result.error_before_exec
+        error = None if failure is None else f"{type(failure).__name__}: {failure}"
+        write(source, getattr(info, "cell_id", None), result.execution_count, error)
+
+    shell.events.register("post_run_cell", post_run_cell)
+
+
 def start(
     incident_id: str,
     workspace: str | os.PathLike[str],
     target: str | os.PathLike[str],
     apply: bool = False,
 ) -> Recorder:
-    """Open the recorder for this run; checks that the workspace is this incident's."""
+    """Open the recorder for this run; checks that the workspace is this incident's and
+    that `apply` is the mode the runner started the run in."""
     check_incident_id(incident_id)
     path = Path(workspace).resolve()
     if path.name != incident_id or not (path / "10_evidence" / "ledger.jsonl").is_file():
@@ -392,21 +482,25 @@ def start(
             f"workspace {path} is not incident {incident_id}'s workspace: run through "
             "`kfm-runbook run` / `kfm-runbook open`, which inject the right path"
         )
-    if not isinstance(apply, bool):
-        raise InputError(f"apply must be True or False, not {apply!r}")
     session = _session_namespace()
+    run_id = os.environ.get("KFM_RUN_ID") or str(
+        session.get("kfm_session_id") or f"SESSION-{secrets.token_hex(3)}"
+    )
+    space = Workspace(path.parent, incident_id)
+    runner, kind = _runner_mode(space, run_id)
     recorder = Recorder(
         incident_id=incident_id,
-        workspace=Workspace(path.parent, incident_id),
+        workspace=space,
         target=load_target(os.fspath(target)),
-        apply=apply,
-        run_id=os.environ.get("KFM_RUN_ID")
-        or str(session.get("kfm_session_id") or f"SESSION-{secrets.token_hex(3)}"),
+        apply=_mode(apply, runner, run_id),
+        run_id=run_id,
         runbook_id=os.environ.get("KFM_RUNBOOK_ID")
         or str(session.get("kfm_runbook_id") or "interactive"),
         actor=default_actor(),
     )
-    mode = "APPLY — changes will be made" if apply else "read-only (apply=False)"
+    if kind == "session.opened":
+        _record_cells(recorder)
+    mode = "APPLY — changes will be made" if recorder.apply else "read-only (apply=False)"
     print(
         f"incident {incident_id} · run {recorder.run_id} · target {recorder.target.name} "
         f"({recorder.target.kind}) · {mode}"

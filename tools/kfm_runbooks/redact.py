@@ -6,8 +6,8 @@
     scrub(text) / find(text)    the patterns themselves (lint and the secrets checks use them)
 
 Doors (each calls `clean` once, just before it hashes or writes): the ledger (`ledger.append`,
-so every entry: findings, checks, actions, parameters, notes), the timeline and the .md
-records (`Workspace.append_timeline` / `append_record`), sealed notebooks, target copies,
+so every entry: findings, checks, actions, parameters, notes, and the view texts an entry
+appends to the timeline and the .md records), sealed notebooks, target copies,
 PROV and torn partials (`seal.seal_notebook`), saved evidence (`record.save_evidence`),
 incident.yaml (`workspace`, `lifecycle`), comms updates, the postmortem and the report.
 Bundles carry only what those doors wrote (unsealed working copies and partial writes stay

@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import ledger
+from .history import History
+from .recovery import refuse_damaged
 from .workspace import open_workspace
 
 
 def incident_summary(incident_id: str, root: str | Path | None = None) -> dict[str, Any]:
     """The incident record, its runs (from the ledger) and the ledger head."""
     workspace = open_workspace(incident_id, root)
+    refuse_damaged(workspace)
     record = workspace.load()
-    chain = ledger.check(workspace.ledger)
+    history = History.read(workspace)
     runs = [
         {
             "run_id": e["data"].get("run_id"),
@@ -22,19 +24,16 @@ def incident_summary(incident_id: str, root: str | Path | None = None) -> dict[s
             "ended": e["data"].get("ended"),
             "actor": e.get("actor"),
         }
-        for e in chain.entries
-        if e.get("kind") == "run"
+        for e in history.runs
     ]
     from .comms import overdue
-    from .history import History
 
     return {
         "incident": record.model_dump(mode="json"),
-        "integrity_flags": History(chain.entries, chain.problems).open_flags,
+        "integrity_flags": history.open_flags,
         "update_overdue": overdue(incident_id, root),
         "path": str(workspace.path),
         "runs": runs,
-        "ledger_entries": len(chain.entries),
-        "ledger_head": chain.head_hash,
-        "ledger_problems": chain.problems,
+        "ledger_entries": len(history.entries),
+        "ledger_head": history.head,
     }

@@ -4,23 +4,27 @@
 never applied, has no registered undo, or was already rolled back, and otherwise runs
 the registered undo operation (checks.UNDO_OPS) against the action's own target - only
 with --apply, like every state change - recording it in commands.md, the ledger and the
-timeline.
+timeline. The check ("not rolled back yet") and the undo run under the workspace lock,
+so two rollbacks of one action at once undo it once. An undo that changed nothing (its
+result says so: `restored: false`, `changed: false`, ...) or raised is recorded as a
+failed rollback and reported as one (exit 1): "undid" is never printed for a no-op.
 """
 
 from __future__ import annotations
 
 import json
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import ledger
 from ._time import now_iso
-from .checks import undo_op
-from .errors import InputError
-from .layout import default_actor
+from .checks import undo_effect, undo_op
+from .errors import ActionFailedError, InputError
+from .history import History
+from .layout import COMMANDS, TIMELINE, Workspace, default_actor, timeline_line
+from .recovery import open_for_update
 from .target import load_target
-from .workspace import open_workspace
 
 
 @dataclass
@@ -33,6 +37,24 @@ class RollbackResult:
     ledger_head: str | None = None
 
 
+def _action(history: History, incident_id: str, action_id: str) -> dict[str, Any]:
+    actions = [e for e in history.of("action") if e["data"].get("action_id") == action_id]
+    if not actions:
+        raise InputError(
+            f"no applied action {action_id!r} in {incident_id}'s ledger: see 20_actions/commands.md"
+        )
+    data: dict[str, Any] = actions[-1]["data"]
+    undo = data.get("undo")
+    if not undo or not isinstance(undo, dict):
+        raise InputError(
+            f"{action_id} has no automatic undo: follow its entry in 20_actions/rollback.md by hand"
+        )
+    done = [e for e in history.rollbacks if e["data"].get("action_id") == action_id]
+    if done:
+        raise InputError(f"{action_id} was already rolled back (ledger entry {done[-1]['seq']})")
+    return data
+
+
 def rollback_action(
     incident_id: str,
     action_id: str,
@@ -41,59 +63,69 @@ def rollback_action(
     root: str | Path | None = None,
     actor: str | None = None,
 ) -> RollbackResult:
-    workspace = open_workspace(incident_id, root)
     actor = actor or default_actor()
-    chain = ledger.check(workspace.ledger)
-    actions = [
-        e
-        for e in chain.entries
-        if e.get("kind") == "action" and e.get("data", {}).get("action_id") == action_id
-    ]
-    if not actions:
-        raise InputError(
-            f"no applied action {action_id!r} in {incident_id}'s ledger: see 20_actions/commands.md"
-        )
-    data = actions[-1]["data"]
-    undo = data.get("undo")
-    if not undo or not isinstance(undo, dict):
-        raise InputError(
-            f"{action_id} has no automatic undo: follow its entry in 20_actions/rollback.md by hand"
-        )
-    done = [
-        e
-        for e in chain.entries
-        if e.get("kind") == "rollback"
-        and e.get("data", {}).get("action_id") == action_id
-        and e.get("data", {}).get("ok")
-    ]
-    if done:
-        raise InputError(f"{action_id} was already rolled back (ledger entry {done[-1]['seq']})")
-    try:
-        function = undo_op(str(undo.get("op")))
-    except KeyError as exc:
-        raise InputError(f"{action_id}: unknown undo operation {undo.get('op')!r}") from exc
-    if not apply:
-        return RollbackResult(action_id, False, data.get("title", ""), str(undo["op"]))
-    target = load_target(data["target"])
-    result = function(target, **(undo.get("args") or {}))
-    entry_data = {
-        "action_id": action_id,
-        "title": data.get("title"),
-        "op": undo["op"],
-        "args": undo.get("args"),
-        "result": result,
-        "ok": True,
-    }
+    workspace = open_for_update(incident_id, root, actor)
     with workspace.locked():
-        workspace.append_record(
-            workspace.actions / "commands.md",
-            f"\n## ROLLBACK of {action_id} — {data.get('title')}\n"
-            f"- time (UTC): {now_iso()}\n- actor: {actor}\n"
-            f"- command: `kfm-runbook rollback {incident_id} {action_id} --apply`\n"
-            f"- result: `{json.dumps(result, sort_keys=True, default=str)}`\n",
+        data = _action(History.read(workspace), incident_id, action_id)
+        undo = data["undo"]
+        try:
+            function = undo_op(str(undo.get("op")))
+        except KeyError as exc:
+            raise InputError(f"{action_id}: unknown undo operation {undo.get('op')!r}") from exc
+        if not apply:
+            return RollbackResult(action_id, False, data.get("title", ""), str(undo["op"]))
+        target = load_target(data["target"])
+        result: Any = None
+        error: str | None = None
+        try:
+            result = json.loads(
+                json.dumps(function(target, **(undo.get("args") or {})), default=str)
+            )
+        except Exception as exc:  # recorded as a failed rollback, then reported
+            error = "".join(traceback.format_exception_only(exc)).strip()
+        if error is None and undo_effect(result) is False:
+            error = f"the undo changed nothing: {json.dumps(result, sort_keys=True)}"
+        entry = _record(workspace, incident_id, action_id, data, undo, result, error, actor)
+    if error is not None:
+        raise ActionFailedError(
+            f"rollback of {action_id} ({data.get('title')}) FAILED: {error}; recorded in the "
+            f"ledger (#{entry['seq']}); see 20_actions/rollback.md to undo it by hand"
         )
-        entry = workspace.record("rollback", entry_data, actor)
-        workspace.append_timeline(f"rollback of {action_id} ({data.get('title')}) by {actor}")
     return RollbackResult(
         action_id, True, data.get("title", ""), str(undo["op"]), result, str(entry["hash"])
+    )
+
+
+def _record(
+    workspace: Workspace,
+    incident_id: str,
+    action_id: str,
+    data: dict[str, Any],
+    undo: dict[str, Any],
+    result: Any,
+    error: str | None,
+    actor: str,
+) -> dict[str, Any]:
+    status = "ok" if error is None else f"FAILED: {error}"
+    commands = (
+        f"\n## ROLLBACK of {action_id} — {data.get('title')}\n"
+        f"- time (UTC): {now_iso()}\n- actor: {actor}\n"
+        f"- command: `kfm-runbook rollback {incident_id} {action_id} --apply`\n"
+        f"- result: {status} `{json.dumps(result, sort_keys=True, default=str)}`\n"
+    )
+    verb = "rollback" if error is None else "FAILED rollback"
+    line = f"{verb} of {action_id} ({data.get('title')}) by {actor}"
+    return workspace.record(
+        "rollback",
+        {
+            "action_id": action_id,
+            "title": data.get("title"),
+            "op": undo["op"],
+            "args": undo.get("args"),
+            "result": result,
+            "ok": error is None,
+            "error": error,
+        },
+        actor,
+        {COMMANDS: commands, TIMELINE: timeline_line(line)},
     )

@@ -17,7 +17,13 @@ from typing import Any
 
 from . import paths
 from ._fs import sha256_bytes
-from .errors import InputError, NotebookFormatError, ParameterError, RunbookNotFoundError
+from .errors import (
+    InputError,
+    InvalidIdError,
+    NotebookFormatError,
+    ParameterError,
+    RunbookNotFoundError,
+)
 from .ids import RUNBOOK_ID_RE, check_runbook_id
 
 METADATA_KEY = "kfm_runbook"
@@ -215,3 +221,16 @@ def find(ref: str) -> Path:
     layers = ", ".join(str(p) for p in libraries())
     names = ", ".join(p.stem for p in known) or "none"
     raise RunbookNotFoundError(f"unknown runbook {ref} (libraries: {layers}); known: {names}")
+
+
+def in_library(book: Runbook) -> bool:
+    """True when `book` is, byte for byte, the library runbook its id names (whatever path
+    it was given by): an ad-hoc notebook never speaks for a library runbook."""
+    try:
+        path = find(book.id)
+    except (RunbookNotFoundError, InvalidIdError):
+        return False
+    try:
+        return sha256_bytes(path.read_bytes()) == book.sha256
+    except OSError:
+        return False

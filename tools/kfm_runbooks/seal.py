@@ -1,10 +1,18 @@
 """Turn an execution into sealed evidence.
 
-For every run, whatever its outcome: the executed notebook is marked (outcome, run
-metadata, an abort banner when the kernel was stopped), scrubbed of secrets, published
-atomically into `10_evidence/runs/`, hashed into hashes.sha256 together with a copy of
-the target file and a PROV-JSON record, chained into the ledger, and summarised into the
-timeline, 30_verification/checks.md and metrics.md - all under the workspace lock.
+For every run, whatever its outcome, `seal_notebook` is a pipeline of named steps:
+
+    live       what the ledger recorded live for the run (checks, findings): the outcome
+               comes from there, never from outputs stored in the notebook
+    mark       the notebook's metadata.kfm_run (outcome, runbook, target, actor, times)
+    scrub      secrets replaced, then the bytes that will be hashed
+    files      the notebook, a copy of the target file, a PROV-JSON record
+    views      the timeline line, the checks.md and metrics.md sections
+    publish    staged, announced, linked, hashed, chained (evidence.publish_locked)
+    flag       a HOLD raises the runbook's integrity flag, a pass clears it
+
+all under the workspace lock, so a kill at any moment is finished or named by the next
+command (evidence.py).
 """
 
 from __future__ import annotations
@@ -12,12 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__, manifest, provenance, redact, scraps
-from ._fs import create_new, sha256_bytes
+from . import __version__, provenance, redact, scraps
+from . import runbook as runbook_mod
+from ._fs import sha256_bytes
 from ._time import iso
 from .errors import (
     EXIT_CHECK_FAILED,
@@ -25,8 +34,9 @@ from .errors import (
     EXIT_RUN_ABORTED,
     EXIT_RUNBOOK_ERROR,
 )
-from .layout import Workspace
-from .runbook import Runbook
+from .evidence import publish_locked
+from .history import History
+from .layout import CHECKS, METRICS, TIMELINE, Workspace, timeline_line
 from .target import Target
 
 EXIT_CODES = {
@@ -38,8 +48,9 @@ EXIT_CODES = {
     "timeout": EXIT_RUN_ABORTED,
     "kernel-died": EXIT_RUN_ABORTED,
     "interrupted": EXIT_RUN_ABORTED,
+    "aborted": EXIT_RUN_ABORTED,
 }
-ABORTED = ("timeout", "kernel-died", "interrupted")
+ABORTED = ("timeout", "kernel-died", "interrupted", "aborted")
 
 
 @dataclass
@@ -64,15 +75,68 @@ class RunResult:
         return asdict(self)
 
 
-def outcome_from(status: dict[str, Any], found: dict[str, Any]) -> tuple[str, str]:
-    """(outcome, human detail) from the worker status and the notebook's scraps."""
+@dataclass(frozen=True)
+class RunbookRef:
+    """The runbook a run executed, as the ledger records it."""
+
+    id: str
+    version: str
+    sha256: str
+    path: str
+    library: bool
+
+    @classmethod
+    def of(cls, book: runbook_mod.Runbook) -> RunbookRef:
+        return cls(book.id, book.version, book.sha256, str(book.path), runbook_mod.in_library(book))
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> RunbookRef:
+        return cls(
+            str(data.get("id")),
+            str(data.get("version")),
+            str(data.get("sha256")),
+            str(data.get("path")),
+            bool(data.get("library")),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Live:
+    """What the ledger saw a run record while it ran (the kernel's recorder writes it)."""
+
+    checks: list[dict[str, Any]]  # the last status per check name, in first-seen order
+    findings: list[dict[str, Any]]
+
+    @classmethod
+    def read(cls, history: History, run_id: str) -> Live:
+        checks: dict[str, dict[str, Any]] = {}
+        findings: list[dict[str, Any]] = []
+        for entry in history.entries:
+            data = entry["data"]
+            if data.get("run_id") != run_id:
+                continue
+            if entry["kind"] == "check":
+                checks[str(data.get("name"))] = {
+                    "name": data.get("name"),
+                    "status": data.get("status"),
+                    "detail": data.get("detail", ""),
+                }
+            elif entry["kind"] == "finding":
+                findings.append(data)
+        return cls(list(checks.values()), findings)
+
+
+def outcome_from(status: dict[str, Any], checks: list[dict[str, Any]]) -> tuple[str, str]:
+    """(outcome, human detail) from the worker status and the checks the ledger saw."""
     kind = status.get("status")
     if kind == "completed":
-        checks = [v for k, v in found.items() if k.startswith("kfm.check.")]
         if not checks:
             return "unverified", "the runbook recorded no verification check (fail closed)"
-        failed = [c["name"] for c in checks if c.get("status") == "FAIL"]
-        held = [c["name"] for c in checks if c.get("status") == "HOLD"]
+        failed = [str(c["name"]) for c in checks if c.get("status") == "FAIL"]
+        held = [str(c["name"]) for c in checks if c.get("status") == "HOLD"]
         if failed:
             return "failed", f"verification failed: {', '.join(failed)}"
         if held:
@@ -82,12 +146,15 @@ def outcome_from(status: dict[str, Any], found: dict[str, Any]) -> tuple[str, st
         return "errored", (
             f"cell {status.get('cell_index')} raised {status.get('ename')}: {status.get('evalue')}"
         )
-    if kind == "timeout":
-        return "timeout", status.get("detail") or "wall-clock limit reached; kernel stopped"
-    if kind == "kernel-died":
-        return "kernel-died", status.get("detail") or "the kernel died during the run"
+    if kind in ("timeout", "kernel-died", "aborted"):
+        defaults = {
+            "timeout": "wall-clock limit reached; kernel stopped",
+            "kernel-died": "the kernel died during the run",
+            "aborted": "the runner was killed before it sealed the run",
+        }
+        return str(kind), status.get("detail") or defaults[str(kind)]
     if kind == "interrupted":
-        return "interrupted", "interrupted by the operator; kernel stopped"
+        return "interrupted", status.get("detail") or "interrupted by the operator; kernel stopped"
     return "errored", f"{status.get('ename', 'error')}: {status.get('evalue', kind)}"
 
 
@@ -114,31 +181,36 @@ def _banner(nb: Any, outcome: str, detail: str) -> None:
     nb.cells.insert(0, cell)
 
 
-def _fallback_notebook(runbook: Runbook, parameters: dict[str, Any]) -> Any:
-    """The parameterized runbook, for a run whose kernel never saved anything."""
+def _fallback_notebook(runbook: runbook_mod.Runbook | None, parameters: dict[str, Any]) -> Any:
+    """The parameterized runbook (or an empty notebook), for a run that saved nothing."""
+    import nbformat
+
     from .kernel import KERNEL_NAME
 
+    if runbook is None:
+        return nbformat.v4.new_notebook()
     return runbook.parameterized(parameters, KERNEL_NAME)
 
 
-def _checks_section(result: RunResult, runbook: Runbook, actor: str, found: dict[str, Any]) -> str:
+def _checks_section(
+    result: RunResult, runbook: RunbookRef, actor: str, live: Live, seq: int
+) -> str:
     lines = [
         f"\n## {result.run_id} · {runbook.id} v{runbook.version} · **{result.outcome}**\n",
         f"- started {result.started}, ended {result.ended} (UTC), by {actor}",
         f"- notebook `{result.notebook}` sha256 `{result.notebook_sha256}`",
-        f"- ledger entry #{result.ledger_seq} `{result.ledger_head}`",
+        f"- ledger entry #{seq}",
         f"- {result.detail}",
         "",
     ]
-    if result.checks:
+    if live.checks:
         lines += ["| status | check | detail |", "|---|---|---|"]
-        for check in result.checks:
+        for check in live.checks:
             detail = str(check.get("detail", "")).replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {check.get('status')} | {check.get('name')} | {detail} |")
         lines.append("")
-    findings = [v for k, v in found.items() if k.startswith("kfm.finding.")]
-    if findings:
-        by_code = Counter((f.get("severity"), f.get("code")) for f in findings)
+    if live.findings:
+        by_code = Counter((str(f.get("severity")), str(f.get("code"))) for f in live.findings)
         lines += ["| findings | severity | code |", "|---:|---|---|"]
         for (severity, code), count in sorted(by_code.items()):
             lines.append(f"| {count} | {severity} | {code} |")
@@ -146,7 +218,7 @@ def _checks_section(result: RunResult, runbook: Runbook, actor: str, found: dict
     return "\n".join(lines)
 
 
-def _metrics_section(result: RunResult, runbook: Runbook, found: dict[str, Any]) -> str:
+def _metrics_section(result: RunResult, runbook: RunbookRef, found: dict[str, Any]) -> str:
     metrics = {
         k.removeprefix("kfm.metric."): v for k, v in found.items() if k.startswith("kfm.metric.")
     }
@@ -158,6 +230,7 @@ def _metrics_section(result: RunResult, runbook: Runbook, found: dict[str, Any])
         "|---|---:|---|",
     ]
     for name, value in metrics.items():
+        value = value if isinstance(value, dict) else {"value": value}
         lines.append(f"| {name} | {json.dumps(value.get('value'))} | {value.get('unit', '')} |")
     return "\n".join(lines) + "\n"
 
@@ -174,64 +247,66 @@ def _update_integrity_flag(
         flag_locked(workspace, f"run:{runbook_id}", None, actor)
 
 
-def _read_partial(partial: Path) -> tuple[Any, bytes | None]:
+def read_partial(partial: Path) -> tuple[Any, bytes | None]:
     """(notebook or None, raw bytes if they could not be parsed: torn by a kill mid-save)."""
     import nbformat
 
-    if not partial.exists():
+    from ._fs import read_regular
+
+    try:
+        raw = read_regular(partial)
+    except OSError:
         return None, None
-    raw = partial.read_bytes()
     try:
         return nbformat.reads(raw.decode("utf-8"), as_version=4), None
     except Exception:  # any parse failure: keep the bytes as evidence, fall back below
         return None, raw
 
 
+@dataclass(frozen=True)
+class RunInputs:
+    """What a headless run was started with (also read back from `run.started`)."""
+
+    run_id: str
+    runbook: RunbookRef
+    parameters: dict[str, Any]
+    target: Target | None
+    target_info: dict[str, Any]
+    actor: str
+    started: dt.datetime
+
+
 def seal_run(
     workspace: Workspace,
+    inputs: RunInputs,
     *,
-    run_id: str,
-    runbook: Runbook,
+    book: runbook_mod.Runbook | None,
     partial: Path,
     status: dict[str, Any],
-    parameters: dict[str, Any],
-    target: Target,
-    actor: str,
-    started: dt.datetime,
     ended: dt.datetime,
 ) -> RunResult:
     """Seal a headless run, whatever happened to it (the worker's status says what)."""
-    nb, torn = _read_partial(partial)
+    nb, torn = read_partial(partial)
     if nb is None:
-        nb = _fallback_notebook(runbook, parameters)
+        nb = _fallback_notebook(book, inputs.parameters)
         if status.get("status") == "completed":
             status = {
                 "status": "internal-error",
                 "ename": "MissingOutput",
                 "evalue": "the executed notebook was not saved",
             }
-    found = scraps.read(nb)
-    outcome, detail = outcome_from(status, found)
-    if outcome in ABORTED or (outcome == "errored" and status.get("status") != "cell-error"):
-        _banner(nb, outcome, detail)
-    extra = {f"runs/{run_id}.torn-partial.bin": torn} if torn is not None else {}
+    extra = {f"runs/{inputs.run_id}.torn-partial.bin": torn} if torn is not None else {}
     result = seal_notebook(
         workspace,
         kind="run",
-        run_id=run_id,
-        runbook=runbook,
+        inputs=inputs,
         nb=nb,
-        outcome=outcome,
-        detail=detail,
-        parameters=parameters,
-        target=target,
-        actor=actor,
-        started=started,
+        status=status,
         ended=ended,
         extra_files=extra,
-        notebook_name=f"runs/{run_id}.{runbook.id}.ipynb",
+        notebook_name=f"runs/{inputs.run_id}.{inputs.runbook.id}.ipynb",
+        discard=partial,
     )
-    partial.unlink(missing_ok=True)
     return result
 
 
@@ -239,150 +314,208 @@ def seal_notebook(
     workspace: Workspace,
     *,
     kind: str,
-    run_id: str,
-    runbook: Runbook,
+    inputs: RunInputs,
     nb: Any,
-    outcome: str,
-    detail: str,
-    parameters: dict[str, Any],
-    target: Target,
-    actor: str,
-    started: dt.datetime,
+    status: dict[str, Any],
     ended: dt.datetime,
     notebook_name: str,
     extra_files: dict[str, bytes] | None = None,
     extra_data: dict[str, Any] | None = None,
+    outcome: tuple[str, str] | None = None,
+    discard: Path | None = None,
 ) -> RunResult:
     """Publish an executed notebook as evidence: marked, scrubbed, hashed, chained, summarised.
 
-    Writes the notebook, a copy of the target and a PROV-JSON record into 10_evidence/runs/,
-    appends them to hashes.sha256, one ledger entry of `kind` ("run" or "session.sealed"),
-    a timeline line, a checks.md / metrics.md section, and updates the integrity flag.
-    """
-    import nbformat
-
-    # The door into evidence: everything below is derived from these, scrubbed whole
-    # (the notebook as joined strings, before nbformat splits them into lines).
+    The outcome is `outcome_from(status, <checks the ledger saw live>)` unless the caller
+    decided it from the ledger itself (`outcome`, sessions). `discard` (the worker's working
+    copy) is removed once the sealed copy is recorded, still under the lock."""
+    # The door into evidence: everything sealed is derived from these, scrubbed whole (the
+    # notebook as joined strings, before nbformat splits them into lines).
     counts: Counter[str] = Counter()
     nb = redact.clean(nb, counts)
-    detail, parameters = redact.clean(detail), redact.clean(parameters)
+    inputs = replace(inputs, parameters=redact.clean(inputs.parameters))
     extra_data = redact.clean(extra_data or {})
     extra_files = {rel: redact.clean(data) for rel, data in (extra_files or {}).items()}
-    found = scraps.read(nb)
-    target_bytes = target.path.read_bytes()
-    runbook_info = {
-        "id": runbook.id,
-        "version": runbook.version,
-        "sha256": runbook.sha256,
-        "path": str(runbook.path),
+    with workspace.locked():
+        live = Live.read(History.read(workspace), inputs.run_id)
+        verdict, detail = outcome or outcome_from(status, live.checks)
+        detail = redact.clean(detail)
+        if verdict in ABORTED or (verdict == "errored" and status.get("status") != "cell-error"):
+            _banner(nb, verdict, detail)
+        metrics = scraps.read(nb)
+        inputs, target_bytes = _target_copy(inputs)
+        _mark(nb, workspace, inputs, verdict, detail, ended, extra_data)
+        notebook_bytes = _serialise(nb, counts)
+        files = _files(
+            workspace, kind, inputs, notebook_name, notebook_bytes, target_bytes, verdict, ended
+        )
+        files += [(f"10_evidence/{k}", v) for k, v in extra_files.items()]
+        result = RunResult(
+            run_id=inputs.run_id,
+            incident_id=workspace.incident_id,
+            runbook_id=inputs.runbook.id,
+            outcome=verdict,
+            exit_code=EXIT_CODES[verdict],
+            started=iso(inputs.started),
+            ended=iso(ended),
+            notebook=f"10_evidence/{notebook_name}",
+            notebook_sha256=sha256_bytes(notebook_bytes),
+            ledger_seq=-1,
+            ledger_head="",
+            checks=live.checks,
+            findings=len(live.findings),
+            detail=detail,
+            redactions=dict(counts),
+        )
+        data = _entry_data(inputs, result, files, counts, extra_data)
+        entry = publish_locked(
+            workspace,
+            files,
+            kind,
+            data,
+            inputs.actor,
+            lambda seq: _views(kind, result, inputs, live, metrics, seq),
+        )
+        result.ledger_seq, result.ledger_head = int(entry["seq"]), str(entry["hash"])
+        if discard is not None:
+            discard.unlink(missing_ok=True)
+        _update_integrity_flag(workspace, inputs.runbook.id, verdict, detail, inputs.actor)
+    return result
+
+
+def _target_copy(inputs: RunInputs) -> tuple[RunInputs, bytes | None]:
+    """The target file's bytes as sealed, and the inputs describing exactly those bytes
+    (without a readable target, what `run.started` recorded)."""
+    if inputs.target is None:
+        return inputs, None
+    try:
+        data = inputs.target.path.read_bytes()
+    except OSError:
+        return replace(inputs, target=None), None
+    info = {
+        "name": inputs.target.name,
+        "path": str(inputs.target.path),
+        "sha256": sha256_bytes(data),
     }
-    target_info = {
-        "name": target.name,
-        "path": str(target.path),
-        "sha256": sha256_bytes(target_bytes),
-    }
-    run_meta = {
-        "run_id": run_id,
+    return replace(inputs, target_info=info), data
+
+
+def _mark(
+    nb: Any,
+    workspace: Workspace,
+    inputs: RunInputs,
+    outcome: str,
+    detail: str,
+    ended: dt.datetime,
+    extra_data: dict[str, Any] | None,
+) -> None:
+    nb.metadata["kfm_run"] = {
+        "run_id": inputs.run_id,
         "incident_id": workspace.incident_id,
-        "runbook": runbook_info,
-        "target": target_info,
-        "actor": actor,
-        "started": iso(started),
+        "runbook": inputs.runbook.as_dict(),
+        "target": inputs.target_info,
+        "actor": inputs.actor,
+        "started": iso(inputs.started),
         "ended": iso(ended),
         "outcome": outcome,
         "detail": detail,
         "tool_version": __version__,
         **extra_data,
     }
-    nb.metadata["kfm_run"] = redact.clean(run_meta, counts)
-    notebook_bytes = (
-        json.dumps(json.loads(nbformat.writes(nb)), indent=1, sort_keys=True, ensure_ascii=False)
-        + "\n"
-    ).encode()
-    target_rel = f"runs/{run_id}.target.yaml"
-    prov_rel = f"runs/{run_id}.prov.json"
-    if kind != "run":
-        stamp = f"{ended:%Y%m%dT%H%M%S}"
-        target_rel = f"runs/{run_id}.{stamp}.target.yaml"
-        prov_rel = f"runs/{run_id}.{stamp}.prov.json"
-    nb_sha = sha256_bytes(notebook_bytes)
-    prov_bytes = redact.clean(
-        provenance.run_document(
-            incident_id=workspace.incident_id,
-            run_id=run_id,
-            runbook_id=runbook.id,
-            runbook_sha256=runbook.sha256,
-            runbook_version=runbook.version,
-            actor=actor,
-            started=started,
-            ended=ended,
-            outcome=outcome,
-            parameters=parameters,
-            target_name=target.name,
-            target_sha256=sha256_bytes(target_bytes),
-            notebook_name=notebook_name,
-            notebook_sha256=nb_sha,
-            tool_version=__version__,
-        ).encode()
+
+
+def _serialise(nb: Any, counts: Counter[str]) -> bytes:
+    """The sealed bytes; the metadata `_mark` added is scrubbed here (the cells already were)."""
+    import nbformat
+
+    nb.metadata["kfm_run"] = redact.clean(nb.metadata["kfm_run"], counts)
+    text = json.dumps(json.loads(nbformat.writes(nb)), indent=1, sort_keys=True, ensure_ascii=False)
+    return (text + "\n").encode()
+
+
+def _files(
+    workspace: Workspace,
+    kind: str,
+    inputs: RunInputs,
+    notebook_name: str,
+    notebook_bytes: bytes,
+    target_bytes: bytes | None,
+    outcome: str,
+    ended: dt.datetime,
+) -> list[tuple[str, bytes]]:
+    """(workspace-relative path, bytes): the notebook, the target copy, the PROV record."""
+    stem = (
+        f"runs/{inputs.run_id}" if kind == "run" else f"runs/{inputs.run_id}.{ended:%Y%m%dT%H%M%S}"
     )
-    checks = [v for k, v in found.items() if k.startswith("kfm.check.")]
-    findings = [v for k, v in found.items() if k.startswith("kfm.finding.")]
-    target_copy = redact.clean(target_bytes)  # a DSN password stays with the target
-    files = [(notebook_name, notebook_bytes), (target_rel, target_copy), (prov_rel, prov_bytes)]
-    files += list(extra_files.items())
-    with workspace.locked():
-        outputs = []
-        for rel, data in files:
-            create_new(workspace.evidence / rel, data)
-            outputs.append({"path": rel, "sha256": sha256_bytes(data)})
-        manifest.append(workspace.manifest, [(o["sha256"], o["path"]) for o in outputs])
-        entry = workspace.record(
-            kind,
-            {
-                "run_id": run_id,
-                "runbook": runbook_info,
-                "parameters": parameters,
-                "target": target_info,
-                "started": iso(started),
-                "ended": iso(ended),
-                "outcome": outcome,
-                "detail": detail,
-                "checks": [{"name": c.get("name"), "status": c.get("status")} for c in checks],
-                "findings": len(findings),
-                "outputs": outputs,
-                "redactions": dict(counts),
-                "tool_version": __version__,
-                **(extra_data or {}),
-            },
-            actor,
-        )
-        result = RunResult(
-            run_id=run_id,
-            incident_id=workspace.incident_id,
-            runbook_id=runbook.id,
-            outcome=outcome,
-            exit_code=EXIT_CODES[outcome],
-            started=iso(started),
-            ended=iso(ended),
-            notebook=f"10_evidence/{notebook_name}",
-            notebook_sha256=nb_sha,
-            ledger_seq=int(entry["seq"]),
-            ledger_head=str(entry["hash"]),
-            checks=checks,
-            findings=len(findings),
-            detail=detail,
-            redactions=dict(counts),
-        )
-        what = "session" if kind == "session.sealed" else "run"
-        workspace.append_timeline(
-            f"{what} {run_id} {runbook.id} → {outcome} ({detail}); {len(findings)} findings; "
-            f"by {actor}; ledger #{entry['seq']} {str(entry['hash'])[:12]}"
-        )
-        workspace.append_record(
-            workspace.verification / "checks.md", _checks_section(result, runbook, actor, found)
-        )
-        metrics = _metrics_section(result, runbook, found)
-        if metrics:
-            workspace.append_record(workspace.verification / "metrics.md", metrics)
-        _update_integrity_flag(workspace, runbook.id, outcome, detail, actor)
-    return result
+    prov = provenance.run_document(
+        incident_id=workspace.incident_id,
+        run_id=inputs.run_id,
+        runbook_id=inputs.runbook.id,
+        runbook_sha256=inputs.runbook.sha256,
+        runbook_version=inputs.runbook.version,
+        actor=inputs.actor,
+        started=inputs.started,
+        ended=ended,
+        outcome=outcome,
+        parameters=inputs.parameters,
+        target_name=str(inputs.target_info.get("name")),
+        target_sha256=str(inputs.target_info.get("sha256")),
+        notebook_name=notebook_name,
+        notebook_sha256=sha256_bytes(notebook_bytes),
+        tool_version=__version__,
+    ).encode()
+    files = [(f"10_evidence/{notebook_name}", notebook_bytes)]
+    if target_bytes is not None:  # a DSN password stays with the target
+        files.append((f"10_evidence/{stem}.target.yaml", redact.clean(target_bytes)))
+    files.append((f"10_evidence/{stem}.prov.json", redact.clean(prov)))
+    return files
+
+
+def _entry_data(
+    inputs: RunInputs,
+    result: RunResult,
+    files: list[tuple[str, bytes]],
+    counts: Counter[str],
+    extra_data: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "run_id": inputs.run_id,
+        "runbook": inputs.runbook.as_dict(),
+        "parameters": inputs.parameters,
+        "target": inputs.target_info,
+        "started": result.started,
+        "ended": result.ended,
+        "outcome": result.outcome,
+        "detail": result.detail,
+        "checks": [{"name": c.get("name"), "status": c.get("status")} for c in result.checks],
+        "findings": result.findings,
+        "outputs": [
+            {"path": rel.removeprefix("10_evidence/"), "sha256": sha256_bytes(data)}
+            for rel, data in files
+        ],
+        "redactions": dict(counts),
+        **(extra_data or {}),
+    }
+
+
+def _views(
+    kind: str,
+    result: RunResult,
+    inputs: RunInputs,
+    live: Live,
+    found: dict[str, Any],
+    seq: int,
+) -> dict[str, str]:
+    what = "session" if kind == "session.sealed" else "run"
+    line = (
+        f"{what} {result.run_id} {inputs.runbook.id} → {result.outcome} ({result.detail}); "
+        f"{result.findings} findings; by {inputs.actor}; ledger #{seq}"
+    )
+    views = {
+        TIMELINE: timeline_line(line),
+        CHECKS: _checks_section(result, inputs.runbook, inputs.actor, live, seq),
+    }
+    metrics = _metrics_section(result, inputs.runbook, found)
+    if metrics:
+        views[METRICS] = metrics
+    return views

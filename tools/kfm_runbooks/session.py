@@ -6,29 +6,35 @@ step) to `<workspace>/sessions/`. Inside the kernel the recorder picks up the in
 `kfm_session_id`, so findings, checks and applied actions reach the ledger as they
 happen, exactly as in a headless run.
 
-`seal` publishes the notebook the operator executed: each cell is marked run or skipped,
-and unchanged / edited / added / removed against the runbook copy taken at `open`; the
-outcome comes from its recorded checks (fail closed) or from an error left in a cell.
+`seal` publishes the notebook the operator executed. What ran, and how it ended, comes
+from the ledger, which the kernel's recorder wrote live - never from the outputs stored in
+the notebook file, which anyone can paste: a cell is `run` only when the ledger saw this
+very source execute in the session (else `not run`), and the outcome comes from the checks
+the ledger saw (the last status per check; fail closed) or `errored` when a cell's last
+execution raised. Each cell is also marked unchanged / edited / added / removed against
+the runbook copy taken at `open`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import manifest, scraps
 from . import runbook as runbook_mod
-from ._fs import create_new
+from ._fs import create_new, sha256_bytes
 from ._time import iso, parse_iso, utc_now
-from .errors import InputError, NotebookFormatError, SetupError
-from .execute import RunOptions, prepare
-from .layout import default_actor
-from .seal import RunResult, outcome_from, seal_notebook
+from .errors import InputError, NotebookFormatError, RunbookError, SetupError
+from .evidence import publish_locked
+from .execute import RunOptions, mode_name, prepare, target_info
+from .history import History
+from .layout import TIMELINE, default_actor, timeline_line
+from .recovery import open_for_update
+from .seal import Live, RunbookRef, RunInputs, RunResult, outcome_from, seal_notebook
 from .standard import PHASES
 from .target import load_target
-from .workspace import open_workspace
 
 SESSIONS = "sessions"
 METADATA_KEY = "kfm_session"
@@ -69,30 +75,51 @@ def open_session(options: RunOptions) -> Session:
         "opened": iso(utc_now()),
         "opened_by": prepared.actor,
     }
+    line = (
+        f"session {session_id} opened for {book.id} by {prepared.actor} "
+        f"({mode_name(options.apply)})"
+    )
     with workspace.locked():
-        create_new(workspace.evidence / copy_rel, book.raw)
-        manifest.append(workspace.manifest, [(book.sha256, copy_rel)])
-        create_new(notebook, nbformat.writes(nb).encode())
-        entry = workspace.record(
+        entry = publish_locked(
+            workspace,
+            [(f"10_evidence/{copy_rel}", book.raw)],
             "session.opened",
             {
                 "session_id": session_id,
-                "runbook": {"id": book.id, "version": book.version, "sha256": book.sha256},
+                "runbook": RunbookRef.of(book).as_dict(),
                 "parameters": prepared.parameters,
+                "target": target_info(prepared.target),
                 "notebook": notebook.relative_to(workspace.path).as_posix(),
                 "outputs": [{"path": copy_rel, "sha256": book.sha256}],
             },
             prepared.actor,
+            {TIMELINE: timeline_line(line)},
         )
-        workspace.append_timeline(
-            f"session {session_id} opened for {book.id} by {prepared.actor} "
-            f"({'APPLY' if options.apply else 'read-only'})"
-        )
+        create_new(notebook, nbformat.writes(nb).encode())
     return Session(session_id, notebook, copy_rel, str(entry["hash"]))
 
 
-def _cell_report(nb: Any, pristine: Any) -> list[dict[str, Any]]:
-    """Per cell: ran or skipped, and drift against the runbook version it came from."""
+def _executions(history: History, session_id: str) -> list[dict[str, Any]]:
+    """The `cell` entries the kernel's recorder wrote for this session, oldest first."""
+    return [e["data"] for e in history.of("cell") if e["data"].get("run_id") == session_id]
+
+
+def _last_run(cell: Any, executions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ledger's last record of this very source executing (same cell id when the
+    front end sent one)."""
+    digest = sha256_bytes(str(cell.source).encode())
+    found = None
+    for record in executions:
+        if record.get("source_sha256") != digest:
+            continue
+        if record.get("cell_id") not in (None, cell.get("id")):
+            continue
+        found = record
+    return found
+
+
+def _cell_report(nb: Any, pristine: Any, executions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per cell: run or not run (from the ledger), and drift against the runbook version."""
     original = {c.get("id"): c for c in pristine.cells}
     seen = set()
     report = []
@@ -110,12 +137,14 @@ def _cell_report(nb: Any, pristine: Any) -> list[dict[str, Any]]:
         else:
             drift = "edited"
         execution = "-"
+        error = None
         if cell.cell_type == "code":
-            execution = "run" if cell.get("execution_count") is not None else "skipped"
+            last = _last_run(cell, executions)
+            execution = "run" if last is not None else "not run"
+            error = None if last is None or last.get("ok") else last.get("error")
         phase = next((t for t in tags if t in PHASES or t == "parameters"), "")
-        report.append(
-            {"index": index, "id": cell_id, "phase": phase, "execution": execution, "drift": drift}
-        )
+        row = {"index": index, "id": cell_id, "phase": phase, "execution": execution}
+        report.append({**row, "drift": drift, **({"error": error} if error else {})})
     for cell_id in original:
         if cell_id not in seen:
             report.append(
@@ -124,12 +153,12 @@ def _cell_report(nb: Any, pristine: Any) -> list[dict[str, Any]]:
     return report
 
 
-def _error_in(nb: Any) -> str | None:
-    for index, cell in enumerate(nb.cells):
-        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            if output.get("output_type") == "error":
-                return f"cell {index} raised {output.get('ename')}: {output.get('evalue')}"
-    return None
+def _outcome(cells: list[dict[str, Any]], live: Live) -> tuple[str, str]:
+    """From the ledger: `errored` when a cell's last execution raised, else the checks."""
+    failed = [c for c in cells if c.get("error")]
+    if failed:
+        return "errored", f"cell {failed[0]['index']} raised {failed[0]['error']}"
+    return outcome_from({"status": "completed"}, live.checks)
 
 
 def seal_session(
@@ -142,8 +171,8 @@ def seal_session(
     """Hash an operator's executed session notebook into the evidence."""
     import nbformat
 
-    workspace = open_workspace(incident_id, root)
     actor = actor or default_actor()
+    workspace = open_for_update(incident_id, root, actor)
     path = Path(notebook).expanduser().resolve()
     sessions = (workspace.path / SESSIONS).resolve()
     if sessions not in path.parents or path.suffix != ".ipynb":
@@ -160,42 +189,57 @@ def seal_session(
     meta = nb.metadata.get(METADATA_KEY)
     if not isinstance(meta, dict) or meta.get("incident_id") != incident_id:
         raise InputError(f"{path.name} carries no {incident_id} session metadata: not sealable")
-    pristine = runbook_mod.load(workspace.evidence / meta["runbook_copy"])
-    if pristine.sha256 != meta["runbook"]["sha256"]:
-        raise InputError(f"the runbook copy of {meta['session_id']} changed: run `verify`")
-    cells = _cell_report(nb, pristine.nb)
-    error = _error_in(nb)
-    if error:
-        outcome, detail = "errored", error
-    else:
-        outcome, detail = outcome_from({"status": "completed"}, scraps.read(nb))
-    summary = {
-        "run": sum(c["execution"] == "run" for c in cells),
-        "skipped": sum(c["execution"] == "skipped" for c in cells),
-        **{d: sum(c["drift"] == d for c in cells) for d in ("edited", "added", "removed")},
-    }
-    ended = utc_now()
-    result = seal_notebook(
-        workspace,
-        kind="session.sealed",
-        run_id=meta["session_id"],
-        runbook=pristine,
-        nb=nb,
-        outcome=outcome,
-        detail=detail,
-        parameters=meta["parameters"],
-        target=load_target(meta["target"]),
-        actor=actor,
-        started=parse_iso(meta["opened"]),
-        ended=ended,
-        notebook_name=f"runs/{meta['session_id']}.{pristine.id}.{ended:%Y%m%dT%H%M%S}.ipynb",
-        extra_data={
-            "cells": cells,
-            "cell_summary": summary,
-            "opened_by": meta["opened_by"],
-            "session_notebook": path.relative_to(workspace.path).as_posix(),
-        },
-    )
+    with workspace.locked():
+        history = History.read(workspace)
+        opened = history.started_entry(str(meta.get("session_id")))
+        if opened is None or opened["kind"] != "session.opened":
+            raise InputError(
+                f"{path.name}: the ledger never opened session {meta.get('session_id')}: "
+                "not sealable"
+            )
+        data = opened["data"]
+        session_id = str(data["session_id"])
+        copy_rel = str(data["outputs"][0]["path"])
+        pristine = runbook_mod.load(workspace.evidence / copy_rel)
+        if pristine.sha256 != data["runbook"]["sha256"]:
+            raise InputError(f"the runbook copy of {session_id} changed: run `verify`")
+        cells = _cell_report(nb, pristine.nb, _executions(history, session_id))
+        live = Live.read(history, session_id)
+        summary = {
+            "run": sum(c["execution"] == "run" for c in cells),
+            "not run": sum(c["execution"] == "not run" for c in cells),
+            **{d: sum(c["drift"] == d for c in cells) for d in ("edited", "added", "removed")},
+        }
+        ended = utc_now()
+        target_data = data.get("target") or {"path": meta.get("target")}
+        target = None
+        with contextlib.suppress(RunbookError):
+            target = load_target(str(target_data.get("path")))
+        inputs = RunInputs(
+            run_id=session_id,
+            runbook=RunbookRef.of(pristine),
+            parameters=dict(data["parameters"]),
+            target=target,
+            target_info=dict(target_data),
+            actor=actor,
+            started=parse_iso(opened["time"]),
+        )
+        result = seal_notebook(
+            workspace,
+            kind="session.sealed",
+            inputs=inputs,
+            nb=nb,
+            status={"status": "completed"},
+            ended=ended,
+            notebook_name=f"runs/{session_id}.{pristine.id}.{ended:%Y%m%dT%H%M%S}.ipynb",
+            outcome=_outcome(cells, live),
+            extra_data={
+                "cells": cells,
+                "cell_summary": summary,
+                "opened_by": opened["actor"],
+                "session_notebook": path.relative_to(workspace.path).as_posix(),
+            },
+        )
     return result, cells
 
 

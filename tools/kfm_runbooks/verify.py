@@ -1,25 +1,51 @@
 """Prove a workspace intact, or say precisely what is wrong with it.
 
-Checks, in order: the ledger chain (every entry's own hash, seq and link to the entry
-before), the manifest (every line well-formed, every named file present with that
-sha256, no name recorded twice with different hashes), the ledger's recorded outputs
-(each present in the manifest with the same hash), unrecorded files in 10_evidence,
-leftover partial writes, and - with an expected head - that the ledger still contains
-the entry an operator recorded elsewhere (catches a truncated tail).
+`verify_locked` is a pipeline of named checks over one `Audit`:
+
+    layout       the seed's folders are real folders (not links out)
+    chain        every ledger entry well-formed, hashing to itself, linked to the one before
+    manifest     hashes.sha256 readable (UTF-8, no torn line), no name twice with two hashes
+    agreement    manifest and ledger agree both ways: every output a ledger entry records
+                 has its manifest line, every manifest line has its ledger entry
+    evidence     every recorded file is a regular file (no link, FIFO, device; opened
+                 without following links or blocking) whose bytes hash as recorded
+    unrecorded   nothing else in 10_evidence; a `.partial` file is explained by a run in
+                 progress or named as a leftover (or a plant)
+    views        timeline.md, commands.md, rollback.md, checks.md, metrics.md are rebuilt
+                 from the text every ledger entry recorded for them and compared byte for byte
+    records      every comms update and report is the file the ledger hashed; nothing
+                 unrecorded beside them
+    record       00_meta/incident.yaml is the version the ledger last recorded
+    unfinished   no publication or run left unfinished by a kill (the next command finishes
+                 them: recovery.py)
+    head         with --expect-head: the ledger still holds the head recorded elsewhere
+
+What this proves, and what it cannot: everything above is checked against the ledger, and
+the ledger against itself. Someone with write access who rewrites the ledger *and* every
+file consistently, or cuts entries off its end, leaves a self-consistent workspace: only a
+head recorded outside it (`--expect-head`, pasted into the incident channel at each run)
+or a signature detects that.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ledger, manifest
-from ._fs import is_partial, sha256_file
-from .layout import LAYOUT_DIRS, Workspace
+from . import evidence, ledger, manifest
+from ._fs import NotRegularError, is_partial, read_regular, regular_problem, sha256_regular
+from ._proc import owner_state
+from .history import History
+from .layout import LAYOUT_DIRS, VIEWS, Workspace
 from .workspace import open_workspace
 
 EXEMPT = frozenset({"hashes.sha256", "ledger.jsonl"})
+RECORD_KINDS = ("comms.update", "report")
+RECORD_FOLDERS = ("00_meta/updates", "90_postmortem")
 
 
 @dataclass
@@ -36,12 +62,22 @@ class VerifyReport:
         return asdict(self)
 
 
-def _evidence_files(evidence: Path) -> list[str]:
-    return sorted(
-        path.relative_to(evidence).as_posix()
-        for path in evidence.rglob("*")
-        if path.is_file() or path.is_symlink()
-    )
+@dataclass
+class Audit:
+    """What the checks share: the workspace, what they read, what they found."""
+
+    workspace: Workspace
+    expect_head: str | None
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    manifest: dict[str, str] = field(default_factory=dict)  # name -> sha256
+    manifest_lines: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    checked: int = 0
+
+    @property
+    def evidence(self) -> Path:
+        return self.workspace.evidence
 
 
 def verify_workspace(
@@ -52,144 +88,373 @@ def verify_workspace(
     record: bool = False,
     actor: str | None = None,
 ) -> VerifyReport:
-    """Verify; with `record`, a failure flags the incident and a pass clears that flag."""
+    """Verify; with `record`, first finish what a kill left unfinished (recovery.py), then a
+    failure flags the incident and a pass clears that flag. A ledger that does not verify
+    is never appended to."""
+    from .layout import default_actor
+
+    actor = actor or default_actor()
     workspace = open_workspace(incident_id, root)
     with workspace.locked():
-        report = verify_locked(workspace, expect_head)
         if record:
-            from .layout import default_actor
+            from .recovery import recover_locked
+
+            recover_locked(workspace, actor, strict=False)
+        report = verify_locked(workspace, expect_head)
+        if record and not _ledger_damaged(report):
             from .lifecycle import flag_locked
 
             reason = None if report.ok else f"verify failed: {report.problems[0]}"
-            entry = flag_locked(workspace, "verify", reason, actor or default_actor())
+            entry = flag_locked(workspace, "verify", reason, actor)
             if entry is not None:
                 report.ledger_head = str(entry["hash"])
                 report.ledger_entries += 1
         return report
 
 
+def _ledger_damaged(report: VerifyReport) -> bool:
+    return any(p.startswith("ledger.jsonl") for p in report.problems)
+
+
 def verify_locked(workspace: Workspace, expect_head: str | None) -> VerifyReport:
-    """Verify a workspace whose lock the caller holds."""
-    problems: list[str] = []
-    warnings: list[str] = []
-    evidence = workspace.evidence
+    """Verify a workspace whose lock the caller holds (changes nothing)."""
+    audit = Audit(workspace, expect_head)
+    for step in STEPS:
+        step(audit)
+    return VerifyReport(
+        incident_id=workspace.incident_id,
+        ok=not audit.problems,
+        problems=audit.problems,
+        warnings=audit.warnings,
+        files_checked=audit.checked,
+        ledger_entries=len(audit.entries),
+        ledger_head=str(audit.entries[-1]["hash"]) if audit.entries else None,
+    )
 
+
+# --- the steps ---------------------------------------------------------------------------
+
+
+def check_layout(audit: Audit) -> None:
     for sub in LAYOUT_DIRS:
-        if not (workspace.path / sub).is_dir():
-            problems.append(f"layout: {sub}/ is missing")
+        try:
+            mode = os.lstat(audit.workspace.path / sub).st_mode
+        except FileNotFoundError:
+            audit.problems.append(f"layout: {sub}/ is missing")
+            continue
+        if not stat.S_ISDIR(mode):
+            kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a folder"
+            audit.problems.append(f"layout: {sub}/ is {kind} (evidence must live in the workspace)")
 
-    chain = ledger.check(workspace.ledger)
-    problems.extend(chain.problems)
-    if chain.entries and chain.entries[0].get("kind") != "incident.opened":
-        problems.append("ledger.jsonl: the first entry is not 'incident.opened': head removed")
+
+def check_chain(audit: Audit) -> None:
+    chain = ledger.check(audit.workspace.ledger)
+    audit.problems.extend(chain.problems)
+    audit.entries = chain.entries
+    if chain.entries and chain.entries[0]["kind"] != "incident.opened":
+        audit.problems.append(
+            "ledger.jsonl: the first entry is not 'incident.opened': head removed"
+        )
     for entry in chain.entries:
-        if entry.get("incident") != workspace.incident_id:
-            problems.append(
-                f"ledger entry {entry.get('seq')}: belongs to {entry.get('incident')}, "
-                f"not {workspace.incident_id}"
+        if entry["incident"] != audit.workspace.incident_id:
+            audit.problems.append(
+                f"ledger entry {entry['seq']}: belongs to {entry['incident']}, "
+                f"not {audit.workspace.incident_id}"
             )
 
+
+def check_manifest(audit: Audit) -> None:
     try:
-        entries = manifest.read(workspace.manifest)
+        entries = manifest.read(audit.workspace.manifest)
     except manifest.ManifestSyntaxError as exc:
-        problems.append(str(exc))
-        entries = []
-    except FileNotFoundError:
-        problems.append("hashes.sha256 is missing")
-        entries = []
-    recorded: dict[str, str] = {}
-    checked = 0
+        audit.problems.append(str(exc))
+        return
+    except NotRegularError as exc:
+        audit.problems.append(f"hashes.sha256: {exc.kind}, not a regular file")
+        return
+    if not audit.workspace.manifest.exists():
+        audit.problems.append("hashes.sha256 is missing")
     for item in entries:
         where = f"hashes.sha256 line {item.line_no}"
-        if item.name in recorded and recorded[item.name] != item.sha256:
-            problems.append(
+        if item.name in audit.manifest and audit.manifest[item.name] != item.sha256:
+            audit.problems.append(
                 f"{where}: {item.name} recorded twice with different hashes: overwritten"
             )
-        recorded[item.name] = item.sha256
-        path = evidence / item.name
         if ".." in Path(item.name).parts or Path(item.name).is_absolute():
-            problems.append(f"{where}: {item.name!r} points outside 10_evidence")
+            audit.problems.append(f"{where}: {item.name!r} points outside 10_evidence")
             continue
-        if not path.is_file():
-            problems.append(f"{item.name}: recorded in hashes.sha256 but missing (deleted)")
-            continue
-        checked += 1
-        actual = sha256_file(path)
-        if actual != item.sha256:
-            problems.append(
-                f"{item.name}: sha256 {actual[:16]}… does not match recorded "
-                f"{item.sha256[:16]}… (changed after sealing)"
-            )
+        audit.manifest[item.name] = item.sha256
+        audit.manifest_lines[item.name] = item.line_no
 
-    for entry in chain.entries:
-        data = entry.get("data") or {}
-        outputs = list(data.get("outputs") or [])
-        if entry.get("kind") == "evidence" and data.get("path"):
+
+def ledger_outputs(entries: list[dict[str, Any]]) -> dict[str, tuple[str, int]]:
+    """10_evidence-relative name -> (sha256, seq) of every file a finished entry recorded."""
+    found: dict[str, tuple[str, int]] = {}
+    for entry in entries:
+        if entry["kind"] == evidence.INTENT:
+            continue  # announced, not recorded: its finishing entry records them
+        data = entry["data"]
+        outputs = [o for o in data.get("outputs") or [] if isinstance(o, dict)]
+        if entry["kind"] == "evidence" and data.get("path"):
             outputs.append({"path": data["path"], "sha256": data.get("sha256")})
         for output in outputs:
-            name, digest = output.get("path"), output.get("sha256")
-            if name not in recorded:
-                problems.append(
-                    f"ledger entry {entry.get('seq')}: output {name} is not in hashes.sha256 "
-                    "(manifest line removed)"
-                )
-            elif recorded[name] != digest:
-                problems.append(
-                    f"ledger entry {entry.get('seq')}: output {name} hash differs from "
-                    "hashes.sha256 (manifest edited)"
-                )
+            found[str(output.get("path"))] = (str(output.get("sha256")), int(entry["seq"]))
+    return found
 
-    for name in _evidence_files(evidence):
-        if name in EXEMPT or name in recorded:
+
+def check_agreement(audit: Audit) -> None:
+    recorded = ledger_outputs(audit.entries)
+    for name, (digest, seq) in recorded.items():
+        if name not in audit.manifest:
+            audit.problems.append(
+                f"ledger entry {seq}: output {name} is not in hashes.sha256 (manifest line removed)"
+            )
+        elif audit.manifest[name] != digest:
+            audit.problems.append(
+                f"ledger entry {seq}: output {name} hash differs from hashes.sha256 "
+                "(manifest edited)"
+            )
+    for name, line_no in audit.manifest_lines.items():
+        if name not in recorded:
+            audit.problems.append(
+                f"{name}: in hashes.sha256 but in no ledger entry (line {line_no}: planted "
+                "together with its own manifest line?)"
+            )
+
+
+def check_evidence(audit: Audit) -> None:
+    for name, digest in audit.manifest.items():
+        path = audit.evidence / name
+        try:
+            actual = sha256_regular(path, audit.evidence)[0]
+        except FileNotFoundError:
+            audit.problems.append(f"{name}: recorded in hashes.sha256 but missing (deleted)")
+            continue
+        except NotRegularError as exc:
+            audit.problems.append(f"{name}: {exc.kind}, not a regular file")
+            continue
+        audit.checked += 1
+        if actual != digest:
+            audit.problems.append(
+                f"{name}: sha256 {actual[:16]}… does not match recorded "
+                f"{digest[:16]}… (changed after sealing)"
+            )
+
+
+def _walk(folder: Path) -> list[str]:
+    """Every non-folder below `folder` (links, FIFOs included), never following a link."""
+    names: list[str] = []
+    for parent, dirs, files in os.walk(folder, followlinks=False):
+        base = Path(parent)
+        for name in files + [d for d in dirs if (base / d).is_symlink()]:
+            names.append((base / name).relative_to(folder).as_posix())
+    return sorted(names)
+
+
+def check_unrecorded(audit: Audit) -> None:
+    history = History(audit.entries, [])
+    pending = evidence.unfinished(audit.entries)
+    staged = {
+        p.removeprefix(evidence.EVIDENCE_PREFIX)
+        for p in (evidence.staged_paths(pending) if pending else set())
+    }
+    notebooks = {str(e["data"].get("partial")): e for e in history.of("run.started")}
+    open_runs = {str(e["data"].get("run_id")) for e in history.open_runs}
+    for name in _walk(audit.evidence):
+        if name in EXEMPT or name in audit.manifest or name in staged:
+            continue
+        started = notebooks.get(f"{evidence.EVIDENCE_PREFIX}{name}")
+        if started is not None:
+            _partial_notebook(audit, name, started["data"], open_runs)
             continue
         if is_partial(name):
-            warnings.append(f"{name}: partial write (a run in progress, or one that crashed)")
+            audit.problems.append(
+                f"{name}: partial file no recorded run or seal explains (planted, or left by "
+                "an older kfm-runbook): move it out of 10_evidence"
+            )
             continue
-        problems.append(
+        audit.problems.append(
             f"{name}: in 10_evidence but not recorded in hashes.sha256 (unrecorded file)"
         )
 
-    recorded_yaml = next(
+
+def _partial_notebook(audit: Audit, name: str, data: dict[str, Any], open_runs: set[str]) -> None:
+    """The notebook a headless run's worker writes: in progress, or left by a dead runner."""
+    run_id = str(data.get("run_id"))
+    state = owner_state(data.get("runner"), data.get("host"))
+    sealed = run_id not in open_runs
+    if state != "dead":
+        what = "sealed; its runner removes this copy" if sealed else "in progress"
+        audit.warnings.append(f"{name}: run {run_id} {what} ({state})")
+    elif sealed:
+        audit.problems.append(
+            f"{name}: copy left by run {run_id}, sealed before its runner died: the next "
+            "kfm-runbook command on the incident removes it"
+        )
+    else:
+        audit.problems.append(
+            f"{name}: notebook of run {run_id}, whose runner died before sealing it: the "
+            "next kfm-runbook command on the incident seals it as aborted"
+        )
+
+
+def check_views(audit: Audit) -> None:
+    if not audit.entries:
+        return
+    if "views" not in audit.entries[0]:
+        audit.warnings.append(
+            "timeline/commands/rollback/checks/metrics are not verifiable: this workspace "
+            "predates view recording"
+        )
+        return
+    expected: dict[str, list[str]] = {rel: [] for rel in VIEWS}
+    for entry in audit.entries:
+        for rel, text in (entry.get("views") or {}).items():
+            if rel not in expected:
+                audit.problems.append(f"ledger entry {entry['seq']}: unknown view {rel!r}")
+                continue
+            expected[rel].append(text)
+    for rel, parts in expected.items():
+        want = "".join(parts).encode()
+        try:
+            have = read_regular(audit.workspace.path / rel, base=audit.workspace.path)
+        except FileNotFoundError:
+            audit.problems.append(f"{rel}: missing (deleted); the ledger holds its text")
+            continue
+        except NotRegularError as exc:
+            audit.problems.append(f"{rel}: {exc.kind}, not a regular file")
+            continue
+        audit.checked += 1
+        if have == want:
+            continue
+        if want.startswith(have):
+            audit.problems.append(
+                f"{rel}: ends {len(want) - len(have)} bytes short of what the ledger recorded "
+                "(truncated, or a kill cut an append: the next command completes it)"
+            )
+        else:
+            audit.problems.append(
+                f"{rel}: differs from what the ledger recorded for it (edited outside kfm-runbook)"
+            )
+
+
+def check_records(audit: Audit) -> None:
+    recorded: dict[str, tuple[str, int]] = {}
+    for entry in audit.entries:
+        data = entry["data"]
+        if entry["kind"] in RECORD_KINDS and isinstance(data.get("path"), str):
+            recorded[str(data["path"])] = (str(data.get("sha256")), int(entry["seq"]))
+        if entry["kind"] == evidence.TORN:
+            for item in data.get("files") or []:
+                if not str(item.get("path")).startswith(evidence.EVIDENCE_PREFIX):
+                    recorded[str(item["path"])] = (str(item.get("sha256")), int(entry["seq"]))
+    for rel, (digest, seq) in recorded.items():
+        path = audit.workspace.path / rel
+        try:
+            actual = sha256_regular(path, audit.workspace.path)[0]
+        except FileNotFoundError:
+            audit.problems.append(f"{rel}: recorded by ledger entry {seq} but missing (deleted)")
+            continue
+        except NotRegularError as exc:
+            audit.problems.append(f"{rel}: {exc.kind}, not a regular file")
+            continue
+        audit.checked += 1
+        if actual != digest:
+            audit.problems.append(
+                f"{rel}: sha256 {actual[:16]}… is not the {digest[:16]}… ledger entry {seq} "
+                "recorded (edited after publishing)"
+            )
+    pending = evidence.unfinished(audit.entries)
+    staged = evidence.staged_paths(pending) if pending else set()
+    for folder in RECORD_FOLDERS:
+        for name in _walk(audit.workspace.path / folder):
+            rel = f"{folder}/{name}"
+            if rel in recorded or rel in staged or not _is_record(folder, name):
+                continue
+            audit.problems.append(f"{rel}: not recorded in the ledger (unrecorded record)")
+
+
+def _is_record(folder: str, name: str) -> bool:
+    """Files kfm-runbook publishes there (postmortem drafts are people's, not checked)."""
+    if folder == "00_meta/updates":
+        return True
+    base = name.rsplit("/", 1)[-1]
+    return base.startswith(("report-", ".report-"))
+
+
+def check_record(audit: Audit) -> None:
+    recorded = next(
         (
-            e["data"]["incident_yaml_sha256"]
-            for e in reversed(chain.entries)
-            if isinstance(e.get("data"), dict) and "incident_yaml_sha256" in e["data"]
+            str(e["data"]["incident_yaml_sha256"])
+            for e in reversed(audit.entries)
+            if "incident_yaml_sha256" in e["data"]
         ),
         None,
     )
-    if workspace.incident_yaml.is_file() and recorded_yaml is not None:
-        actual = sha256_file(workspace.incident_yaml)
-        if actual != recorded_yaml:
-            problems.append(
-                f"00_meta/incident.yaml: sha256 {actual[:16]}… is not the last recorded "
-                f"{recorded_yaml[:16]}… (edited outside kfm-runbook)"
-            )
-    elif not workspace.incident_yaml.is_file():
-        problems.append("00_meta/incident.yaml is missing")
+    path = audit.workspace.incident_yaml
+    problem = regular_problem(path, "00_meta/incident.yaml", audit.workspace.path)
+    if problem is not None:
+        audit.problems.append(problem)
+        return
+    if recorded is None:
+        return
+    actual = sha256_regular(path)[0]
+    if actual != recorded:
+        audit.problems.append(
+            f"00_meta/incident.yaml: sha256 {actual[:16]}… is not the last recorded "
+            f"{recorded[:16]}… (edited outside kfm-runbook)"
+        )
 
-    head = chain.head_hash
-    if expect_head is not None:
-        hashes = [str(e.get("hash")) for e in chain.entries]
-        wanted = expect_head.strip().lower()
-        if not wanted:
-            problems.append("--expect-head is empty")
-        elif not any(h.startswith(wanted) for h in hashes) or len(wanted) < 12:
-            problems.append(
-                f"expected ledger head {wanted[:16]}… is not in the ledger: entries were "
-                "truncated or the ledger was rewritten"
-                if len(wanted) >= 12
-                else "--expect-head needs at least 12 hex digits"
-            )
-        elif head is not None and not head.startswith(wanted):
-            later = len(hashes) - 1 - next(i for i, h in enumerate(hashes) if h.startswith(wanted))
-            warnings.append(f"{later} ledger entries were appended after the expected head")
 
-    return VerifyReport(
-        incident_id=workspace.incident_id,
-        ok=not problems,
-        problems=problems,
-        warnings=warnings,
-        files_checked=checked,
-        ledger_entries=len(chain.entries),
-        ledger_head=head,
-    )
+def check_unfinished(audit: Audit) -> None:
+    pending = evidence.unfinished(audit.entries)
+    if pending is not None:
+        kind = (pending["data"].get("entry") or {}).get("kind")
+        audit.problems.append(
+            f"ledger entry {pending['seq']}: the publication of a {kind} entry was interrupted "
+            "(a kill while sealing): the next kfm-runbook command on the incident finishes it"
+        )
+    for entry in evidence_torn(audit.entries):
+        audit.warnings.append(
+            f"ledger entry {entry['seq']}: a publication torn by a kill lost "
+            f"{', '.join(entry['data'].get('lost') or [])} (recorded)"
+        )
+
+
+def evidence_torn(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in entries if e["kind"] == evidence.TORN]
+
+
+def check_head(audit: Audit) -> None:
+    if audit.expect_head is None:
+        return
+    hashes = [str(e["hash"]) for e in audit.entries]
+    wanted = audit.expect_head.strip().lower()
+    head = hashes[-1] if hashes else None
+    if not wanted:
+        audit.problems.append("--expect-head is empty")
+    elif len(wanted) < 12:
+        audit.problems.append("--expect-head needs at least 12 hex digits")
+    elif not any(h.startswith(wanted) for h in hashes):
+        audit.problems.append(
+            f"expected ledger head {wanted[:16]}… is not in the ledger: entries were "
+            "truncated or the ledger was rewritten"
+        )
+    elif head is not None and not head.startswith(wanted):
+        later = len(hashes) - 1 - next(i for i, h in enumerate(hashes) if h.startswith(wanted))
+        audit.warnings.append(f"{later} ledger entries were appended after the expected head")
+
+
+STEPS: tuple[Callable[[Audit], None], ...] = (
+    check_layout,
+    check_chain,
+    check_manifest,
+    check_agreement,
+    check_evidence,
+    check_unrecorded,
+    check_views,
+    check_records,
+    check_record,
+    check_unfinished,
+    check_head,
+)

@@ -14,11 +14,21 @@ from pydantic import ValidationError
 
 from . import incident as incident_mod
 from . import ledger, paths, redact
-from ._fs import file_lock, sha256_file
+from ._fs import file_lock, sha256_bytes
 from ._time import utc_now
-from .errors import IncidentNotFoundError, InputError, WorkspaceError
+from .errors import IncidentNotFoundError, InputError, RunbookError, WorkspaceError
 from .ids import INCIDENT_ID_RE, check_incident_id
-from .layout import LAYOUT_DIRS, Workspace, default_actor
+from .layout import (
+    CHECKS,
+    COMMANDS,
+    LAYOUT_DIRS,
+    METRICS,
+    ROLLBACK,
+    TIMELINE,
+    Workspace,
+    default_actor,
+    timeline_line,
+)
 
 ROOT_ENV = paths.ROOT_ENV
 
@@ -54,36 +64,41 @@ def _next_sequence(root: Path, day: str) -> int:
     return max(taken, default=0) + 1
 
 
-def _write_layout(folder: Path, record: incident_mod.Incident, actor: str) -> None:
+def _headers(record: incident_mod.Incident) -> dict[str, str]:
+    """The first bytes of each record people read (layout.VIEWS)."""
+    return {
+        TIMELINE: (
+            f"# Timeline — {record.id}: {record.title}\n\n"
+            "Append-only. UTC. One line per event; the ledger (10_evidence/ledger.jsonl) holds "
+            "the hashes.\n\n"
+        ),
+        COMMANDS: (
+            f"# Commands — {record.id}\n\nEvery state-changing step: actor, command, "
+            "pre-check, post-check (append-only).\n"
+        ),
+        ROLLBACK: (
+            f"# Rollback plan — {record.id}\n\nOne entry per applied change, written when it "
+            "was applied (append-only).\n"
+        ),
+        CHECKS: (
+            f"# Verification checks — {record.id}\n\nOne section per runbook run (append-only).\n"
+        ),
+        METRICS: f"# Metrics — {record.id}\n\nOne section per runbook run (append-only).\n",
+    }
+
+
+def _write_layout(folder: Path, record: incident_mod.Incident, actor: str, declared: str) -> None:
     for sub in LAYOUT_DIRS:
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    (folder / "00_meta" / "incident.yaml").write_text(record.to_yaml(), encoding="utf-8")
-    header = (
-        f"# Timeline — {record.id}: {record.title}\n\n"
-        "Append-only. UTC. One line per event; the ledger (10_evidence/ledger.jsonl) holds the "
-        "hashes.\n\n"
-    )
-    (folder / "00_meta" / "timeline.md").write_text(header, encoding="utf-8")
+    text = record.to_yaml()
+    (folder / "00_meta" / "incident.yaml").write_text(text, encoding="utf-8")
     (folder / "10_evidence" / "hashes.sha256").write_bytes(b"")
-    (folder / "20_actions" / "commands.md").write_text(
-        f"# Commands — {record.id}\n\nEvery state-changing step: actor, command, "
-        "pre-check, post-check (append-only).\n",
-        encoding="utf-8",
-    )
-    (folder / "20_actions" / "rollback.md").write_text(
-        f"# Rollback plan — {record.id}\n\nOne entry per applied change, written when it "
-        "was applied (append-only).\n",
-        encoding="utf-8",
-    )
-    (folder / "30_verification" / "checks.md").write_text(
-        f"# Verification checks — {record.id}\n\nOne section per runbook run (append-only).\n",
-        encoding="utf-8",
-    )
-    (folder / "30_verification" / "metrics.md").write_text(
-        f"# Metrics — {record.id}\n\nOne section per runbook run (append-only).\n",
-        encoding="utf-8",
-    )
-    ledger.append(
+    views = _headers(record)
+    views[TIMELINE] += timeline_line(declared)
+    staged = Workspace(folder.parent, folder.name)
+    for rel in views:
+        (folder / rel).write_bytes(b"")
+    entry = ledger.append(
         folder / "10_evidence" / "ledger.jsonl",
         kind="incident.opened",
         incident=record.id,
@@ -92,9 +107,12 @@ def _write_layout(folder: Path, record: incident_mod.Incident, actor: str) -> No
             "title": record.title,
             "severity": record.severity,
             "roles": record.roles.model_dump(exclude_none=True),
-            "incident_yaml_sha256": sha256_file(folder / "00_meta" / "incident.yaml"),
+            "record": record.model_dump(mode="json"),
+            "incident_yaml_sha256": sha256_bytes(text.encode()),
         },
+        views=views,
     )
+    staged.apply_views(entry)
 
 
 def create_incident(
@@ -144,20 +162,17 @@ def create_incident(
             where = ".".join(str(part) for part in first["loc"])
             raise InputError(f"invalid incident {where}: {first['msg']}") from exc
         staging = Path(tempfile.mkdtemp(prefix=".new-incident-", dir=base))
+        declared = f"Incident declared: {record.title} ({record.severity}) by {actor}" + (
+            f"; IC {commander}" if commander else ""
+        )
         try:
-            _write_layout(staging, record, actor)
+            _write_layout(staging, record, actor, declared)
             staging.chmod(0o755)
             staging.rename(base / incident_id)
         except BaseException:
             _remove_tree(staging)
             raise
-    workspace = Workspace(base, incident_id)
-    with workspace.locked():
-        workspace.append_timeline(
-            f"Incident declared: {record.title} ({record.severity}) by {actor}"
-            + (f"; IC {commander}" if commander else "")
-        )
-    return workspace
+    return Workspace(base, incident_id)
 
 
 def _remove_tree(folder: Path) -> None:
@@ -171,12 +186,17 @@ def _remove_tree(folder: Path) -> None:
     folder.rmdir()
 
 
-def list_incidents(root: str | Path | None = None) -> list[incident_mod.Incident]:
+def list_incidents(root: str | Path | None = None) -> list[incident_mod.Incident | RunbookError]:
+    """Every incident under the root, oldest first; one whose record cannot be trusted
+    (edited incident.yaml, damaged ledger) is listed as the error that says so."""
     base = resolve_root(root)
     if not base.is_dir():
         return []
-    found = []
+    found: list[incident_mod.Incident | RunbookError] = []
     for child in sorted(base.iterdir()):
         if INCIDENT_ID_RE.fullmatch(child.name) and child.is_dir():
-            found.append(Workspace(base, child.name).load())
+            try:
+                found.append(Workspace(base, child.name).load())
+            except RunbookError as exc:
+                found.append(exc)
     return found

@@ -68,3 +68,40 @@ def undo_op(name: str) -> UndoFn:
         raise KeyError(name)
     importlib.import_module(f"{__name__}.{module}")
     return UNDO_OPS[name]
+
+
+EFFECT_KEYS = (
+    "restored",
+    "reinstated",
+    "republished",
+    "withdrawn",
+    "resumed",
+    "released",
+    "cleared",
+    "removed",
+    "dropped",
+    "reinstalled",
+    "lifted",
+    "frozen",
+    "deleted",
+    "deleted_nodes",
+    "deleted_rels",
+)
+
+
+def undo_effect(result: Any) -> bool | None:
+    """Whether an undo operation changed anything, as its result says: `changed`, else the
+    effects it reports (`restored`, `dropped`, `removed`, ...: a change when any is true,
+    non-zero or non-empty, a no-op when all are not), else `previous` against `value` /
+    `now`. None when the result does not say."""
+    if not isinstance(result, dict):
+        return None
+    if isinstance(result.get("changed"), bool):
+        return bool(result["changed"])
+    effects = [result[key] for key in EFFECT_KEYS if key in result]
+    if effects:
+        return any(v.strip() if isinstance(v, str) else v for v in effects)
+    for key in ("value", "now"):
+        if key in result and "previous" in result:
+            return bool(result[key] != result["previous"])
+    return None

@@ -346,6 +346,8 @@ def point_latest(folder: Path, manifest: str) -> dict[str, Any]:
 
 def restore_pointer(folder: Path, previous: str | None, created: list[str]) -> dict[str, Any]:
     """Undo `take_backup`: LATEST back to what it was; the new backup's files removed."""
+    pointer = folder / POINTER
+    before = pointer.read_text().strip() if pointer.is_file() else None
     if previous:
         replace_atomic(folder / POINTER, f"{previous}\n".encode())
     else:
@@ -356,7 +358,8 @@ def restore_pointer(folder: Path, previous: str | None, created: list[str]) -> d
         if path is not None and name != previous:
             path.unlink()
             removed.append(name)
-    return {"pointer": previous, "removed": sorted(removed)}
+    changed = before != (previous or None) or bool(removed)
+    return {"pointer": previous, "removed": sorted(removed), "changed": changed}
 
 
 def timeline(reports: list[BackupReport], live_last_write: str | None) -> list[dict[str, Any]]:

@@ -407,7 +407,7 @@ def _mark(
     outcome: str,
     detail: str,
     ended: dt.datetime,
-    extra_data: dict[str, Any] | None,
+    extra_data: dict[str, Any],
 ) -> None:
     nb.metadata["kfm_run"] = {
         "run_id": inputs.run_id,

@@ -26,7 +26,7 @@ def finish_runbook(path: Path) -> None:
     cell.source = (
         "named = run.target.name == 'example'\n"
         "run.check('target-is-the-example', 'PASS' if named else 'FAIL', "
-        "f'target name {run.target.name!r}')"
+        "f'target name {run.target.name!r}', examined=1, in_scope=1, unit='targets')"
     )
     nbformat.write(nb, path)
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import TargetError
 from ..target import Target
-from . import HOLD, INFO, Finding
+from . import HOLD, INFO, Finding, undoable
 from .infra import InfraConfig
 
 TARGET_INVALID = "INFRA_BACKUP_TARGET_INVALID"
@@ -504,3 +504,17 @@ def remove_backup(
         else:
             config.latest_file.unlink()
     return {"removed": existed, "run": run, "latest": read_latest(config)}
+
+
+@undoable("infra.restore_backup_job")
+def _undo_restore_backup_job(target: Target, previous: dict[str, Any]) -> dict[str, Any]:
+    """Put the backup job's previous configuration back."""
+    return write_job(BackupConfig.from_target(target), previous)
+
+
+@undoable("infra.remove_backup")
+def _undo_remove_backup(
+    target: Target, run: str, file: str, previous_latest: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Remove a backup a runbook took and point LATEST back where it was."""
+    return remove_backup(BackupConfig.from_target(target), run, file, previous_latest)

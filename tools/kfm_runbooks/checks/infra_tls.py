@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import TargetError
 from ..target import Target
-from . import HOLD, Finding
+from . import HOLD, Finding, undoable
 from .infra import LOOPBACK, InfraConfig
 
 EXPIRING = "INFRA_TLS_CERT_EXPIRING"
@@ -430,3 +430,9 @@ def reinstall(config: TLSConfig, archive: str | None) -> dict[str, Any]:
         return {"reinstalled": False, "fingerprint": old, "note": "already installed"}
     _install(folder / "server.crt", folder / "server.key", cert, key)
     return {"reinstalled": True, "fingerprint": old, "served": wait_served(config, old)}
+
+
+@undoable("infra.reinstall_certificate")
+def _undo_reinstall_certificate(target: Target, archive: str) -> dict[str, Any]:
+    """Reinstall an archived certificate and key (the one a renewal replaced)."""
+    return reinstall(TLSConfig.from_target(target), archive)

@@ -295,8 +295,8 @@ class Recorder:
         Without apply: prints what would happen and records a planned action (no change,
         no ledger entry). With apply: pre-check, change, post-check; then commands.md,
         rollback.md and a ledger entry with actor, command and both checks. A change that
-        raises is recorded as failed and re-raised. `undo` names a registered undo
-        operation ({"op": ..., "args": ...}), or is a function of the change's result that
+        raises is recorded as failed and re-raised. `undo` names an undo operation of
+        checks/undo.py ({"op": ..., "args": ...}), or is a function of the change's result that
         returns one (for undo arguments only known after the change).
         """
         if not self.apply:

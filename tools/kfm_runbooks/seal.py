@@ -242,7 +242,7 @@ def _update_integrity_flag(
     workspace: Workspace, runbook_id: str, outcome: str, detail: str, actor: str
 ) -> None:
     """HOLD means integrity/provenance could not be proven: flag it; a pass clears it."""
-    from .lifecycle import flag_locked
+    from .flags import flag_locked
 
     if outcome == "hold":
         flag_locked(workspace, f"run:{runbook_id}", detail, actor)

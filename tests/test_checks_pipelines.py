@@ -35,7 +35,9 @@ def _target(name: str, base: Path = KFM_SAMPLE) -> Target:
 
 def test_importing_the_pipelines_checks_stays_light() -> None:
     code = (
-        "import sys, kfm_runbooks.record, kfm_runbooks.checks.pipelines\n"
+        "import sys, kfm_runbooks.record, kfm_runbooks.checks.pipelines_determinism, "
+        "kfm_runbooks.checks.pipelines_releases, kfm_runbooks.checks.pipelines_sync, "
+        "kfm_runbooks.checks.pipelines_watchers\n"
         "heavy = [m for m in ('scrapbook', 'papermill', 'pandas', 'pydantic', 'nbformat', "
         "'jupyter_client', 'jsonschema') if m in sys.modules]\n"
         "print(','.join(heavy))"

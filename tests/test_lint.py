@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from kfm_runbooks import runbook
+from kfm_runbooks import lint, runbook
 from kfm_runbooks.lint import lint_file
 
 from .conftest import ROOT, Cli
@@ -45,6 +46,7 @@ EXPECTED = {
     "changes_target_in_triage": {"RB074"},
     "no_verification_check": {"RB075"},
     "check_without_coverage": {"RB076"},
+    "unknown_undo_op": {"RB077"},
     "todo_marker": {"RB080"},
 }
 WARNINGS = {"RB004", "RB080"}
@@ -169,3 +171,17 @@ def test_show_prints_metadata_sections_and_tags(cli: Cli) -> None:
     assert "## 8. Verification Steps" in out
     assert "tags: containment, changes-target" in out
     assert "── [4] parameters · code · tags: parameters" in out
+
+
+@pytest.mark.parametrize(
+    ("source", "unknown"),
+    [
+        ('run.action("t", command="c", change=f, undo={"op": "catalog.restore_item"})', []),
+        ('run.action("t", command="c", change=f, undo={"op": "catalog.restore"})', [1]),
+        ('run.action("t", command="c", change=f,\n undo=lambda r: {"op": "graph.unfrez"})', [2]),
+        ('run.action("t", command="c", change=f, undo=ai_focus.flags_undo(p))', []),
+        ('plan = {"op": "not.an_undo"}', []),  # only what is passed as undo= is an undo
+    ],
+)
+def test_rb077_reads_undo_literals_and_lambdas(source: str, unknown: list[int]) -> None:
+    assert [line for line, _ in lint._unknown_undo_ops(ast.parse(source))] == unknown

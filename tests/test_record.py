@@ -117,6 +117,54 @@ def test_a_failing_change_is_recorded_then_raised(applying: rb.Recorder) -> None
     assert data["ok"] is False and "disk full" in data["error"]
 
 
+def test_rollback_plan_undoes_newest_first(
+    applying: rb.Recorder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorder = applying
+    undo = {"op": "catalog.restore_item", "args": {"item_id": "x"}}
+    first = recorder.action("quarantine x", command="q", change=lambda: 1, undo=undo)
+    second = recorder.action("relink x", command="r", change=lambda: 2, undo=lambda r: undo)
+    manual = recorder.action("reindex", command="i", change=lambda: 3, rollback="drop it")
+    capsys.readouterr()
+    plan = recorder.rollback_plan()
+    assert [line.split()[3] if line.startswith("kfm") else line.split()[1] for line in plan] == [
+        manual.action_id,
+        second.action_id,
+        first.action_id,
+    ]
+    inc = recorder.incident_id
+    assert plan[1] == f"kfm-runbook rollback {inc} {second.action_id} --apply   # relink x"
+    assert "no automatic undo (reindex)" in plan[0] and "rollback.md" in plan[0]
+    assert capsys.readouterr().out.splitlines() == plan
+
+
+def test_rollback_plan_with_nothing_applied(
+    recorder: rb.Recorder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorder.action("change it", command="x", change=lambda: None)  # dry run: planned only
+    capsys.readouterr()
+    assert recorder.rollback_plan() == []
+    assert capsys.readouterr().out == "no change was applied in this run: nothing to roll back\n"
+
+
+def test_rollback_plan_flags_a_failed_action_for_manual_undo(applying: rb.Recorder) -> None:
+    recorder = applying
+    undo = {"op": "catalog.restore_item", "args": {"item_id": "x"}}
+    done = recorder.action("quarantine x", command="q", change=lambda: 1, undo=undo)
+
+    def broken() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(RuntimeError):
+        recorder.action("relink x", command="r", change=broken, undo=undo)
+    failed = recorder.actions[-1]["action_id"]
+    plan = recorder.rollback_plan()
+    assert len(plan) == 2
+    assert plan[0].startswith(f"# {failed} FAILED and may be partly applied (relink x)")
+    assert "rollback.md" in plan[0] and "kfm-runbook rollback" not in plan[0]
+    assert plan[1].startswith(f"kfm-runbook rollback {recorder.incident_id} {done.action_id}")
+
+
 def test_evidence_is_hashed_and_never_overwritten(recorder: rb.Recorder) -> None:
     path = recorder.save_evidence("logs", "api.log", "GET / 500\n")
     assert path.parent.name == "logs" and path.read_text() == "GET / 500\n"

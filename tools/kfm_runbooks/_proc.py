@@ -132,5 +132,23 @@ def _exec_guarded(argv: list[str]) -> None:
     os.execvp(argv[2], argv[2:])  # noqa: S606 - the command jupyter_client would have run
 
 
+def kill_group(pid: int) -> None:
+    """SIGKILL a process group (gone or not ours: nothing to do)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def read_process(path: Path) -> ProcessRef | None:
+    """The process a pid file names (`PID:START`, or a bare pid from an older version)."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    try:
+        return ProcessRef.parse(text) if ":" in text else ProcessRef.of(int(text))
+    except ValueError:
+        return None
+
+
 if __name__ == "__main__":
     _exec_guarded(sys.argv[1:])

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import ledger, manifest
 from ._fs import NotRegularError, _fsync_dir, sha256_bytes, sha256_regular
-from .layout import TIMELINE, Workspace, timeline_line
+from .views import TIMELINE, timeline_line
+
+if TYPE_CHECKING:
+    from .layout import Workspace
 
 INTENT = "publish.intent"
 TORN = "publish.torn"

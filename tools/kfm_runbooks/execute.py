@@ -38,7 +38,8 @@ from . import kernel as kernel_mod
 from . import params as params_mod
 from . import runbook as runbook_mod
 from ._fs import sha256_bytes
-from ._proc import ProcessRef, host
+from ._proc import ProcessRef, host, read_process
+from ._proc import kill_group as _kill_group
 from ._time import iso, utc_now
 from .errors import InputError
 from .ids import new_run_id
@@ -71,23 +72,6 @@ def default_target() -> Path:
     from .sandbox import default_sandbox_dir, ensure_sandbox
 
     return ensure_sandbox(default_sandbox_dir())
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def read_process(path: Path) -> ProcessRef | None:
-    """The process a pid file names (`PID:START`, or a bare pid from an older version)."""
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    try:
-        return ProcessRef.parse(text) if ":" in text else ProcessRef.of(int(text))
-    except ValueError:
-        return None
 
 
 class Stopped(KeyboardInterrupt):

@@ -30,11 +30,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import ledger, redact
+from . import ledger
 from ._fs import LOCK_TIMEOUT_S, append_bytes, file_lock, open_regular, sha256_regular
-from ._time import iso, utc_now
 from .errors import DamagedError, SetupError
 from .ledger import Views
+from .views import CHECKS as CHECKS
+from .views import COMMANDS as COMMANDS
+from .views import METRICS as METRICS
+from .views import ROLLBACK as ROLLBACK
+from .views import TIMELINE as TIMELINE
+from .views import VIEWS as VIEWS
+from .views import timeline_line as timeline_line
 
 if TYPE_CHECKING:
     from .incident import Incident
@@ -52,20 +58,6 @@ LAYOUT_DIRS = (
     "30_verification",
     "90_postmortem",
 )
-TIMELINE = "00_meta/timeline.md"
-COMMANDS = "20_actions/commands.md"
-ROLLBACK = "20_actions/rollback.md"
-CHECKS = "30_verification/checks.md"
-METRICS = "30_verification/metrics.md"
-VIEWS = (TIMELINE, COMMANDS, ROLLBACK, CHECKS, METRICS)
-
-
-def timeline_line(text: str, when: str | None = None) -> str:
-    """One timeline event: `- <UTC> — <text>`; newlines flattened (one event, one line),
-    after scrubbing (a multi-line key must still be whole when it is looked for)."""
-    flat = " ".join(redact.clean(text).split())
-    stamp = (when or iso(utc_now())).replace(".000Z", "Z")
-    return f"- {stamp} — {flat}\n"
 
 
 def default_actor() -> str:

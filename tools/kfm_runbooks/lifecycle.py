@@ -222,32 +222,6 @@ def set_notes(
     return _mutate(incident_id, root, actor, change)
 
 
-def flag_locked(
-    workspace: Workspace, source: str, reason: str | None, actor: str
-) -> dict[str, Any] | None:
-    """Raise (reason given) or clear (reason None) the integrity flag of `source`.
-
-    Ledger + timeline only; returns the new entry, or None when nothing changed. Lock held.
-    """
-    current = History.read(workspace).open_flags.get(source)
-    if reason is None:
-        if current is None:
-            return None
-        line = f"integrity proven again: {source} (by {actor})"
-        return workspace.record(
-            "integrity.cleared", {"source": source}, actor, {TIMELINE: timeline_line(line)}
-        )
-    if current == reason:
-        return None
-    line = f"⚠ integrity unproven ({source}): {reason} — severity cannot be lowered until proven"
-    return workspace.record(
-        "integrity.flagged",
-        {"source": source, "reason": reason},
-        actor,
-        {TIMELINE: timeline_line(line)},
-    )
-
-
 def next_update_due(record: Incident, last_update: dt.datetime | None) -> dt.datetime:
     """When the next comms update is due: last update (or declaration) + severity cadence."""
     return (last_update or record.timestamps.declared) + CADENCE[record.severity]

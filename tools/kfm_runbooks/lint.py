@@ -21,6 +21,7 @@ to fix it. Rule codes (README has the table):
                                                       recovery/rollback
                                                 RB075 no verification cell with run.check
                                                 RB076 verification check without coverage
+                                                RB077 undo op not in checks/undo.py
 
 Fast by design: notebooks are read as JSON, the parameters cell is parsed with `ast`
 (no papermill), so the whole library lints in a fraction of a second.
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from . import redact
+from .checks.undo import UNDO_OPS
 from .errors import InputError
 from .ids import RUNBOOK_ID_RE
 from .runbook import REQUIRED_PARAMETERS, libraries
@@ -118,6 +120,32 @@ def _run_calls(source: str, tree: ast.Module | None) -> set[str]:
         and isinstance(node.func.value, ast.Name)
         and node.func.value.id == "run"
     }
+
+
+def _unknown_undo_ops(tree: ast.Module | None) -> list[tuple[int, str]]:
+    """(line, name) of every `{"op": "<name>"}` literal passed as `undo=` (also inside the
+    lambda that builds it) whose name is not in the undo table: rollback could not run it."""
+    if tree is None:
+        return []
+    unknown = []
+    for call in ast.walk(tree):
+        if not isinstance(call, ast.Call):
+            continue
+        for keyword in call.keywords:
+            if keyword.arg != "undo":
+                continue
+            for node in ast.walk(keyword.value):
+                if not isinstance(node, ast.Dict):
+                    continue
+                for key, value in zip(node.keys, node.values, strict=True):
+                    if (
+                        isinstance(key, ast.Constant)
+                        and key.value == "op"
+                        and isinstance(value, ast.Constant)
+                        and value.value not in UNDO_OPS
+                    ):
+                        unknown.append((value.lineno, str(value.value)))
+    return unknown
 
 
 def _uncovered_checks(source: str) -> list[int]:
@@ -528,6 +556,14 @@ def _check_cells(cells: list[dict[str, Any]], out: _Collector) -> None:
                 "RB074",
                 f"changes-target in a {phases[0]} cell",
                 f"state changes belong in {', '.join(CHANGING_PHASES)} cells",
+                cell=where,
+            )
+        for line, name in _unknown_undo_ops(tree):
+            out.add(
+                "RB077",
+                f"undo op {name!r} on line {line} is not in checks/undo.py",
+                "use a name from kfm_runbooks.checks.undo.UNDO_OPS (a typo surfaces only at "
+                "rollback, in an incident), or add the operation to the table",
                 cell=where,
             )
         if "verification" in phases and "check" in calls:

@@ -7,6 +7,7 @@
               examined=27, in_scope=27, unit="assets")   # PASS needs examined == in_scope > 0
     run.action("Quarantine item x", command="...", precheck=..., change=..., postcheck=...,
                rollback="...", undo={"op": "catalog.restore_item", "args": {...}})
+    run.rollback_plan()   # the rollback cell: this run's applied actions, newest first
 
 Findings, metrics and checks are written as scrapbook scraps (readable with
 `scrapbook.read_notebook`); applied actions are appended to 20_actions/commands.md,
@@ -294,8 +295,8 @@ class Recorder:
         Without apply: prints what would happen and records a planned action (no change,
         no ledger entry). With apply: pre-check, change, post-check; then commands.md,
         rollback.md and a ledger entry with actor, command and both checks. A change that
-        raises is recorded as failed and re-raised. `undo` names a registered undo
-        operation ({"op": ..., "args": ...}), or is a function of the change's result that
+        raises is recorded as failed and re-raised. `undo` names an undo operation of
+        checks/undo.py ({"op": ..., "args": ...}), or is a function of the change's result that
         returns one (for undo arguments only known after the change).
         """
         if not self.apply:
@@ -346,6 +347,35 @@ class Recorder:
         return ActionResult(
             action_id, applied=True, ok=True, precheck=pre, result=result, postcheck=post
         )
+
+    def rollback_plan(self) -> list[str]:
+        """Print and return how to undo this run's applied actions, newest first.
+
+        Undo is last in, first out: a later step may build on an earlier one (a re-link
+        on a restore), so it is undone first. An action with an undo operation gets its
+        `kfm-runbook rollback` command; one without, or one whose change failed (it may be
+        partly applied), points to its entry in 20_actions/rollback.md, to be done by hand.
+        Planned (dry-run) actions changed nothing and are not listed.
+        """
+        applied = [a for a in self.actions if a.get("applied")]
+        if not applied:
+            print("no change was applied in this run: nothing to roll back")
+            return []
+        plan = []
+        for action in reversed(applied):
+            action_id, title = action.get("action_id"), action.get("title")
+            if not action.get("ok", True):
+                line = (
+                    f"# {action_id} FAILED and may be partly applied ({title}): check the "
+                    "target and undo by hand, see 20_actions/rollback.md"
+                )
+            elif action.get("undo"):
+                line = f"kfm-runbook rollback {self.incident_id} {action_id} --apply   # {title}"
+            else:
+                line = f"# {action_id} has no automatic undo ({title}): see 20_actions/rollback.md"
+            plan.append(line)
+            print(line)
+        return plan
 
     def _write_action(self, entry: dict[str, Any]) -> None:
         stamp = now_iso()

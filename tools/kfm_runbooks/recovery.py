@@ -78,7 +78,7 @@ def refuse_damaged(workspace: Workspace) -> None:
 def _seal_aborted(workspace: Workspace, started: dict[str, Any], actor: str) -> str:
     """Seal a run whose runner died before sealing it, as `aborted`."""
     from . import runbook as runbook_mod
-    from .execute import _kill_group, read_process
+    from ._proc import kill_group, read_process
     from .seal import RunbookRef, RunInputs, seal_run
     from .target import load_target
 
@@ -87,7 +87,7 @@ def _seal_aborted(workspace: Workspace, started: dict[str, Any], actor: str) -> 
     if scratch is not None:
         kernel = read_process(scratch / "kernel.pid")
         if kernel is not None and kernel.alive():
-            _kill_group(kernel.pid)
+            kill_group(kernel.pid)
     ref = RunbookRef.from_data(data.get("runbook") or {})
     book = None
     for candidate in ([scratch / "runbook.ipynb"] if scratch else []) + [Path(ref.path)]:
@@ -185,7 +185,7 @@ def _tidy(workspace: Workspace, actor: str) -> list[str]:
 def _sync_flags(workspace: Workspace, actor: str) -> list[str]:
     """Each `run:<runbook>` flag as its last decisive run (hold raises, passed clears) says:
     a seal finished by recovery may have stopped before its flag was written."""
-    from .lifecycle import flag_locked
+    from .flags import flag_locked
 
     history = History.read(workspace)
     decisive: dict[str, dict[str, Any]] = {}

@@ -2,12 +2,13 @@
 
 `kfm-runbook rollback INC ACT-xxxx` finds the action in the ledger, refuses when it was
 never applied, has no registered undo, or was already rolled back, and otherwise runs
-the registered undo operation (checks.UNDO_OPS) against the action's own target - only
-with --apply, like every state change - recording it in commands.md, the ledger and the
-timeline. The check ("not rolled back yet") and the undo run under the workspace lock,
-so two rollbacks of one action at once undo it once. An undo that changed nothing (its
-result says so: `restored: false`, `changed: false`, ...) or raised is recorded as a
-failed rollback and reported as one (exit 1): "undid" is never printed for a no-op.
+the undo operation its name maps to (checks/undo.py's UNDO_OPS) against the action's own
+target - only with --apply, like every state change - recording it in commands.md, the
+ledger and the timeline. The check ("not rolled back yet") and the undo run under the
+workspace lock, so two rollbacks of one action at once undo it once. An undo that
+changed nothing (its result says so: `restored: false`, `changed: false`, ...) or raised
+is recorded as a failed rollback and reported as one (exit 1): "undid" is never printed
+for a no-op.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ._time import now_iso
-from .checks import undo_effect, undo_op
+from .checks.undo import UnknownUndoOpError, undo_effect, undo_op
 from .errors import ActionFailedError, InputError
 from .history import History
 from .layout import COMMANDS, TIMELINE, Workspace, default_actor, timeline_line
@@ -69,9 +70,9 @@ def rollback_action(
         data = _action(History.read(workspace), incident_id, action_id)
         undo = data["undo"]
         try:
-            function = undo_op(str(undo.get("op")))
-        except KeyError as exc:
-            raise InputError(f"{action_id}: unknown undo operation {undo.get('op')!r}") from exc
+            function = undo_op(undo.get("op"))
+        except UnknownUndoOpError as exc:
+            raise UnknownUndoOpError(undo.get("op"), action_id) from exc
         if not apply:
             return RollbackResult(action_id, False, data.get("title", ""), str(undo["op"]))
         target = load_target(data["target"])

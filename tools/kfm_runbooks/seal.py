@@ -2,13 +2,16 @@
 
 For every run, whatever its outcome, `seal_notebook` is a pipeline of named steps:
 
+    scrub      secrets replaced in the notebook, parameters and extra files and data
     live       what the ledger recorded live for the run (checks, findings): the outcome
                comes from there, never from outputs stored in the notebook
+    judge      the verdict and its detail; a banner on a run that did not finish
     mark       the notebook's metadata.kfm_run (outcome, runbook, target, actor, times)
-    scrub      secrets replaced, then the bytes that will be hashed
-    files      the notebook, a copy of the target file, a PROV-JSON record
-    views      the timeline line, the checks.md and metrics.md sections
-    publish    staged, announced, linked, hashed, chained (evidence.publish_locked)
+    serialise  the metadata scrubbed too, then the bytes that will be hashed
+    files      the notebook, a copy of the target file, a PROV-JSON record, extra files
+    result     the RunResult (hash, checks, counts)
+    publish    staged, announced, linked, hashed, chained (evidence.publish_locked), with
+               its views: the timeline line, the checks.md and metrics.md sections
     flag       a HOLD raises the runbook's integrity flag, a pass clears it
 
 all under the workspace lock, so a kill at any moment is finished or named by the next
@@ -241,7 +244,7 @@ def _update_integrity_flag(
     workspace: Workspace, runbook_id: str, outcome: str, detail: str, actor: str
 ) -> None:
     """HOLD means integrity/provenance could not be proven: flag it; a pass clears it."""
-    from .lifecycle import flag_locked
+    from .flags import flag_locked
 
     if outcome == "hold":
         flag_locked(workspace, f"run:{runbook_id}", detail, actor)
@@ -331,19 +334,11 @@ def seal_notebook(
     The outcome is `outcome_from(status, <checks the ledger saw live>)` unless the caller
     decided it from the ledger itself (`outcome`, sessions). `discard` (the worker's working
     copy) is removed once the sealed copy is recorded, still under the lock."""
-    # The door into evidence: everything sealed is derived from these, scrubbed whole (the
-    # notebook as joined strings, before nbformat splits them into lines).
     counts: Counter[str] = Counter()
-    nb = redact.clean(nb, counts)
-    inputs = replace(inputs, parameters=redact.clean(inputs.parameters))
-    extra_data = redact.clean(extra_data or {})
-    extra_files = {rel: redact.clean(data) for rel, data in (extra_files or {}).items()}
+    nb, inputs, extra_data, extra_files = _scrub(nb, inputs, extra_data, extra_files, counts)
     with workspace.locked():
         live = Live.read(History.read(workspace), inputs.run_id)
-        verdict, detail = outcome or outcome_from(status, live.checks)
-        detail = redact.clean(detail)
-        if verdict in ABORTED or (verdict == "errored" and status.get("status") != "cell-error"):
-            _banner(nb, verdict, detail)
+        verdict, detail = _judge(nb, status, live, outcome)
         metrics = scraps.read(nb)
         inputs, target_bytes = _target_copy(inputs)
         _mark(nb, workspace, inputs, verdict, detail, ended, extra_data)
@@ -351,38 +346,99 @@ def seal_notebook(
         files = _files(
             workspace, kind, inputs, notebook_name, notebook_bytes, target_bytes, verdict, ended
         )
-        files += [(f"10_evidence/{k}", v) for k, v in extra_files.items()]
-        result = RunResult(
-            run_id=inputs.run_id,
-            incident_id=workspace.incident_id,
-            runbook_id=inputs.runbook.id,
-            outcome=verdict,
-            exit_code=EXIT_CODES[verdict],
-            started=iso(inputs.started),
-            ended=iso(ended),
-            notebook=f"10_evidence/{notebook_name}",
-            notebook_sha256=sha256_bytes(notebook_bytes),
-            ledger_seq=-1,
-            ledger_head="",
-            checks=live.checks,
-            findings=len(live.findings),
-            detail=detail,
-            redactions=dict(counts),
-        )
-        data = _entry_data(inputs, result, files, counts, extra_data)
-        entry = publish_locked(
-            workspace,
-            files,
-            kind,
-            data,
-            inputs.actor,
-            lambda seq: _views(kind, result, inputs, live, metrics, seq),
-        )
-        result.ledger_seq, result.ledger_head = int(entry["seq"]), str(entry["hash"])
+        files += [(f"10_evidence/{rel}", data) for rel, data in extra_files.items()]
+        sealed = (notebook_name, notebook_bytes)
+        result = _result(workspace, inputs, (verdict, detail), ended, sealed, live, counts)
+        _publish(workspace, kind, inputs, result, files, counts, extra_data, live, metrics)
         if discard is not None:
             discard.unlink(missing_ok=True)
         _update_integrity_flag(workspace, inputs.runbook.id, verdict, detail, inputs.actor)
     return result
+
+
+def _scrub(
+    nb: Any,
+    inputs: RunInputs,
+    extra_data: dict[str, Any] | None,
+    extra_files: dict[str, bytes] | None,
+    counts: Counter[str],
+) -> tuple[Any, RunInputs, dict[str, Any], dict[str, bytes]]:
+    """The door into evidence: everything sealed is derived from these, scrubbed whole (the
+    notebook as joined strings, before nbformat splits them into lines)."""
+    return (
+        redact.clean(nb, counts),
+        replace(inputs, parameters=redact.clean(inputs.parameters)),
+        redact.clean(extra_data or {}),
+        {rel: redact.clean(data) for rel, data in (extra_files or {}).items()},
+    )
+
+
+def _judge(
+    nb: Any, status: dict[str, Any], live: Live, outcome: tuple[str, str] | None
+) -> tuple[str, str]:
+    """(verdict, detail): the caller's, else from the worker status and the live checks; a
+    run that did not end in a cell error gets the banner saying so."""
+    verdict, detail = outcome or outcome_from(status, live.checks)
+    detail = redact.clean(detail)
+    if verdict in ABORTED or (verdict == "errored" and status.get("status") != "cell-error"):
+        _banner(nb, verdict, detail)
+    return verdict, detail
+
+
+def _result(
+    workspace: Workspace,
+    inputs: RunInputs,
+    judged: tuple[str, str],
+    ended: dt.datetime,
+    sealed: tuple[str, bytes],
+    live: Live,
+    counts: Counter[str],
+) -> RunResult:
+    """The run's result before publication (`_publish` fills in its ledger place)."""
+    verdict, detail = judged
+    notebook_name, notebook_bytes = sealed
+    return RunResult(
+        run_id=inputs.run_id,
+        incident_id=workspace.incident_id,
+        runbook_id=inputs.runbook.id,
+        outcome=verdict,
+        exit_code=EXIT_CODES[verdict],
+        started=iso(inputs.started),
+        ended=iso(ended),
+        notebook=f"10_evidence/{notebook_name}",
+        notebook_sha256=sha256_bytes(notebook_bytes),
+        ledger_seq=-1,
+        ledger_head="",
+        checks=live.checks,
+        findings=len(live.findings),
+        detail=detail,
+        redactions=dict(counts),
+    )
+
+
+def _publish(
+    workspace: Workspace,
+    kind: str,
+    inputs: RunInputs,
+    result: RunResult,
+    files: list[tuple[str, bytes]],
+    counts: Counter[str],
+    extra_data: dict[str, Any],
+    live: Live,
+    metrics: dict[str, Any],
+) -> None:
+    """Stage, hash and chain the files with their ledger entry and views; the result learns
+    its ledger place."""
+    data = _entry_data(inputs, result, files, counts, extra_data)
+    entry = publish_locked(
+        workspace,
+        files,
+        kind,
+        data,
+        inputs.actor,
+        lambda seq: _views(kind, result, inputs, live, metrics, seq),
+    )
+    result.ledger_seq, result.ledger_head = int(entry["seq"]), str(entry["hash"])
 
 
 def _target_copy(inputs: RunInputs) -> tuple[RunInputs, bytes | None]:

@@ -102,7 +102,7 @@ def verify_workspace(
             recover_locked(workspace, actor, strict=False)
         report = verify_locked(workspace, expect_head)
         if record and not _ledger_damaged(report):
-            from .lifecycle import flag_locked
+            from .flags import flag_locked
 
             reason = None if report.ok else f"verify failed: {report.problems[0]}"
             entry = flag_locked(workspace, "verify", reason, actor)

@@ -8,9 +8,26 @@ so it keeps to the standard library and PyYAML.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+# The persisted undo-op table and its resolver live in checks/undo.py; re-exported here for
+# the modules that mark their undo functions with `@undoable(name)`.
+from .undo import UNDO_OPS, UndoFn, UnknownUndoOpError, undo_effect, undo_op, undoable
+
+__all__ = [
+    "BLOCKING",
+    "HOLD",
+    "INFO",
+    "UNDO_OPS",
+    "Finding",
+    "UndoFn",
+    "UnknownUndoOpError",
+    "undo_effect",
+    "undo_op",
+    "undoable",
+    "verdict",
+]
 
 BLOCKING = "blocking"
 HOLD = "hold"
@@ -40,68 +57,3 @@ def verdict(findings: list[Finding], error_codes: frozenset[str] = frozenset()) 
     if any(item.severity == HOLD for item in findings):
         return "HOLD"
     return "PASS"
-
-
-# --- undo operations -------------------------------------------------------------------
-# A state-changing step records how to undo itself as {"op": name, "args": {...}}; the
-# `kfm-runbook rollback` command looks the op up here and runs it through the same
-# apply gate and evidence trail. Only registered functions can ever be called this way.
-
-UndoFn = Callable[..., dict[str, Any]]
-UNDO_OPS: dict[str, UndoFn] = {}
-
-
-def undoable(name: str) -> Callable[[UndoFn], UndoFn]:
-    def register(function: UndoFn) -> UndoFn:
-        UNDO_OPS[name] = function
-        return function
-
-    return register
-
-
-def undo_op(name: str) -> UndoFn:
-    """The registered undo function `<module>.<op>` (imports checks/<module>.py)."""
-    import importlib
-
-    module = name.split(".", 1)[0]
-    if not module.isidentifier():
-        raise KeyError(name)
-    importlib.import_module(f"{__name__}.{module}")
-    return UNDO_OPS[name]
-
-
-EFFECT_KEYS = (
-    "restored",
-    "reinstated",
-    "republished",
-    "withdrawn",
-    "resumed",
-    "released",
-    "cleared",
-    "removed",
-    "dropped",
-    "reinstalled",
-    "lifted",
-    "frozen",
-    "deleted",
-    "deleted_nodes",
-    "deleted_rels",
-)
-
-
-def undo_effect(result: Any) -> bool | None:
-    """Whether an undo operation changed anything, as its result says: `changed`, else the
-    effects it reports (`restored`, `dropped`, `removed`, ...: a change when any is true,
-    non-zero or non-empty, a no-op when all are not), else `previous` against `value` /
-    `now`. None when the result does not say."""
-    if not isinstance(result, dict):
-        return None
-    if isinstance(result.get("changed"), bool):
-        return bool(result["changed"])
-    effects = [result[key] for key in EFFECT_KEYS if key in result]
-    if effects:
-        return any(v.strip() if isinstance(v, str) else v for v in effects)
-    for key in ("value", "now"):
-        if key in result and "previous" in result:
-            return bool(result[key] != result["previous"])
-    return None

@@ -24,8 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from ..live import focus as focus_impl
-from . import BLOCKING, HOLD, INFO, Finding
+from . import BLOCKING, HOLD, INFO, Finding, ai_reference
 from .ai_focus import FocusSystem
 
 
@@ -116,14 +115,14 @@ def run_live(system: FocusSystem) -> Evaluation:
 
 def run_offline(system: FocusSystem, index: dict[str, Any] | None, mode: str) -> Evaluation:
     """The suite against an index with the server's retriever (no HTTP)."""
-    usable = isinstance(index, dict) and index.get("version") == focus_impl.INDEX_VERSION
+    usable = isinstance(index, dict) and index.get("version") == ai_reference.INDEX_VERSION
     results = []
     for qid, question, expected in _items(system):
         if not usable:
             results.append(EvalResult(qid, question, expected, (), 503))
             continue
         assert isinstance(index, dict)
-        cited = tuple(doc_id for doc_id, _ in focus_impl.retrieve(index, question))
+        cited = tuple(doc_id for doc_id, _ in ai_reference.retrieve(index, question))
         results.append(EvalResult(qid, question, expected, cited, 200))
     return Evaluation(mode, results, system.min_accuracy)
 

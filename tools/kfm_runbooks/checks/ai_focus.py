@@ -27,9 +27,8 @@ from typing import Any
 
 from .._fs import replace_atomic
 from ..errors import TargetError
-from ..live import focus as focus_impl
 from ..target import Target
-from . import undoable
+from . import ai_reference, undoable
 from .live import Live
 
 PROBE_CLIENT = "kfm-runbook-probe"
@@ -180,11 +179,11 @@ class FocusSystem:
 
     def expected_index(self) -> dict[str, Any]:
         """The index a correct build of the reference corpus produces."""
-        return focus_impl.build_index(self.corpus)
+        return ai_reference.build_index(self.corpus)
 
     def expected_docs(self, question: str) -> list[str]:
         """What a correct index would cite for `question` (the same retriever)."""
-        return [doc_id for doc_id, _ in focus_impl.retrieve(self.expected_index(), question)]
+        return [doc_id for doc_id, _ in ai_reference.retrieve(self.expected_index(), question)]
 
     # -- the running state ------------------------------------------------------------
 

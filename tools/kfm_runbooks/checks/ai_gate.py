@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..live import focus as focus_impl
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding
+from . import BLOCKING, HOLD, INFO, Finding, ai_reference
 from .ai_focus import Answer, FocusSystem, LogSample
 
 FLAGS = "state/flags.json"
@@ -85,7 +84,7 @@ KNOWN_INJECTIONS: tuple[Injection, ...] = (
 
 def matched_pattern(patterns: list[str], question: str) -> str | None:
     """The configured pattern the gate would match (the server's own gate function)."""
-    matched = focus_impl.gate(patterns, question, True)["matched"]
+    matched = ai_reference.gate(patterns, question, True)["matched"]
     return None if matched is None else str(matched)
 
 

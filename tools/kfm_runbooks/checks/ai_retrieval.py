@@ -2,7 +2,7 @@
 
 The retrieval index (state/focus_index.json) is what Focus Mode answers from; the
 reference corpus (live/config.json `focus.corpus`) is what it must be built from. Its
-status, compared with a correct build (`kfm_runbooks.live.focus.build_index`):
+status, compared with a correct build (`checks/ai_reference.build_index`):
 
 - `AI_INDEX_MISSING`           no index file (Focus Mode answers 503)
 - `AI_INDEX_UNREADABLE`        not JSON, or not an object
@@ -26,8 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ..live import focus as focus_impl
-from . import BLOCKING, HOLD, INFO, Finding
+from . import BLOCKING, HOLD, INFO, Finding, ai_reference
 from .ai_focus import Answer, FocusSystem
 
 INDEX = "state/focus_index.json"
@@ -145,7 +144,7 @@ def index_status(system: FocusSystem) -> IndexStatus:
         corpus_sha256=index.get("corpus_sha256"),
         docs=tuple(sorted(str(d) for d in docs)) if isinstance(docs, dict) else (),
         file_sha256=None if raw is None else hashlib.sha256(raw).hexdigest(),
-        expected_version=focus_impl.INDEX_VERSION,
+        expected_version=ai_reference.INDEX_VERSION,
         expected_corpus_sha256=str(expected["corpus_sha256"]),
         expected_docs=tuple(sorted(expected["docs"])),
         matches_build=readable and index == expected,

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .graphdb import (
+from .graph_model import (
     FreezeState,
     GraphUnavailable,
     GraphUnsupported,

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .graphdb import (
+from .graph_model import (
     SCHEMA_NAME_RE,
     FreezeState,
     GraphUnavailable,

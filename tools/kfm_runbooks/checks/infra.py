@@ -4,10 +4,8 @@ The target's `infra` section names what the infra runbooks look at (see
 `kfm-runbook sandbox create`, part live_infra): the volumes and their thresholds
 (`disk`), the TLS endpoint and its certificate files (`tls`), the backup job and its
 status records (`backup`); `services` names the live services file (URLs, the DSN).
-Checks live in infra_disk.py, infra_tls.py and infra_backup.py; this module holds what
-they share and the registered undo operations (`infra.<op>`) that `kfm-runbook rollback`
-runs: put reclaimed files back, reinstall a previous certificate, restore the backup job's
-configuration, remove a backup and restore the previous LATEST pointer.
+Checks live in infra_disk.py, infra_tls.py and infra_backup.py (each with its undo
+operations, `infra.<op>` in checks/undo.py); this module holds what they share.
 
 Light imports only: used inside kernels.
 """
@@ -21,7 +19,6 @@ from typing import Any
 
 from ..errors import TargetError
 from ..target import Target
-from . import undoable
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -86,43 +83,3 @@ class InfraConfig:
         except (OSError, ValueError):
             return {}
         return value if isinstance(value, dict) else {}
-
-
-# --- undo operations (kfm-runbook rollback) ----------------------------------------------
-
-
-@undoable("infra.restore_reclaimed")
-def restore_reclaimed(target: Target, batch: str) -> dict[str, Any]:
-    """Put the files of a reclaim batch back on their volume (byte-identical)."""
-    from . import infra_disk
-
-    config = InfraConfig.from_target(target)
-    return infra_disk.restore_batch(infra_disk.quarantine_dir(config), batch)
-
-
-@undoable("infra.reinstall_certificate")
-def reinstall_certificate(target: Target, archive: str) -> dict[str, Any]:
-    """Reinstall an archived certificate and key (the one a renewal replaced)."""
-    from . import infra_tls
-
-    return infra_tls.reinstall(infra_tls.TLSConfig.from_target(target), archive)
-
-
-@undoable("infra.restore_backup_job")
-def restore_backup_job(target: Target, previous: dict[str, Any]) -> dict[str, Any]:
-    """Put the backup job's previous configuration back."""
-    from . import infra_backup
-
-    return infra_backup.write_job(infra_backup.BackupConfig.from_target(target), previous)
-
-
-@undoable("infra.remove_backup")
-def remove_backup(
-    target: Target, run: str, file: str, previous_latest: dict[str, Any] | None
-) -> dict[str, Any]:
-    """Remove a backup a runbook took and point LATEST back where it was."""
-    from . import infra_backup
-
-    return infra_backup.remove_backup(
-        infra_backup.BackupConfig.from_target(target), run, file, previous_latest
-    )

@@ -1,7 +1,7 @@
 """Backup job failures: the job's configuration, its status records, and a restore drill.
 
 `assess` reads the backup job's configuration and its status records (one per run, see
-live/backup.py) and finds: a target folder that does not exist or drifted from the
+infra_backup_job.py) and finds: a target folder that does not exist or drifted from the
 intended one, a last run that failed (with pg_dump's reason), no good backup, the newest
 good backup older than the policy, and a LATEST pointer whose dump is missing or whose
 bytes differ from the recorded sha256. `verify_dump` proves the newest good dump restores:
@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import TargetError
 from ..target import Target
-from . import HOLD, INFO, Finding
+from . import HOLD, INFO, Finding, undoable
 from .infra import InfraConfig
 
 TARGET_INVALID = "INFRA_BACKUP_TARGET_INVALID"
@@ -457,7 +457,7 @@ def fix_job(config: BackupConfig) -> dict[str, Any]:
 def take_backup(config: BackupConfig, tables: list[str]) -> dict[str, Any]:
     """Run the backup job now; the new dump counts only once it verifies, else LATEST is
     put back and the change fails."""
-    from ..live import backup
+    from . import infra_backup_job as backup
 
     database = config.database()
     if database is None:
@@ -504,3 +504,17 @@ def remove_backup(
         else:
             config.latest_file.unlink()
     return {"removed": existed, "run": run, "latest": read_latest(config)}
+
+
+@undoable("infra.restore_backup_job")
+def _undo_restore_backup_job(target: Target, previous: dict[str, Any]) -> dict[str, Any]:
+    """Put the backup job's previous configuration back."""
+    return write_job(BackupConfig.from_target(target), previous)
+
+
+@undoable("infra.remove_backup")
+def _undo_remove_backup(
+    target: Target, run: str, file: str, previous_latest: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Remove a backup a runbook took and point LATEST back where it was."""
+    return remove_backup(BackupConfig.from_target(target), run, file, previous_latest)

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TargetError
-from . import BLOCKING, HOLD, INFO, Finding, verdict
+from ..target import Target
+from . import BLOCKING, HOLD, INFO, Finding, undoable, verdict
 from .infra import InfraConfig
 
 SPACE_LOW = "INFRA_DISK_SPACE_LOW"
@@ -587,3 +588,9 @@ def restore_batch(quarantine: Path, batch: str) -> dict[str, Any]:
         "skipped": skipped,
         "conflicts": conflicts,
     }
+
+
+@undoable("infra.restore_reclaimed")
+def _undo_restore_reclaimed(target: Target, batch: str) -> dict[str, Any]:
+    """Put the files of a reclaim batch back on their volume (byte-identical)."""
+    return restore_batch(quarantine_dir(InfraConfig.from_target(target)), batch)

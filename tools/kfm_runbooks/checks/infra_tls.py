@@ -9,7 +9,7 @@ the served certificate is the one installed on disk (a renewal the server has no
 is not a renewal). Loopback only unless the target allows remote endpoints.
 
 `renew` (through the apply gate only) issues a new certificate from the configured issuer
-(openssl, see live/tls.py), proves it loads with its key, covers the hostname and chains
+(openssl, see infra_pki.py), proves it loads with its key, covers the hostname and chains
 to the CA, archives the installed pair and installs the new one, then waits until the
 endpoint serves it — no restart. `reinstall` (the undo) puts an archived pair back.
 """
@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import TargetError
 from ..target import Target
-from . import HOLD, Finding
+from . import HOLD, Finding, undoable
 from .infra import LOOPBACK, InfraConfig
 
 EXPIRING = "INFRA_TLS_CERT_EXPIRING"
@@ -338,7 +338,7 @@ def _require(path: Path | None, what: str) -> Path:
 
 
 def _verify_file(cert: Path, ca: Path) -> None:
-    from ..live.tls import openssl
+    from .infra_pki import openssl
 
     result = subprocess.run(
         [openssl(), "verify", "-CAfile", str(ca), str(cert)],
@@ -378,7 +378,7 @@ def _install(source_cert: Path, source_key: Path, cert: Path, key: Path) -> None
 
 def renew(config: TLSConfig) -> dict[str, Any]:
     """Issue, check, archive the installed pair, install, and wait until it is served."""
-    from ..live.tls import fingerprint, issue
+    from .infra_pki import fingerprint, issue
 
     cert, key = _require(config.cert_file, "cert_file"), _require(config.key_file, "key_file")
     archive_root = _require(config.archive, "archive")
@@ -417,7 +417,7 @@ def renew(config: TLSConfig) -> dict[str, Any]:
 
 def reinstall(config: TLSConfig, archive: str | None) -> dict[str, Any]:
     """Undo `renew`: install the archived pair again (idempotent)."""
-    from ..live.tls import fingerprint
+    from .infra_pki import fingerprint
 
     if not archive or "/" in archive or archive.startswith("."):
         raise TargetError(f"{archive!r} is not a certificate archive name")
@@ -430,3 +430,9 @@ def reinstall(config: TLSConfig, archive: str | None) -> dict[str, Any]:
         return {"reinstalled": False, "fingerprint": old, "note": "already installed"}
     _install(folder / "server.crt", folder / "server.key", cert, key)
     return {"reinstalled": True, "fingerprint": old, "served": wait_served(config, old)}
+
+
+@undoable("infra.reinstall_certificate")
+def _undo_reinstall_certificate(target: Target, archive: str) -> dict[str, Any]:
+    """Reinstall an archived certificate and key (the one a renewal replaced)."""
+    return reinstall(TLSConfig.from_target(target), archive)

@@ -10,47 +10,27 @@ new pair loads, uses it — a renewed certificate is picked up without restartin
 A pair that does not load (half-written, key not matching) is ignored and the previous
 one keeps serving.
 
-Light imports only (ssl, subprocess): the runbooks' check code uses `issue` and
-`fingerprint` inside kernels.
+`issue` and `fingerprint` are the checks' own (checks/infra_pki.py), which the runbooks'
+renewal uses against any target; the sandbox builds its PKI from them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import secrets
-import shutil
 import socket
 import ssl
-import subprocess
 import sys
-import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..errors import SetupError
+from ..checks.infra_pki import CURVE, fingerprint, issue, openssl, run_openssl
 
-CURVE = "prime256v1"
+__all__ = ["fingerprint", "issue", "load_pair", "make_ca", "openssl", "serve_tls"]
+
 CA_SUBJECT = "/O=KFM Sandbox/CN=KFM Sandbox Internal CA"
 HANDSHAKE_TIMEOUT_S = 15.0
-
-
-def openssl() -> str:
-    found = shutil.which("openssl")
-    if found is None:
-        raise SetupError("the `openssl` command is missing: install Debian's openssl package")
-    return found
-
-
-def _run(argv: list[str], what: str) -> None:
-    result = subprocess.run(
-        [openssl(), *argv], capture_output=True, text=True, timeout=60, check=False
-    )
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise SetupError(f"openssl {what} failed: {detail[0]}")
 
 
 def make_ca(folder: Path, days: int = 3650) -> tuple[Path, Path]:
@@ -60,7 +40,7 @@ def make_ca(folder: Path, days: int = 3650) -> tuple[Path, Path]:
     cert, key = folder / "ca.crt", folder / "ca.key"
     if cert.is_file() and key.is_file():
         return cert, key
-    _run(
+    run_openssl(
         [
             "req",
             "-x509",
@@ -89,85 +69,6 @@ def make_ca(folder: Path, days: int = 3650) -> tuple[Path, Path]:
     )
     key.chmod(0o600)
     return cert, key
-
-
-def issue(
-    ca_cert: Path,
-    ca_key: Path,
-    dest: Path,
-    *,
-    hostname: str = "localhost",
-    ips: tuple[str, ...] = ("127.0.0.1",),
-    days: int = 90,
-) -> tuple[Path, Path]:
-    """Sign a fresh server certificate (new key) into folder `dest` as server.crt/.key."""
-    if days < 1:
-        raise ValueError("a certificate needs at least one day of validity")
-    dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".issue-", dir=dest) as tmp:
-        work = Path(tmp)
-        san = ",".join([f"DNS:{hostname}", *(f"IP:{ip}" for ip in ips)])
-        (work / "ext.cnf").write_text(
-            f"subjectAltName={san}\n"
-            "basicConstraints=critical,CA:FALSE\n"
-            "keyUsage=critical,digitalSignature\n"
-            "extendedKeyUsage=serverAuth\n"
-            "subjectKeyIdentifier=hash\n"
-            "authorityKeyIdentifier=keyid\n"
-        )
-        _run(
-            [
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                f"ec_paramgen_curve:{CURVE}",
-                "-nodes",
-                "-keyout",
-                str(work / "server.key"),
-                "-out",
-                str(work / "server.csr"),
-                "-subj",
-                f"/O=KFM Sandbox/CN={hostname}",
-            ],
-            "key and CSR",
-        )
-        _run(
-            [
-                "x509",
-                "-req",
-                "-in",
-                str(work / "server.csr"),
-                "-CA",
-                str(ca_cert),
-                "-CAkey",
-                str(ca_key),
-                "-set_serial",
-                "0x" + secrets.token_hex(16),
-                "-days",
-                str(days),
-                "-sha256",
-                "-extfile",
-                str(work / "ext.cnf"),
-                "-out",
-                str(work / "server.crt"),
-            ],
-            "certificate signing",
-        )
-        (work / "server.key").chmod(0o600)
-        cert, key = dest / "server.crt", dest / "server.key"
-        # key first: until the certificate follows, the pair does not load and the
-        # listener keeps serving the previous one
-        (work / "server.key").replace(key)
-        (work / "server.crt").replace(cert)
-    return cert, key
-
-
-def fingerprint(cert: Path) -> str:
-    """sha256 of the certificate's DER bytes (what a TLS client sees), hex."""
-    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
-    return hashlib.sha256(der).hexdigest()
 
 
 def load_pair(cert: Path, key: Path) -> ssl.SSLContext:

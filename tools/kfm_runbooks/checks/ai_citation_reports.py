@@ -25,9 +25,7 @@ nulls these documents hold: sorted keys, no whitespace, UTF-8).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
-import math
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -37,6 +35,7 @@ from typing import Any
 
 from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding
+from .common.jcs import CanonicalizationError, spec_hash
 
 REPORT_PREFIX = "kfm:citation-validation-report:"
 OUTCOME_RANK = {"PASS": 0, "ABSTAIN": 1, "DENY": 2, "ERROR": 3}
@@ -51,35 +50,6 @@ PUBLIC_SURFACES = frozenset(
     }
 )
 MAX_BYTES = 4 << 20
-
-
-class CanonicalError(ValueError):
-    """A value outside the canonical-JSON domain (non-finite numbers, odd types)."""
-
-
-def canonical_bytes(value: Any) -> bytes:
-    """RFC 8785 canonical JSON for documents of strings, integers, booleans and nulls."""
-
-    def check(node: Any) -> None:
-        if isinstance(node, float) and not math.isfinite(node):
-            raise CanonicalError("non-finite number")
-        if isinstance(node, dict):
-            for key, item in node.items():
-                if not isinstance(key, str):
-                    raise CanonicalError("non-string key")
-                check(item)
-        elif isinstance(node, list):
-            for item in node:
-                check(item)
-        elif not isinstance(node, (str, int, float, bool, type(None))):
-            raise CanonicalError(f"unsupported type {type(node).__name__}")
-
-    check(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def spec_hash(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_bytes(value)).hexdigest()
 
 
 def identity(report: dict[str, Any]) -> tuple[str, str]:
@@ -277,7 +247,7 @@ def _semantic_finding(report: dict[str, Any]) -> tuple[str, str] | None:
         return "CITATION_REPORT_SUMMARY_MISMATCH", "/summary"
     try:
         digest, report_id = identity(report)
-    except CanonicalError:
+    except CanonicalizationError:
         return "CITATION_REPORT_CANONICALIZATION_ERROR", "/"
     if report["spec_hash"] != digest:
         return "CITATION_REPORT_SPEC_HASH_MISMATCH", "/spec_hash"
@@ -389,7 +359,7 @@ def validate_file(path: Path, schema: dict[str, Any], name: str) -> list[ReportV
             case_id = str(case.get("case_id", "?")) if isinstance(case, dict) else "?"
             try:
                 report = materialize(value["base"], case)
-            except (KeyError, IndexError, TypeError, ValueError, CanonicalError):
+            except (KeyError, IndexError, TypeError, ValueError, CanonicalizationError):
                 verdicts.append(
                     ReportVerdict(
                         f"{name}#{case_id}", "ERROR", None, ("CITATION_FIXTURE_CASE_INVALID", "/")

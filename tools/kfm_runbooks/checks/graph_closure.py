@@ -29,15 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from . import BLOCKING, HOLD, Finding
+from .common.jcs import CanonicalizationError, spec_hash
 from .graphdb import (
     IDENTIFIER_RE,
     QUARANTINE_LABEL,
     RECORD_LABELS,
     STAC_REL_TYPES,
-    CanonicalizationError,
     NodeRow,
     RelRow,
-    spec_hash,
 )
 
 RECIPROCAL = {"child": "parent", "parent": "child", "item": "collection", "collection": "item"}

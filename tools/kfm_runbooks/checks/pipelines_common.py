@@ -83,17 +83,6 @@ def write_json(path: Path, value: Any) -> None:
 # --- hashes ----------------------------------------------------------------------------
 
 
-def canonical_bytes(value: Any) -> bytes:
-    """KFM's canonical JSON (sorted keys, no whitespace, UTF-8): RFC 8785 for this data."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def canonical_hash(value: dict[str, Any], without: str = "spec_hash") -> str:
-    """`sha256:` of the canonical JSON of `value` minus its own hash field."""
-    subject = {key: item for key, item in value.items() if key != without}
-    return "sha256:" + hashlib.sha256(canonical_bytes(subject)).hexdigest()
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:

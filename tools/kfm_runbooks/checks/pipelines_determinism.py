@@ -28,12 +28,11 @@ from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding, expected_error, undoable
+from .common.jcs import content_bytes, content_hash
 from .pipelines_common import (
     SHA256_RE,
     FileReport,
     SchemaValidator,
-    canonical_bytes,
-    canonical_hash,
     contained,
     file_sha256,
     json_files,
@@ -254,8 +253,8 @@ def scan_run(path: Path, config: DeterminismConfig) -> tuple[FileReport, RunOutp
             f"output_root {root!r} leaves the runs folder ({code})",
         )
         return report, None
-    identity = canonical_hash(
-        {k: value.get(k) for k in ("pipeline", "code_ref", "spec_hash", "inputs")}, without=""
+    identity = content_hash(
+        {k: value.get(k) for k in ("pipeline", "code_ref", "spec_hash", "inputs")}
     )
     rehashed: dict[str, str | None] = {}
     for name in sorted(outputs):
@@ -339,7 +338,7 @@ def compare_snapshots(
     def strip(doc: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in doc.items() if k not in retrieval}
 
-    same = canonical_bytes(strip(prior)) == canonical_bytes(strip(current))
+    same = content_bytes(strip(prior)) == content_bytes(strip(current))
     changes: dict[str, list[str]] = {}
     before, after = _records(prior), _records(current)
     for key in sorted(set(before) | set(after)):

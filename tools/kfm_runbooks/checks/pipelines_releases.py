@@ -33,11 +33,11 @@ from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
 from . import BLOCKING, INFO, Finding, undoable
+from .common.jcs import spec_hash_matches
 from .pipelines_common import (
     SHA256_RE,
     FileReport,
     SchemaValidator,
-    canonical_hash,
     contained,
     file_sha256,
     json_files,
@@ -254,7 +254,7 @@ def scan_plan(path: Path, config: ReleaseConfig) -> FileReport:
     declared = det.get("spec_hash")
     subject = {k: v for k, v in plan.items() if k != "plan_id"}
     subject["determinism"] = {k: v for k, v in det.items() if k != "spec_hash"}
-    if declared != canonical_hash(subject):
+    if not spec_hash_matches(declared, subject, det.get("canonicalization_profile")):
         report.add(
             "PLAN_SPEC_HASH_MISMATCH",
             "/determinism/spec_hash",

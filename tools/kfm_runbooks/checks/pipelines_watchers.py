@@ -31,12 +31,12 @@ from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding, undoable
+from .common.jcs import spec_hash_matches
 from .pipelines_common import (
     READ_CODES,
     FileReport,
     SchemaValidator,
     as_of,
-    canonical_hash,
     contained,
     file_sha256,
     hours,
@@ -169,7 +169,10 @@ def _spec_binding(report: RegistryReport, watcher: dict[str, Any], base: str, ro
 def registry_semantics(report: RegistryReport, value: dict[str, Any], root: Path) -> None:
     """KFM's semantic registry rules (run on schema-valid registries only)."""
     declared = value.get("spec_hash")
-    if isinstance(declared, str) and declared != canonical_hash(value):
+    subject = {key: item for key, item in value.items() if key != "spec_hash"}
+    if isinstance(declared, str) and not spec_hash_matches(
+        declared, subject, value.get("canonicalization_profile")
+    ):
         report.add("REGISTRY_SPEC_HASH_MISMATCH", "/spec_hash", "registry spec_hash is stale")
     watchers = [w for w in value.get("watchers") or [] if isinstance(w, dict)]
     ids = [str(w.get("watcher_id")) for w in watchers]

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import HOLD, Finding
-from .catalog_json import CanonicalizationError, inside, spec_hash
+from .catalog_json import inside
+from .common.jcs import CanonicalizationError, spec_hash
 from .ui_contract_base import CaseVerdict, ContractsConfig, display_name, read_json, schema_errors
 
 READ_ERRORS = frozenset(

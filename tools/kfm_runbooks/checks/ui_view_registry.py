@@ -14,7 +14,7 @@ import copy
 from typing import Any
 
 from . import HOLD, Finding
-from .catalog_json import CanonicalizationError, spec_hash
+from .common.jcs import CanonicalizationError, spec_hash
 from .ui_contract_base import (
     CaseVerdict,
     ContractsConfig,

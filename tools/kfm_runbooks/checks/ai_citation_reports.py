@@ -35,6 +35,7 @@ from typing import Any
 
 from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding
+from .common.files import FileProblem, read_bounded
 from .common.jcs import CanonicalizationError, spec_hash
 
 REPORT_PREFIX = "kfm:citation-validation-report:"
@@ -321,14 +322,15 @@ def materialize(base: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
 
 def _load_json(path: Path) -> tuple[Any, str | None]:
     """(value, None) or (None, finding code) — never raises on hostile input."""
+    data, problem = read_bounded(path, MAX_BYTES)
+    if data is None:
+        return None, {
+            FileProblem.LINK: "CITATION_REPORT_INPUT_SYMLINK_DENIED",
+            FileProblem.TOO_LARGE: "CITATION_REPORT_INPUT_TOO_LARGE",
+            FileProblem.UNREADABLE: "CITATION_REPORT_JSON_INVALID",
+        }.get(problem or FileProblem.UNREADABLE, "CITATION_REPORT_INPUT_NOT_FILE")
     try:
-        if path.is_symlink():
-            return None, "CITATION_REPORT_INPUT_SYMLINK_DENIED"
-        if not path.is_file():
-            return None, "CITATION_REPORT_INPUT_NOT_FILE"
-        if path.stat().st_size > MAX_BYTES:
-            return None, "CITATION_REPORT_INPUT_TOO_LARGE"
-        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique), None
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_unique), None
     except _DuplicateKey:
         return None, "CITATION_REPORT_JSON_DUPLICATE_KEY"
     except (OSError, UnicodeError, ValueError, RecursionError):

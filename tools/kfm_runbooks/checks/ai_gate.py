@@ -36,6 +36,7 @@ from ..live import focus as focus_impl
 from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding
 from .ai_focus import Answer, FocusSystem, LogSample
+from .common.files import FileProblem, read_bounded
 
 FLAGS = "state/flags.json"
 
@@ -426,9 +427,16 @@ def _read(path: Path, root: Path) -> tuple[Any, str | None]:
     try:
         if path.is_symlink() or not path.resolve().is_relative_to(root.resolve()):
             return None, "INPUT_PATH_DENIED"
-        if path.stat().st_size > MAX_BYTES:
-            return None, "FILE_TOO_LARGE"
-        return json.loads(path.read_text(encoding="utf-8")), None
+    except OSError:
+        return None, "FILE_READ_ERROR"
+    data, problem = read_bounded(path, MAX_BYTES)
+    if data is None:
+        return None, {
+            FileProblem.LINK: "INPUT_PATH_DENIED",
+            FileProblem.TOO_LARGE: "FILE_TOO_LARGE",
+        }.get(problem or FileProblem.UNREADABLE, "FILE_READ_ERROR")
+    try:
+        return json.loads(data.decode("utf-8")), None
     except UnicodeDecodeError:
         return None, "JSON_NOT_UTF8"
     except (ValueError, RecursionError):

@@ -41,8 +41,9 @@ from .._fs import create_new, replace_atomic
 from .._time import now_iso
 from ..target import Target
 from . import BLOCKING, HOLD, Finding, digests, strict_json, undoable, verdict
-from .catalog_json import collection_license
+from .catalog_json import READ_PROBLEM_CODES, collection_license
 from .catalog_stac import stac_version_judged
+from .common.files import FileProblem, read_bounded
 
 MAX_RECORD_BYTES = 1_048_576
 SHA256_CHECKSUM_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -203,16 +204,9 @@ class ItemReport:
 
 def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """Strict JSON read: (object, None) or (None, error code). Symlinks are refused."""
-    try:
-        if path.is_symlink():
-            return None, "CAT_INPUT_SYMLINK_DENIED"
-        if not path.is_file():
-            return None, "CAT_FILE_NOT_FOUND"
-        if path.stat().st_size > MAX_RECORD_BYTES:
-            return None, "CAT_FILE_TOO_LARGE"
-        data = path.read_bytes()
-    except OSError:
-        return None, "CAT_FILE_READ_ERROR"
+    data, problem = read_bounded(path, MAX_RECORD_BYTES)
+    if data is None:
+        return None, "CAT_" + READ_PROBLEM_CODES[problem or FileProblem.UNREADABLE]
     value, kind = strict_json.parse(data)
     if kind == "TOO_DEEP" or (kind is None and not strict_json.within_limits(value)):
         return None, "CAT_JSON_COMPLEXITY_LIMIT"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import strict_json
+from .common.files import FileProblem, read_bounded
 
 MAX_RECORD_BYTES = 1_048_576
 MAX_DEPTH = 64
@@ -36,6 +37,14 @@ READ_ERROR_CODES = frozenset(
         "PATH_ESCAPE",
     }
 )
+# The catalog code for each reason a record file is not read (prefixed CAT_ in catalog.py).
+READ_PROBLEM_CODES = {
+    FileProblem.MISSING: "FILE_NOT_FOUND",
+    FileProblem.LINK: "INPUT_SYMLINK_DENIED",
+    FileProblem.NOT_REGULAR: "FILE_NOT_FOUND",
+    FileProblem.TOO_LARGE: "FILE_TOO_LARGE",
+    FileProblem.UNREADABLE: "FILE_READ_ERROR",
+}
 # KFM's stub conventions over time: "placeholder", REPLACE_SHA256-style, <fill_me>.
 PLACEHOLDER_RE = re.compile(r"(?i:placeholder)|\bREPLACE_[A-Z0-9_]+|(?i:<fill[_ -]?me>)")
 
@@ -54,16 +63,9 @@ def parse_json(data: bytes) -> tuple[Any, str | None]:
 
 def read_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """Strict, bounded read of a JSON object file; symlinks are refused, never followed."""
-    try:
-        if path.is_symlink():
-            return None, "INPUT_SYMLINK_DENIED"
-        if not path.is_file():
-            return None, "FILE_NOT_FOUND"
-        if path.stat().st_size > MAX_RECORD_BYTES:
-            return None, "FILE_TOO_LARGE"
-        data = path.read_bytes()
-    except OSError:
-        return None, "FILE_READ_ERROR"
+    data, problem = read_bounded(path, MAX_RECORD_BYTES)
+    if data is None:
+        return None, READ_PROBLEM_CODES[problem or FileProblem.UNREADABLE]
     value, code = parse_json(data)
     if code is not None:
         return None, code

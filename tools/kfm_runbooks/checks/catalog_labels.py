@@ -47,6 +47,7 @@ from .catalog_json import (
 from .catalog_schema import SchemaUnavailable, schema_errors
 from .catalog_validation import classify
 from .catalog_withdraw import Holding
+from .common.files import read_bounded
 from .expected_error import ExpectedError
 
 SECTION = "catalog_labels"
@@ -112,11 +113,12 @@ def load_policy(path: Path | None, base: Path) -> Policy:
 
     if path is None:
         return fallback("POLICY_PROFILE_MISSING", "no policy profile configured: defaults apply")
+    data, _ = read_bounded(path, MAX_POLICY_BYTES)
+    if data is None:
+        return fallback("POLICY_PROFILE_MISSING", "policy profile not readable: defaults apply")
     try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_POLICY_BYTES:
-            return fallback("POLICY_PROFILE_MISSING", "policy profile not readable: defaults apply")
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        doc = yaml.safe_load(data.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError):
         return fallback(
             "POLICY_PROFILE_INVALID", "policy profile is not valid YAML: defaults apply"
         )

@@ -30,6 +30,7 @@ from typing import Any
 from ..errors import TargetError
 from ..target import Target
 from . import HOLD, INFO, Finding
+from .common.files import sha256_file
 from .infra import InfraConfig
 
 TARGET_INVALID = "INFRA_BACKUP_TARGET_INVALID"
@@ -92,16 +93,6 @@ def parse_time(value: Any) -> datetime | None:
         return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         return None
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_job(config: BackupConfig) -> dict[str, Any] | None:
@@ -171,7 +162,7 @@ def _good(config: BackupConfig, row: dict[str, Any]) -> str | None:
         return str(exc)
     if row.get("removed") or not dump.is_file():
         return "missing"
-    if _sha256(dump) != row.get("sha256"):
+    if sha256_file(dump) != row.get("sha256"):
         return "checksum"
     return None
 

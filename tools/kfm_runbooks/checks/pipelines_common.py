@@ -9,7 +9,6 @@ input (malformed JSON, paths escaping their folder, symlinks) becomes a finding.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import importlib
 import json
 import re
@@ -22,6 +21,7 @@ from .._fs import replace_atomic
 from ..errors import TargetError
 from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding, strict_json
+from .common.files import FileProblem, read_bounded
 
 MAX_JSON_BYTES = 2 * 1024 * 1024
 SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -52,20 +52,22 @@ def parse_json(data: bytes) -> tuple[Any, str | None]:
     return None, "JSON_INVALID" if kind == "TOO_DEEP" else f"JSON_{kind}"
 
 
+_READ_PROBLEM_CODES = {
+    FileProblem.MISSING: "INPUT_NOT_FILE",
+    FileProblem.LINK: "INPUT_SYMLINK_DENIED",
+    FileProblem.NOT_REGULAR: "INPUT_NOT_FILE",
+    FileProblem.TOO_LARGE: "INPUT_TOO_LARGE",
+    FileProblem.UNREADABLE: "INPUT_READ_ERROR",
+}
+
+
 def read_json(
     path: Path, max_bytes: int = MAX_JSON_BYTES
 ) -> tuple[dict[str, Any] | None, str | None]:
     """A JSON object from a regular file (no symlinks, bounded size), or a read code."""
-    try:
-        if path.is_symlink():
-            return None, "INPUT_SYMLINK_DENIED"
-        if not path.is_file():
-            return None, "INPUT_NOT_FILE"
-        if path.stat().st_size > max_bytes:
-            return None, "INPUT_TOO_LARGE"
-        data = path.read_bytes()
-    except OSError:
-        return None, "INPUT_READ_ERROR"
+    data, problem = read_bounded(path, max_bytes)
+    if data is None:
+        return None, _READ_PROBLEM_CODES[problem or FileProblem.UNREADABLE]
     value, code = parse_json(data)
     if code is not None:
         return None, code
@@ -81,14 +83,6 @@ def write_json(path: Path, value: Any) -> None:
 
 
 # --- hashes ----------------------------------------------------------------------------
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
 
 
 # --- paths -----------------------------------------------------------------------------

@@ -28,13 +28,13 @@ from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding, expected_error, undoable
+from .common.files import sha256_tagged
 from .common.jcs import content_bytes, content_hash
 from .pipelines_common import (
     SHA256_RE,
     FileReport,
     SchemaValidator,
     contained,
-    file_sha256,
     json_files,
     optional_validator,
     read_json,
@@ -139,7 +139,7 @@ def _artifact(
         )
     elif not local.is_file():
         check.status = "absent"
-    elif file_sha256(local) != pinned:
+    elif sha256_tagged(local) != pinned:
         check.status = "mismatch"
         check.held_by = _held(holds, path)
         message = f"{path}: bytes changed after the receipt pinned {pinned[7:19]}…"
@@ -268,7 +268,7 @@ def scan_run(path: Path, config: DeterminismConfig) -> tuple[FileReport, RunOutp
                 HOLD,
             )
             continue
-        rehashed[name] = file_sha256(local)
+        rehashed[name] = sha256_tagged(local)
         if rehashed[name] != outputs[name]:
             report.add(
                 "RUN_OUTPUT_HASH_MISMATCH",

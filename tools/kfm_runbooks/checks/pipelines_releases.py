@@ -33,13 +33,13 @@ from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
 from . import BLOCKING, INFO, Finding, undoable
+from .common.files import sha256_tagged
 from .common.jcs import spec_hash_matches
 from .pipelines_common import (
     SHA256_RE,
     FileReport,
     SchemaValidator,
     contained,
-    file_sha256,
     json_files,
     optional_validator,
     read_json,
@@ -162,7 +162,7 @@ def _check_file(report: FileReport, folder: Path, index: int, entry: dict[str, A
             where,
             f"{entry['path']}: {size} bytes, manifest says {entry['bytes']}",
         )
-    elif file_sha256(path) != entry["sha256"]:
+    elif sha256_tagged(path) != entry["sha256"]:
         report.add(
             "RELEASE_FILE_DIGEST_MISMATCH",
             where,

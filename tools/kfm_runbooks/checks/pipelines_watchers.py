@@ -31,6 +31,7 @@ from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding, undoable
+from .common.files import sha256_tagged
 from .common.jcs import spec_hash_matches
 from .pipelines_common import (
     READ_CODES,
@@ -38,7 +39,6 @@ from .pipelines_common import (
     SchemaValidator,
     as_of,
     contained,
-    file_sha256,
     hours,
     json_files,
     optional_validator,
@@ -153,7 +153,7 @@ def _spec_binding(report: RegistryReport, watcher: dict[str, Any], base: str, ro
         if path.stat().st_size > MAX_SPEC_BYTES:
             report.add("SPEC_FILE_TOO_LARGE", f"{base}/spec_path", f"{raw} is too large")
             return
-        actual = file_sha256(path)
+        actual = sha256_tagged(path)
     except OSError:
         report.add("SPEC_FILE_UNREADABLE", f"{base}/spec_path", f"{raw} cannot be read")
         return

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import yaml
 
 from .._fs import replace_atomic
 from . import strict_json
+from .common.files import FileProblem, read_bounded
 
 MAX_FILE_BYTES = 4 * 1_048_576
 FINGERPRINT_HEX = 8
@@ -99,22 +99,19 @@ def _walk(folder: Path) -> Iterator[Path]:
 
 def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes | None, str | None]:
     """(bytes, None) or (None, code): symlinks, specials and oversized files are refused."""
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return None, "SEC_FILE_NOT_FOUND"
-    except OSError:
-        return None, "SEC_FILE_READ_ERROR"
-    if stat.S_ISLNK(info.st_mode):
-        return None, "SEC_INPUT_SYMLINK_DENIED"
-    if not stat.S_ISREG(info.st_mode):
-        return None, "SEC_FILE_NOT_REGULAR"
-    if info.st_size > limit:
-        return None, "SEC_FILE_TOO_LARGE"
-    try:
-        return path.read_bytes(), None
-    except OSError:
-        return None, "SEC_FILE_READ_ERROR"
+    data, problem = read_bounded(path, limit)
+    if data is None:
+        return None, _READ_PROBLEM_CODES[problem or FileProblem.UNREADABLE]
+    return data, None
+
+
+_READ_PROBLEM_CODES = {
+    FileProblem.MISSING: "SEC_FILE_NOT_FOUND",
+    FileProblem.LINK: "SEC_INPUT_SYMLINK_DENIED",
+    FileProblem.NOT_REGULAR: "SEC_FILE_NOT_REGULAR",
+    FileProblem.TOO_LARGE: "SEC_FILE_TOO_LARGE",
+    FileProblem.UNREADABLE: "SEC_FILE_READ_ERROR",
+}
 
 
 def parse_json(data: bytes) -> tuple[Any, str | None]:

@@ -37,6 +37,7 @@ from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding
 from .common.files import FileProblem, read_bounded
 from .common.jcs import CanonicalizationError, spec_hash
+from .common.json import parent_of, pointer
 
 REPORT_PREFIX = "kfm:citation-validation-report:"
 OUTCOME_RANK = {"PASS": 0, "ABSTAIN": 1, "DENY": 2, "ERROR": 3}
@@ -194,10 +195,6 @@ class ReportVerdict:
         return row
 
 
-def _pointer(parts: Any) -> str:
-    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
-
-
 def _schema_finding(report: Any, schema: dict[str, Any]) -> tuple[str, str] | None:
     import jsonschema  # type: ignore[import-untyped]
 
@@ -206,13 +203,13 @@ def _schema_finding(report: Any, schema: dict[str, Any]) -> tuple[str, str] | No
     )
     errors = sorted(
         validator.iter_errors(report),
-        key=lambda e: (_pointer(e.absolute_path) if e.absolute_path else "/", str(e.validator)),
+        key=lambda e: (pointer(e.absolute_path) if e.absolute_path else "/", str(e.validator)),
     )
     if not errors:
         return None
     first = errors[0]
     return "CITATION_REPORT_SCHEMA_INVALID", (
-        _pointer(first.absolute_path) if first.absolute_path else "/"
+        pointer(first.absolute_path) if first.absolute_path else "/"
     )
 
 
@@ -280,17 +277,8 @@ def validate_report(
 # -- fixture manifests -----------------------------------------------------------------------
 
 
-def _walk(document: Any, pointer: str) -> tuple[Any, str]:
-    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.lstrip("/").split("/")]
-    node = document
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    return node, parts[-1]
-
-
 def _operate(document: dict[str, Any], operation: dict[str, Any]) -> None:
-    node, key = _walk(document, str(operation["path"]))
-    slot: int | str = int(key) if isinstance(node, list) else key
+    node, slot = parent_of(document, str(operation["path"]))
     kind = operation.get("op")
     if kind == "set":
         node[slot] = copy.deepcopy(operation["value"])

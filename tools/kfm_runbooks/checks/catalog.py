@@ -40,9 +40,10 @@ from typing import Any
 from .._fs import create_new, replace_atomic
 from .._time import now_iso
 from ..target import Target
-from . import BLOCKING, HOLD, Finding, digests, strict_json, undoable, verdict
+from . import BLOCKING, HOLD, Finding, digests, undoable, verdict
 from .catalog_json import READ_PROBLEM_CODES, collection_license
 from .catalog_stac import stac_version_judged
+from .common import json as strict_json
 from .common.files import FileProblem, read_bounded
 
 MAX_RECORD_BYTES = 1_048_576

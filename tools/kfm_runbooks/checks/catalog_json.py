@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import strict_json
+from .common import json as strict_json
 from .common.files import FileProblem, read_bounded
+from .common.json import pointer
 
 MAX_RECORD_BYTES = 1_048_576
 MAX_DEPTH = 64
@@ -186,12 +187,6 @@ def rel(path: Path, base: Path) -> str:
         return path.relative_to(base).as_posix()
     except ValueError:
         return path.name
-
-
-def pointer(parts: Any) -> str:
-    """RFC 6901 JSON pointer for a path of keys / indexes ('/' for the root)."""
-    encoded = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
-    return "/" + "/".join(encoded) if encoded else "/"
 
 
 def walk_strings(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[str, str]]:

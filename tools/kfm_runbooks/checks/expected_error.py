@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import strict_json
+from .common import json as strict_json
 
 SUFFIX = ".expected_error.txt"
 MAX_BYTES = 4096

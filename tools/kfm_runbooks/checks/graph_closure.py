@@ -30,6 +30,7 @@ from typing import Any
 
 from . import BLOCKING, HOLD, Finding
 from .common.jcs import CanonicalizationError, spec_hash
+from .common.json import pointer, set_at
 from .graphdb import (
     IDENTIFIER_RE,
     QUARANTINE_LABEL,
@@ -275,22 +276,6 @@ def identity(packet: Mapping[str, Any]) -> tuple[str, str]:
     return digest, IDENTITY_PREFIX + digest.removeprefix("sha256:")[:24]
 
 
-def _pointer(parts: Iterable[Any]) -> str:
-    encoded = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
-    return "/" + "/".join(encoded) if encoded else "/"
-
-
-def _replace(document: Any, pointer: str, value: Any) -> None:
-    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
-    target = document
-    for part in parts[:-1]:
-        target = target[int(part)] if isinstance(target, list) else target[part]
-    if isinstance(target, list):
-        target[int(parts[-1])] = copy.deepcopy(value)
-    else:
-        target[parts[-1]] = copy.deepcopy(value)
-
-
 @dataclass
 class PacketVerdict:
     case_id: str
@@ -355,7 +340,7 @@ def validate_packet(
 
     errors = []
     for error in Draft202012Validator(schema).iter_errors(packet):
-        errors.append(("STAC_LINK_SCHEMA_INVALID", _pointer(error.absolute_path)))
+        errors.append(("STAC_LINK_SCHEMA_INVALID", pointer(error.absolute_path)))
         if len(errors) >= MAX_SCHEMA_FINDINGS:
             break
     if errors:
@@ -377,7 +362,7 @@ def materialize(bases: Mapping[str, Any], case: Mapping[str, Any]) -> dict[str, 
     """A case's packet, built like KFM's harness: base + mutations, generated fields."""
     document: dict[str, Any] = copy.deepcopy(dict(bases[case["base"]]))
     for mutation in case.get("mutations", []):
-        _replace(document, mutation["path"], mutation["value"])
+        set_at(document, mutation["path"], mutation["value"])
     if "assessment_override" in case:
         document["assessment"] = copy.deepcopy(case["assessment_override"])
     else:

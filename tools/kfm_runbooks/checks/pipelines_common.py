@@ -20,8 +20,10 @@ from typing import Any
 from .._fs import replace_atomic
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, strict_json
+from . import BLOCKING, HOLD, INFO, Finding
+from .common import json as strict_json
 from .common.files import FileProblem, read_bounded
+from .common.json import pointer
 
 MAX_JSON_BYTES = 2 * 1024 * 1024
 SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -149,11 +151,6 @@ class SchemaError:
     pointer: str
     keyword: str
     message: str
-
-
-def pointer(parts: Iterable[Any]) -> str:
-    items = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
-    return "/" + "/".join(items) if items else "/"
 
 
 class SchemaValidator:

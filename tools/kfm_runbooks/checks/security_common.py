@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .._fs import replace_atomic
-from . import strict_json
+from .common import json as strict_json
 from .common.files import FileProblem, read_bounded
 
 MAX_FILE_BYTES = 4 * 1_048_576
@@ -155,13 +155,6 @@ def dump_yaml(value: Any) -> bytes:
 def write_yaml(path: Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     replace_atomic(path, dump_yaml(value))
-
-
-def pointer(parts: tuple[Any, ...]) -> str:
-    """RFC 6901 JSON pointer of a path in a document."""
-    if not parts:
-        return "/"
-    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def private_folder(path: Path) -> Path:

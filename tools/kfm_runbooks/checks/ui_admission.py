@@ -16,13 +16,13 @@ import re
 from typing import Any
 
 from . import HOLD, Finding
+from .common.json import set_at
 from .ui_contract_base import (
     CaseVerdict,
     ContractsConfig,
     case_name,
     display_name,
     read_json,
-    set_pointer,
 )
 
 ADMISSION_PROFILE = "kfm.layer-manifest-admission-fixture.v1"
@@ -169,7 +169,7 @@ def admission_cases(config: ContractsConfig) -> tuple[list[CaseVerdict], list[Fi
         candidate = copy.deepcopy(base)
         try:
             for pointer, value in ADMISSION_MUTATIONS[str(mutation)]:
-                set_pointer(candidate, pointer, value)
+                set_at(candidate, pointer, value)
         except (KeyError, IndexError, TypeError, ValueError):
             problems.append(
                 Finding(

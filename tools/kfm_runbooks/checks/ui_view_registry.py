@@ -15,15 +15,14 @@ from typing import Any
 
 from . import HOLD, Finding
 from .common.jcs import CanonicalizationError, spec_hash
+from .common.json import pointer, set_at
 from .ui_contract_base import (
     CaseVerdict,
     ContractsConfig,
     case_name,
     display_name,
-    pointer,
     read_json,
     schema_errors,
-    set_pointer,
 )
 
 VIEW_ID_PREFIX = "kfm:view-registry:"
@@ -126,7 +125,7 @@ def materialize_view_registry(bases: dict[str, Any], case: dict[str, Any]) -> di
     """A case's registry as KFM's harness builds it: base + mutations, generated identity."""
     registry: dict[str, Any] = copy.deepcopy(bases[case["base"]])
     for mutation in case.get("mutations", []):
-        set_pointer(registry, mutation["path"], mutation["value"])
+        set_at(registry, mutation["path"], mutation["value"])
     digest, registry_id = view_identity(registry)
     registry["spec_hash"] = case.get("spec_hash_override", digest)
     registry["registry_id"] = case.get("registry_id_override", registry_id)

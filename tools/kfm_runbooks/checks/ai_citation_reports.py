@@ -38,6 +38,7 @@ from . import BLOCKING, HOLD, INFO, Finding
 from .common.files import FileProblem, read_bounded
 from .common.jcs import CanonicalizationError, spec_hash
 from .common.json import parent_of, pointer
+from .common.paths import inside
 
 REPORT_PREFIX = "kfm:citation-validation-report:"
 OUTCOME_RANK = {"PASS": 0, "ABSTAIN": 1, "DENY": 2, "ERROR": 3}
@@ -636,7 +637,7 @@ def scan_contracts(target: Target) -> ContractScan:
     reports: list[ReportVerdict] = []
     for path in target.resolve_many("ai_citations", "reports"):
         name = f"{path.parent.name}/{path.name}"
-        if not _inside(path, root):
+        if not _contained(path, root):
             reports.append(
                 ReportVerdict(name, "ERROR", None, ("CITATION_REPORT_INPUT_PATH_DENIED", "/"))
             )
@@ -653,8 +654,5 @@ def scan_contracts(target: Target) -> ContractScan:
     return ContractScan(reports, panels)
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        return not path.is_symlink() and path.resolve().is_relative_to(root.resolve())
-    except OSError:
-        return False
+def _contained(path: Path, root: Path) -> bool:
+    return not path.is_symlink() and inside(path, root)

@@ -45,6 +45,7 @@ from .catalog_json import READ_PROBLEM_CODES, collection_license
 from .catalog_stac import stac_version_judged
 from .common import json as strict_json
 from .common.files import FileProblem, read_bounded
+from .common.paths import rel
 
 MAX_RECORD_BYTES = 1_048_576
 SHA256_CHECKSUM_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -560,13 +561,6 @@ def _remote(
 # --- walking ---------------------------------------------------------------------------
 
 
-def _rel(path: Path, base: Path) -> str:
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.name
-
-
 def _walk_links(
     config: CatalogConfig,
     findings: list[Finding],
@@ -589,14 +583,14 @@ def _walk_links(
         seen.add(node)
         record, code = read_json_object(node)
         if record is None:
-            findings.append(Finding(code or "CAT_FILE_READ_ERROR", _rel(node, base)))
+            findings.append(Finding(code or "CAT_FILE_READ_ERROR", rel(node, base)))
             continue
         if record.get("type") == "Feature":
             if node == config.root:
                 findings.append(
                     Finding(
                         "CAT_ROOT_NOT_CATALOG",
-                        _rel(node, base),
+                        rel(node, base),
                         "/type",
                         BLOCKING,
                         "catalog.root is an Item, not a Catalog or Collection",
@@ -609,7 +603,7 @@ def _walk_links(
             findings.append(
                 Finding(
                     "CAT_ROOT_NOT_CATALOG",
-                    _rel(node, base),
+                    rel(node, base),
                     "/type",
                     BLOCKING,
                     f"catalog.root has type {record.get('type')!r}, not Catalog or Collection",
@@ -620,7 +614,7 @@ def _walk_links(
             if not isinstance(link, dict) or link.get("rel") not in ("child", "item"):
                 continue
             href = str(link.get("href", ""))
-            subject = _rel(node, base)
+            subject = rel(node, base)
             where = f"/links/{index}"
             scheme = urllib.parse.urlsplit(href).scheme.lower()
             if len(scheme) > 1 and scheme != "file":
@@ -679,7 +673,7 @@ def _folder_records(config: CatalogConfig, skipped: list[dict[str, str]]) -> lis
             else:
                 skipped.append(
                     {
-                        "file": _rel(path, config.base),
+                        "file": rel(path, config.base),
                         "reason": "not a .json/.jsonld/.geojson record",
                     }
                 )
@@ -742,7 +736,7 @@ def scan_item(
     head_probe: HeadProbe = _head_probe,
     parent: Path | None = None,
 ) -> ItemReport:
-    subject = _rel(path, config.base)
+    subject = rel(path, config.base)
     record, code = read_json_object(path)
     report = ItemReport(file=subject, item_id=None)
     if record is None:
@@ -782,7 +776,7 @@ def scan(config: CatalogConfig, head_probe: HeadProbe = _head_probe) -> CatalogS
             kind = record.get("type") if record is not None else None
             if kind in ("Collection", "Catalog"):
                 skipped.append(
-                    {"file": _rel(path, config.base), "reason": f"a STAC {kind}, not an item"}
+                    {"file": rel(path, config.base), "reason": f"a STAC {kind}, not an item"}
                 )
                 continue
         items.append(scan_item(path, config, head_probe, parents.get(path)))
@@ -849,13 +843,13 @@ def quarantine_item(
     data = item_path.read_bytes()
     meta: dict[str, Any] = {
         "item_id": item_id,
-        "original_path": _rel(item_path, config.base),
+        "original_path": rel(item_path, config.base),
         "sha256": hashlib.sha256(data).hexdigest(),
         "reason": reason,
         "incident": incident,
         "quarantined_at": now_iso(),
         "parent_links": [
-            {"parent": _rel(p, config.base), "index": i, "link": link} for p, i, link in parents
+            {"parent": rel(p, config.base), "index": i, "link": link} for p, i, link in parents
         ],
         "read_error": code,
     }

@@ -19,6 +19,8 @@ from typing import Any
 from .common import json as strict_json
 from .common.files import FileProblem, read_bounded
 from .common.json import pointer
+from .common.paths import inside as inside  # re-exported: the catalog checks' import
+from .common.paths import rel as rel
 
 MAX_RECORD_BYTES = 1_048_576
 MAX_DEPTH = 64
@@ -73,15 +75,6 @@ def read_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(value, dict):
         return None, "ROOT_NOT_OBJECT"
     return value, None
-
-
-def inside(path: Path, base: Path) -> bool:
-    """Is `path` (not following its last component) inside `base`?"""
-    try:
-        path.parent.resolve().joinpath(path.name).relative_to(base.resolve())
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 RECORD_SUFFIXES = (".json", ".jsonld", ".geojson")
@@ -179,14 +172,6 @@ def collection_license(
         ):
             return license_
     return None
-
-
-def rel(path: Path, base: Path) -> str:
-    """A stable display path: relative to `base` when inside it, else the file name."""
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.name
 
 
 def walk_strings(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[str, str]]:

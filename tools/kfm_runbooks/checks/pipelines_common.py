@@ -24,6 +24,7 @@ from . import BLOCKING, HOLD, INFO, Finding
 from .common import json as strict_json
 from .common.files import FileProblem, read_bounded
 from .common.json import pointer
+from .common.paths import rel as rel  # re-exported for pipelines_*
 
 MAX_JSON_BYTES = 2 * 1024 * 1024
 SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -115,13 +116,6 @@ def contained(root: Path, raw: Any) -> tuple[Path | None, str | None]:
         if current.is_symlink():
             return None, "SYMLINK_DENIED"
     return current, None
-
-
-def rel(path: Path, base: Path) -> str:
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.name
 
 
 def json_files(entries: Iterable[Path]) -> list[Path]:

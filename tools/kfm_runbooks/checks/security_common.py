@@ -19,6 +19,10 @@ import yaml
 from .._fs import replace_atomic
 from .common import json as strict_json
 from .common.files import FileProblem, read_bounded
+from .common.paths import lexically_inside
+from .common.paths import rel as rel  # re-exported for security_*
+
+inside = lexically_inside  # the security checks' name for it
 
 MAX_FILE_BYTES = 4 * 1_048_576
 FINGERPRINT_HEX = 8
@@ -32,21 +36,6 @@ def fingerprint(value: str | bytes) -> str:
     """
     data = value.encode("utf-8") if isinstance(value, str) else value
     return "fp:" + hashlib.sha256(data).hexdigest()[:FINGERPRINT_HEX]
-
-
-def rel(path: Path, base: Path) -> str:
-    """`path` relative to `base` (posix), or its bare name when it lies elsewhere."""
-    try:
-        return Path(os.path.normpath(path)).relative_to(os.path.normpath(base)).as_posix()
-    except ValueError:
-        return path.name
-
-
-def inside(path: Path | str, base: Path | str) -> bool:
-    """Lexically inside `base` (no filesystem access; `..` collapsed first)."""
-    candidate = os.path.normpath(path)
-    boundary = os.path.normpath(base)
-    return candidate == boundary or candidate.startswith(boundary.rstrip(os.sep) + os.sep)
 
 
 def symlink_on_path(path: Path, base: Path) -> bool:

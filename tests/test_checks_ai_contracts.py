@@ -89,9 +89,6 @@ def test_a_changed_report_is_caught_by_its_spec_hash() -> None:
     ]
 
 
-
-
-
 def test_kfm_provenance_panels_valid_and_invalid() -> None:
     verdicts = {
         name: reports.check_panel_file(path, name, KFM_SAMPLE)

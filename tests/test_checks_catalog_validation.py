@@ -97,8 +97,6 @@ def test_a_changed_fixture_no_longer_reproduces(tmp_path: Path) -> None:
     assert report.reproduced is False
 
 
-
-
 # --- hostile input ----------------------------------------------------------------------
 
 

@@ -112,8 +112,6 @@ def test_sandbox_graph_bytes_are_deterministic(tmp_path: Path) -> None:
 # --- RFC 8785 canonical JSON (KFM's spec_hash) -----------------------------------------
 
 
-
-
 # --- KFM's STAC link-closure cases -----------------------------------------------------
 
 

@@ -34,7 +34,7 @@ import yaml
 
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, expected_error, verdict
+from . import BLOCKING, HOLD, INFO, Finding, verdict
 from .catalog_json import (
     READ_ERROR_CODES,
     collection_license,
@@ -47,8 +47,9 @@ from .catalog_json import (
 from .catalog_schema import SchemaUnavailable, schema_errors
 from .catalog_validation import classify
 from .catalog_withdraw import Holding
+from .common import matchers as expected_error
 from .common.files import read_bounded
-from .expected_error import ExpectedError
+from .common.matchers import ExpectedError
 
 SECTION = "catalog_labels"
 LABEL_KEY = "kfm:sensitivity_label"

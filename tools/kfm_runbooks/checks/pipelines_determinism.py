@@ -27,7 +27,8 @@ from typing import Any
 from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, expected_error, undoable
+from . import BLOCKING, HOLD, INFO, Finding, undoable
+from .common import matchers as expected_error
 from .common.files import sha256_tagged
 from .common.jcs import content_bytes, content_hash
 from .pipelines_common import (

@@ -26,7 +26,8 @@ from typing import Any
 from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, expected_error, undoable
+from . import BLOCKING, HOLD, INFO, Finding, undoable
+from .common import matchers as expected_error
 from .pipelines_common import (
     FileReport,
     SchemaValidator,

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding, undoable
+from .common import holding
 from .common import matchers as expected_error
 from .common.files import sha256_tagged
 from .common.jcs import content_bytes, content_hash
@@ -470,9 +470,8 @@ def hold_promotion(
 ) -> dict[str, Any]:
     """Block promotion of `output` until its drift is explained. Idempotent."""
     path, doc = _holds_doc(config)
-    if isinstance(doc["holds"].get(output), dict):
+    if not holding.place(doc["holds"], output, incident, reason):
         return {"output": output, "held": True, "already": True}
-    doc["holds"][output] = {"by": incident, "at": now_iso(), "reason": reason}
     write_json(path, doc)
     return {"output": output, "held": True, "already": False}
 
@@ -480,9 +479,8 @@ def hold_promotion(
 def release_promotion(config: DeterminismConfig, output: str) -> dict[str, Any]:
     """Undo `hold_promotion`. Safe to run twice."""
     path, doc = _holds_doc(config)
-    if not isinstance(doc["holds"].get(output), dict):
+    if not holding.lift(doc["holds"], output):
         return {"output": output, "released": False, "reason": "not held"}
-    del doc["holds"][output]
     write_json(path, doc)
     return {"output": output, "released": True}
 

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
 from . import BLOCKING, INFO, Finding, undoable
+from .common import holding
 from .common.files import sha256_tagged
 from .common.jcs import spec_hash_matches
 from .pipelines_common import (
@@ -402,7 +402,7 @@ def withdraw(config: ReleaseConfig, release: str, *, incident: str, reason: str)
         raise TargetError(f"{release!r} is not a release name")
     if marker.is_file():
         return {"release": release, "withdrawn": True, "already": True}
-    write_json(marker, {"release": release, "by": incident, "at": now_iso(), "reason": reason})
+    write_json(marker, {"release": release, **holding.record(incident, reason)})
     return {"release": release, "withdrawn": True, "already": False}
 
 

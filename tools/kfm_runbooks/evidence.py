@@ -26,9 +26,10 @@ from typing import Any
 from . import ledger, manifest
 from ._fs import NotRegularError, _fsync_dir, sha256_bytes, sha256_regular
 from .layout import TIMELINE, Workspace, timeline_line
+from .vocab import LedgerKind
 
-INTENT = "publish.intent"
-TORN = "publish.torn"
+INTENT = LedgerKind.PUBLISH_INTENT
+TORN = LedgerKind.PUBLISH_TORN
 EVIDENCE_PREFIX = "10_evidence/"
 
 

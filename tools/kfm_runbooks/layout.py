@@ -35,6 +35,7 @@ from ._fs import LOCK_TIMEOUT_S, append_bytes, file_lock, open_regular, sha256_r
 from ._time import iso, utc_now
 from .errors import DamagedError, SetupError
 from .ledger import Views
+from .vocab import LedgerKind
 
 if TYPE_CHECKING:
     from .incident import Incident
@@ -242,7 +243,7 @@ class Workspace:
             missing = _missing_suffix(self.view_path(rel), text.encode())
             if missing:
                 append_bytes(self.view_path(rel), missing)
-        if last.get("kind") == "publish.intent":
+        if last.get("kind") == LedgerKind.PUBLISH_INTENT:
             from .evidence import finish
 
             finish(self, last)

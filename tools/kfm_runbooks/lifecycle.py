@@ -32,6 +32,7 @@ from .history import History
 from .incident import ROLES, SEVERITIES, STATUSES, Incident
 from .layout import TIMELINE, Workspace, default_actor, timeline_line
 from .recovery import open_for_update
+from .vocab import LedgerKind
 
 MILESTONES = {
     "Identified": "identified",
@@ -235,13 +236,13 @@ def flag_locked(
             return None
         line = f"integrity proven again: {source} (by {actor})"
         return workspace.record(
-            "integrity.cleared", {"source": source}, actor, {TIMELINE: timeline_line(line)}
+            LedgerKind.INTEGRITY_CLEARED, {"source": source}, actor, {TIMELINE: timeline_line(line)}
         )
     if current == reason:
         return None
     line = f"⚠ integrity unproven ({source}): {reason} — severity cannot be lowered until proven"
     return workspace.record(
-        "integrity.flagged",
+        LedgerKind.INTEGRITY_FLAGGED,
         {"source": source, "reason": reason},
         actor,
         {TIMELINE: timeline_line(line)},

@@ -35,16 +35,17 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .._fs import create_new, replace_atomic
 from .._time import now_iso
 from ..target import Target
-from . import BLOCKING, HOLD, Finding, digests, undoable, verdict
+from . import BLOCKING, HOLD, Finding, digests, undoable
 from .catalog_json import READ_PROBLEM_CODES, collection_license
 from .catalog_stac import stac_version_judged
 from .common import json as strict_json
 from .common.files import FileProblem, read_bounded
+from .common.findings import FindingsReport
 from .common.paths import rel
 
 MAX_RECORD_BYTES = 1_048_576
@@ -144,8 +145,10 @@ class CatalogConfig:
 
 
 @dataclass
-class ItemReport:
+class ItemReport(FindingsReport):
     """The health of one STAC item: KFM's outcome and findings for it."""
+
+    ERROR_CODES: ClassVar[frozenset[str]] = ERROR_CODES
 
     file: str  # relative to the catalog base
     item_id: str | None
@@ -161,14 +164,6 @@ class ItemReport:
         """Assets whose bytes this catalog promises and a run can verify (all but the
         embargoed ones, whose bytes are withheld by policy behind a `via` link)."""
         return self.assets_total - self.assets_embargoed
-
-    @property
-    def outcome(self) -> str:
-        return verdict(self.findings, ERROR_CODES)
-
-    @property
-    def codes(self) -> list[str]:
-        return sorted({item.code for item in self.findings})
 
     @property
     def integrity(self) -> str:

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, verdict
+from . import BLOCKING, HOLD, INFO, Finding
 from .catalog_json import (
     READ_ERROR_CODES,
     collection_license,
@@ -49,6 +49,7 @@ from .catalog_validation import classify
 from .catalog_withdraw import Holding
 from .common import matchers as expected_error
 from .common.files import read_bounded
+from .common.findings import FindingsReport
 from .common.matchers import ExpectedError
 
 SECTION = "catalog_labels"
@@ -231,8 +232,10 @@ def label_findings(
 
 
 @dataclass
-class LabelReport:
+class LabelReport(FindingsReport):
     """One catalog record's license / label status and what publication it may have."""
+
+    ERROR_CODES: ClassVar[frozenset[str]] = READ_ERROR_CODES
 
     file: str
     kind: str
@@ -240,14 +243,6 @@ class LabelReport:
     effective: str  # fail closed: restricted unless license and label are valid
     publishable: bool
     findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def outcome(self) -> str:
-        return verdict(self.findings, READ_ERROR_CODES)
-
-    @property
-    def codes(self) -> list[str]:
-        return sorted({f.code for f in self.findings if f.severity != INFO})
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -301,7 +296,8 @@ def check_record(path: Path, config: LabelsConfig, policy: Policy) -> LabelRepor
 
 
 @dataclass
-class LabelDocReport:
+class LabelDocReport(FindingsReport):
+    ERROR_CODES: ClassVar[frozenset[str]] = READ_ERROR_CODES
     file: str
     findings: list[Finding]
     errors: list[Any]  # schema errors (keyword, message, field)
@@ -312,10 +308,6 @@ class LabelDocReport:
     @property
     def expected_error(self) -> str | None:
         return self.matcher.text if self.matcher is not None else None
-
-    @property
-    def outcome(self) -> str:
-        return verdict(self.findings, READ_ERROR_CODES)
 
     @property
     def matched(self) -> bool | None:

@@ -24,11 +24,11 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, Finding, verdict
+from . import BLOCKING, HOLD, Finding
 from .catalog_json import READ_ERROR_CODES, inside, json_files, placeholders, read_object, rel
 from .catalog_prov import (
     dcat_findings,
@@ -45,6 +45,7 @@ from .catalog_stac import (
     trust_extension_findings,
 )
 from .catalog_withdraw import Holding
+from .common.findings import FindingsReport
 
 SECTION = "catalog_validation"
 ERROR_CODES = READ_ERROR_CODES | {"HASHING_UNAVAILABLE"}
@@ -99,20 +100,13 @@ class ValidationConfig:
 
 
 @dataclass
-class RecordReport:
+class RecordReport(FindingsReport):
+    ERROR_CODES: ClassVar[frozenset[str]] = ERROR_CODES
     file: str
     kind: str
     record_id: str | None
     findings: list[Finding] = field(default_factory=list)
     expected: dict[str, Any] | None = None
-
-    @property
-    def outcome(self) -> str:
-        return verdict(self.findings, ERROR_CODES)
-
-    @property
-    def codes(self) -> list[str]:
-        return sorted({f.code for f in self.findings})
 
     @property
     def reproduced(self) -> bool | None:

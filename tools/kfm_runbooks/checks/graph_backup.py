@@ -28,8 +28,9 @@ from typing import Any
 
 from .._fs import create_new, publish_new, replace_atomic, sha256_file
 from .._time import now_iso, parse_iso
-from . import BLOCKING, HOLD, Finding, verdict
+from . import BLOCKING, HOLD, Finding
 from .catalog import read_json_object
+from .common.findings import FindingsReport
 from .graphdb import ContentDigest, GraphBackend, GraphUnavailable, graph_digest
 
 PROFILE = "kfm.graph-backup-manifest.v1"
@@ -126,7 +127,7 @@ def restore_scratch(path: Path) -> tuple[ContentDigest | None, list[str], str | 
 
 
 @dataclass
-class BackupReport:
+class BackupReport(FindingsReport):
     manifest: str
     file: str | None = None
     taken_at: str | None = None
@@ -135,14 +136,6 @@ class BackupReport:
     restored: ContentDigest | None = None
     recorded: dict[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def outcome(self) -> str:
-        return verdict(self.findings)
-
-    @property
-    def codes(self) -> list[str]:
-        return sorted({f.code for f in self.findings})
 
     def as_dict(self) -> dict[str, Any]:
         return {

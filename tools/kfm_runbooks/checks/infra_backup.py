@@ -31,6 +31,7 @@ from ..errors import TargetError
 from ..target import Target
 from . import HOLD, INFO, Finding
 from .common.files import sha256_file
+from .common.findings import FindingsReport
 from .infra import InfraConfig
 
 TARGET_INVALID = "INFRA_BACKUP_TARGET_INVALID"
@@ -142,16 +143,13 @@ def _reason(error: str) -> str:
 
 
 @dataclass
-class BackupReport:
+class BackupReport(FindingsReport):
     job: dict[str, Any] | None
     runs: list[dict[str, Any]]
     latest: dict[str, Any] | None
     good: dict[str, Any] | None  # the newest successful run whose dump is intact
     findings: list[Finding] = field(default_factory=list)
     age_hours: float | None = None
-
-    def codes(self) -> set[str]:
-        return {f.code for f in self.findings}
 
 
 def _good(config: BackupConfig, row: dict[str, Any]) -> str | None:

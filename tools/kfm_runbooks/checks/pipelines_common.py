@@ -20,9 +20,10 @@ from typing import Any
 from .._fs import replace_atomic
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding
+from . import BLOCKING, Finding
 from .common import json as strict_json
 from .common.files import FileProblem, read_bounded
+from .common.findings import FindingsReport
 from .common.json import pointer
 from .common.paths import rel as rel  # re-exported for pipelines_*
 
@@ -235,7 +236,7 @@ def hours(delta: dt.timedelta) -> float:
 
 
 @dataclass
-class FileReport:
+class FileReport(FindingsReport):
     """One input file's verdict (KFM outcome) and findings."""
 
     file: str
@@ -243,19 +244,8 @@ class FileReport:
     error_codes: frozenset[str] = READ_CODES
     details: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def outcome(self) -> str:
-        if any(f.code in self.error_codes for f in self.findings):
-            return "ERROR"
-        if any(f.severity == BLOCKING for f in self.findings):
-            return "FAIL"
-        if any(f.severity == HOLD for f in self.findings):
-            return "HOLD"
-        return "PASS"
-
-    @property
-    def codes(self) -> list[str]:
-        return sorted({f.code for f in self.findings if f.severity != INFO})
+    def verdict_error_codes(self) -> frozenset[str]:
+        return self.error_codes
 
     def add(self, code: str, where: str = "/", message: str = "", severity: str = BLOCKING) -> None:
         self.findings.append(Finding(code, self.file, where, severity, message))

@@ -311,7 +311,7 @@ def _assess(
     status.lag_series = [(at.strftime("%Y-%m-%dT%H:%MZ"), hours(lag)) for at, lag in series]
     if series:
         status.lag_h = status.lag_series[-1][1]
-    found = []
+    found: list[tuple[str, str, str]] = []
     run = entry.get("run")
     if isinstance(run, dict) and run.get("status") == "running":
         started = parse_instant(run.get("started_at"))

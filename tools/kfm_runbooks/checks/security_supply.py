@@ -33,7 +33,8 @@ from typing import Any
 from .._fs import create_new
 from .._time import now_iso
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, undoable, verdict
+from . import BLOCKING, HOLD, INFO, Finding, undoable
+from .common.findings import FindingsReport
 from .security_common import inside, rel
 
 INTEGRITY_CODES = frozenset(
@@ -176,7 +177,7 @@ def parse_lock(path: Path) -> tuple[dict[str, Pin], list[Finding]]:
 
 
 @dataclass
-class DistReport:
+class DistReport(FindingsReport):
     """One installed distribution (one `.dist-info` folder)."""
 
     dist_info: str
@@ -192,12 +193,8 @@ class DistReport:
         return normalize(self.name)
 
     @property
-    def codes(self) -> list[str]:
-        return sorted({f.code for f in self.findings})
-
-    @property
     def state(self) -> str:
-        codes = set(self.codes)
+        codes = set(self.all_codes)  # SEC_PKG_UNPINNED_ALLOWED is an info finding
         if codes & INTEGRITY_CODES:
             return "integrity"
         if "SEC_PKG_VERSION_DRIFT" in codes:
@@ -207,10 +204,6 @@ class DistReport:
         if "SEC_PKG_UNPINNED_ALLOWED" in codes:
             return "allowed"
         return "ok"
-
-    @property
-    def outcome(self) -> str:
-        return verdict(self.findings)
 
     def as_dict(self) -> dict[str, Any]:
         return {

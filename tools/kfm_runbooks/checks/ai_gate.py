@@ -34,6 +34,7 @@ from typing import Any
 
 from ..live import focus as focus_impl
 from ..target import Target
+from ..vocab import Verdict
 from . import BLOCKING, HOLD, INFO, Finding
 from .ai_focus import Answer, FocusSystem, LogSample
 from .common.files import FileProblem, read_bounded
@@ -455,7 +456,7 @@ def scan_snapshots(target: Target) -> list[SnapshotVerdict]:
             name = _name(folder, root)
             verdicts.append(
                 SnapshotVerdict(
-                    name, "ERROR", [Finding("FILE_NOT_FOUND", name, "/", HOLD, "not found")]
+                    name, Verdict.ERROR, [Finding("FILE_NOT_FOUND", name, "/", HOLD, "not found")]
                 )
             )
             continue
@@ -463,15 +464,17 @@ def scan_snapshots(target: Target) -> list[SnapshotVerdict]:
             name = _name(path, root)
             value, problem = _read(path, root)
             if problem is not None:
-                verdicts.append(SnapshotVerdict(name, "ERROR", [Finding(problem, name, "/", HOLD)]))
+                verdicts.append(
+                    SnapshotVerdict(name, Verdict.ERROR, [Finding(problem, name, "/", HOLD)])
+                )
                 continue
             findings = query_findings(value, name)
             outcome = (
-                "PASS"
+                Verdict.PASS
                 if not findings
-                else "ERROR"
+                else Verdict.ERROR
                 if all(f.severity == HOLD for f in findings)
-                else "FAIL"
+                else Verdict.FAIL
             )
             verdicts.append(SnapshotVerdict(name, outcome, findings))
     return verdicts

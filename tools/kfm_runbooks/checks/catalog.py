@@ -40,7 +40,8 @@ from typing import Any, ClassVar
 from .._fs import create_new, replace_atomic
 from .._time import now_iso
 from ..target import Target
-from . import BLOCKING, HOLD, Finding, digests, undoable
+from ..vocab import Verdict
+from . import BLOCKING, HOLD, Finding, digests, undoable, verdict
 from .catalog_json import READ_PROBLEM_CODES, collection_license
 from .catalog_stac import stac_version_judged
 from .common import json as strict_json
@@ -173,13 +174,10 @@ class ItemReport(FindingsReport):
             for f in self.findings
             if f.code in INTEGRITY_CODES | LINK_CODES | ERROR_CODES or f.severity == HOLD
         ]
-        if any(f.code in ERROR_CODES for f in relevant):
-            return "ERROR"
-        if any(f.severity == BLOCKING for f in relevant):
-            return "FAIL"
-        if any(f.severity == HOLD for f in relevant) or self.assets_examined < self.assets_in_scope:
-            return "HOLD"
-        return "PASS"
+        found = verdict(relevant, ERROR_CODES)
+        if found == Verdict.PASS and self.assets_examined < self.assets_in_scope:
+            return Verdict.HOLD  # coverage: what was not examined is not proven
+        return found
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -34,6 +34,7 @@ import yaml
 
 from ..errors import TargetError
 from ..target import Target
+from ..vocab import Verdict
 from . import BLOCKING, HOLD, INFO, Finding
 from .catalog_json import (
     READ_ERROR_CODES,
@@ -339,9 +340,9 @@ def check_label_doc(path: Path, config: LabelsConfig) -> LabelDocReport:
     subject = rel(path, config.base)
     matcher, problem = expected_error.beside(path)
     if matcher is not None or problem is not None:
-        expected: str | None = "FAIL"
+        expected: str | None = Verdict.FAIL
     else:
-        expected = "PASS" if path.parent.name == "valid" else None
+        expected = Verdict.PASS if path.parent.name == "valid" else None
     value, code = read_object(path)
     if value is None:
         assert code is not None

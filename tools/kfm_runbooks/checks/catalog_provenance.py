@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 from ..errors import TargetError
 from ..target import Target
+from ..vocab import Verdict
 from . import BLOCKING, HOLD, Finding
 from .catalog_json import READ_ERROR_CODES, inside, json_files, placeholders, read_object, rel
 from .catalog_prov import is_prov_json
@@ -384,16 +385,16 @@ class ProvenanceScan:
     findings: list[Finding]
 
     def broken(self) -> list[EntryReport]:
-        return [e for e in self.entries if e.outcome in ("FAIL", "ERROR")]
+        return [e for e in self.entries if e.outcome in (Verdict.FAIL, Verdict.ERROR)]
 
     def status_counts(self) -> dict[str, int]:
         counts = {"complete chain": 0, "broken chain": 0, "mystery (no provenance)": 0, "held": 0}
         for entry in self.entries:
             if entry.mystery:
                 counts["mystery (no provenance)"] += 1
-            elif entry.outcome in ("FAIL", "ERROR"):
+            elif entry.outcome in (Verdict.FAIL, Verdict.ERROR):
                 counts["broken chain"] += 1
-            elif entry.outcome == "HOLD":
+            elif entry.outcome == Verdict.HOLD:
                 counts["held"] += 1
             else:
                 counts["complete chain"] += 1

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from ..errors import TargetError
 from ..target import Target
+from ..vocab import Verdict
 from . import BLOCKING, HOLD, Finding
 from .catalog_json import READ_ERROR_CODES, inside, json_files, placeholders, read_object, rel
 from .catalog_prov import (
@@ -142,10 +143,10 @@ class ValidationScan:
         return [f for r in self.reports for f in r.findings]
 
     def failing(self) -> list[RecordReport]:
-        return [r for r in self.reports if r.outcome in ("FAIL", "ERROR")]
+        return [r for r in self.reports if r.outcome in (Verdict.FAIL, Verdict.ERROR)]
 
     def held(self) -> list[RecordReport]:
-        return [r for r in self.reports if r.outcome == "HOLD"]
+        return [r for r in self.reports if r.outcome == Verdict.HOLD]
 
     def by_kind(self) -> dict[str, Counter[str]]:
         out: dict[str, Counter[str]] = {}

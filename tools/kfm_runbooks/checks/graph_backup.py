@@ -28,6 +28,7 @@ from typing import Any
 
 from .._fs import create_new, publish_new, replace_atomic, sha256_file
 from .._time import now_iso, parse_iso
+from ..vocab import Verdict
 from . import BLOCKING, HOLD, Finding
 from .catalog import read_json_object
 from .common.findings import FindingsReport
@@ -281,7 +282,7 @@ def take_backup(
         if not existing.startswith(base):
             continue
         check = verify(folder, existing, live=live, live_last_write=last, max_lag_hours=1e9)
-        if check.outcome == "PASS" and check.recorded.get("content_sha256") == live.sha256:
+        if check.outcome == Verdict.PASS and check.recorded.get("content_sha256") == live.sha256:
             if previous != existing:
                 replace_atomic(folder / POINTER, f"{existing}\n".encode())
             return {"created": False, "manifest": existing, "previous": previous}

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..vocab import Verdict
 from . import BLOCKING, HOLD, Finding
 from .common.jcs import CanonicalizationError, spec_hash
 from .common.json import pointer, set_at
@@ -261,7 +262,7 @@ def packet_assessment(packet: Mapping[str, Any]) -> dict[str, Any]:
                 "orphan_record_ids",
             )
         }
-        return {"outcome": "ERROR", "reason_code": "UPSTREAM_ERROR", **empty}
+        return {"outcome": Verdict.ERROR, "reason_code": "UPSTREAM_ERROR", **empty}
     nodes, rels = load_packet(packet)
     graph = record_graph(nodes, rels)
     root = packet.get("root_record_id")
@@ -353,9 +354,9 @@ def validate_packet(
         return "ABSTAIN", [("STAC_LINK_PARTIAL_GRAPH", "/assessment/outcome")]
     if outcome == "LINK_GRAPH_OPEN":
         return "DENY", [("STAC_LINK_GRAPH_OPEN", "/assessment/outcome")]
-    if outcome == "ERROR":
-        return "ERROR", [("STAC_LINK_UPSTREAM_ERROR", "/assessment/outcome")]
-    return "PASS", []
+    if outcome == Verdict.ERROR:
+        return Verdict.ERROR, [("STAC_LINK_UPSTREAM_ERROR", "/assessment/outcome")]
+    return Verdict.PASS, []
 
 
 def materialize(bases: Mapping[str, Any], case: Mapping[str, Any]) -> dict[str, Any]:

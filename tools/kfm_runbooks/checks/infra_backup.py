@@ -29,7 +29,8 @@ from typing import Any
 
 from ..errors import TargetError
 from ..target import Target
-from . import HOLD, INFO, Finding
+from ..vocab import Verdict
+from . import HOLD, INFO, Finding, verdict
 from .common.files import sha256_file
 from .common.findings import FindingsReport
 from .infra import InfraConfig
@@ -360,11 +361,7 @@ class DumpCheck:
 
     @property
     def status(self) -> str:
-        if any(f.severity == "blocking" for f in self.findings):
-            return "FAIL"
-        if any(f.severity == HOLD for f in self.findings):
-            return "HOLD"
-        return "PASS"
+        return verdict(self.findings)
 
 
 def verify_dump(
@@ -456,7 +453,7 @@ def take_backup(config: BackupConfig, tables: list[str]) -> dict[str, Any]:
     if not record.get("ok"):
         raise RuntimeError(f"the backup run failed: {_reason(str(record.get('error', '')))}")
     check = verify_dump(config, record, tables, "new backup")
-    if check.status != "PASS":
+    if check.status != Verdict.PASS:
         remove_backup(config, str(record["run"]), str(record["file"]), previous)
         raise RuntimeError(
             "the new backup does not verify: " + "; ".join(f.message for f in check.findings)

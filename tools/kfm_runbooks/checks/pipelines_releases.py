@@ -31,6 +31,7 @@ from typing import Any
 
 from ..errors import TargetError
 from ..target import Target
+from ..vocab import Verdict
 from . import BLOCKING, INFO, Finding, undoable
 from .common import holding
 from .common.files import sha256_tagged
@@ -203,7 +204,7 @@ def scan_release(folder: Path, config: ReleaseConfig) -> FileReport:
             report.add("RELEASE_SYMLINK_DENIED", f"/{name}", f"{name} is a symlink")
         elif name not in listed:
             report.add("RELEASE_FILE_UNLISTED", f"/{name}", f"{name} not in the manifest", INFO)
-    report.details["complete"] = report.outcome == "PASS"
+    report.details["complete"] = report.outcome == Verdict.PASS
     return report
 
 
@@ -304,7 +305,7 @@ class ReleaseScan:
 
     def complete(self) -> list[FileReport]:
         """Complete releases, newest first (created_at, then name)."""
-        done = [r for r in self.releases if r.outcome == "PASS"]
+        done = [r for r in self.releases if r.outcome == Verdict.PASS]
         return sorted(
             done, key=lambda r: (str(r.details.get("created_at") or ""), r.file), reverse=True
         )
@@ -312,7 +313,7 @@ class ReleaseScan:
     def fallback(self) -> FileReport | None:
         """The release `current` should name instead: the newest complete one."""
         current = self.current
-        if current is not None and current.outcome == "PASS":
+        if current is not None and current.outcome == Verdict.PASS:
             return None
         done = self.complete()
         return done[0] if done else None
@@ -322,7 +323,7 @@ class ReleaseScan:
         return [
             r
             for r in self.releases
-            if r.outcome != "PASS" and r.file not in self.withdrawn and r.file != current
+            if r.outcome != Verdict.PASS and r.file not in self.withdrawn and r.file != current
         ]
 
 
@@ -356,7 +357,7 @@ def scan(config: ReleaseConfig) -> ReleaseScan:
         )
     else:
         current = next(r for r in releases if r.file == pointer.target)
-        if current.outcome != "PASS":
+        if current.outcome != Verdict.PASS:
             found.append(
                 Finding(
                     "RELEASE_CURRENT_PARTIAL",

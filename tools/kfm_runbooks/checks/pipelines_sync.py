@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import TargetError
 from ..target import Target
+from ..vocab import Verdict
 from . import BLOCKING, HOLD, INFO, Finding, undoable
 from .common import holding
 from .common import matchers as expected_error
@@ -321,7 +322,7 @@ class SyncScan:
         return [f for f in self.findings if f.severity == BLOCKING and (f.code in codes)]
 
     def contract_failures(self) -> list[FileReport]:
-        return [r for r in self.receipts if r.outcome in ("FAIL", "ERROR")]
+        return [r for r in self.receipts if r.outcome in (Verdict.FAIL, Verdict.ERROR)]
 
     def looping(self) -> list[SourceHistory]:
         """Sources whose history shows a loop (held or not)."""

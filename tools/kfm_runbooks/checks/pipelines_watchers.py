@@ -30,6 +30,7 @@ from typing import Any
 from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
+from ..vocab import Verdict
 from . import BLOCKING, HOLD, INFO, Finding, undoable
 from .common.files import sha256_tagged
 from .common.jcs import spec_hash_matches
@@ -372,7 +373,7 @@ def liveness(
     findings: list[Finding] = []
     seen: set[str] = set()
     for report in registries:
-        if report.outcome not in ("PASS",):
+        if report.outcome not in (Verdict.PASS,):
             continue
         for watcher in report.watchers:
             watcher_id = str(watcher.get("watcher_id"))

@@ -33,6 +33,7 @@ from typing import Any
 from .._fs import create_new
 from .._time import now_iso
 from ..target import Target
+from ..vocab import Verdict
 from . import BLOCKING, HOLD, INFO, Finding, undoable
 from .common.findings import FindingsReport
 from .security_common import inside, rel
@@ -360,7 +361,7 @@ class EnvScan:
 
     @property
     def faulty(self) -> list[DistReport]:
-        return [d for d in self.dists if d.outcome != "PASS"]
+        return [d for d in self.dists if d.outcome != Verdict.PASS]
 
     @property
     def clean(self) -> bool:

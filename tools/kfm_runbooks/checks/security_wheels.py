@@ -22,6 +22,7 @@ from typing import Any
 from .._fs import create_new, replace_atomic
 from .._time import now_iso
 from ..target import Target
+from ..vocab import Verdict
 from . import undoable
 from .common.files import sha256_file
 from .security_common import inside, rel
@@ -95,7 +96,7 @@ def reinstall_from_wheel(config: EnvConfig, key: str, *, incident: str) -> dict[
     if wheel is None:
         raise ValueError(f"no wheel for {pin.name}=={pin.version} matching the lock's hash")
     current = [r for r in scan(config).dists if r.key == pin.name]
-    if len(current) == 1 and current[0].outcome == "PASS":
+    if len(current) == 1 and current[0].outcome == Verdict.PASS:
         return {"package": pin.name, "version": pin.version, "already": True}
     files = _read_wheel(wheel)
     backup_id = f"{pin.name}-{pin.version}-{incident}"

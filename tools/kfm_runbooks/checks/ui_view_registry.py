@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..vocab import Verdict
 from . import HOLD, Finding
 from .common.jcs import CanonicalizationError, spec_hash
 from .common.json import pointer, set_at
@@ -107,7 +108,7 @@ def validate_view_registry(
 ) -> tuple[str, list[tuple[str, str]]]:
     errors = schema_errors(registry, schema)
     if errors is None:
-        return "ERROR", [("VIEW_REGISTRY_SCHEMA_UNAVAILABLE", "/")]
+        return Verdict.ERROR, [("VIEW_REGISTRY_SCHEMA_UNAVAILABLE", "/")]
     if errors:
         return "DENY", [("VIEW_REGISTRY_SCHEMA_INVALID", path) for path in errors]
     semantic = _view_semantics(registry)
@@ -116,9 +117,9 @@ def validate_view_registry(
     closure = {entry["catalog"]["closure_state"] for entry in registry["entries"]}
     if "DENY" in closure:
         return "DENY", [("VIEW_REGISTRY_CATALOG_CLOSURE_DENIED", "/entries")]
-    if "HOLD" in closure:
+    if Verdict.HOLD in closure:
         return "ABSTAIN", [("VIEW_REGISTRY_CATALOG_CLOSURE_HELD", "/entries")]
-    return "PASS", []
+    return Verdict.PASS, []
 
 
 def materialize_view_registry(bases: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from ..errors import TargetError
 from ..target import Target
 from .common.jcs import content_bytes
+from .common.paths import rel
 
 SECTION = "graph"
 NEO4J_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
@@ -237,10 +238,7 @@ class GraphConfig:
         return self.rel(self.path)
 
     def rel(self, path: Path) -> str:
-        try:
-            return path.relative_to(self.base).as_posix()
-        except ValueError:
-            return path.name
+        return rel(path, self.base)
 
     @classmethod
     def from_target(cls, target: Target) -> GraphConfig:

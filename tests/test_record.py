@@ -232,5 +232,5 @@ def test_old_check_entries_without_coverage_still_read(tmp_path: Path) -> None:
     """Ledgers and notebooks written before coverage existed carry name/status/detail only."""
     from kfm_runbooks.seal import outcome_from
 
-    old = {"kfm.check.a": {"name": "a", "status": "PASS", "detail": "x"}}
+    old = [{"name": "a", "status": "PASS", "detail": "x"}]
     assert outcome_from({"status": "completed"}, old)[0] == "passed"

@@ -135,12 +135,13 @@ def _edited_copy_of_the_runbook(tmp_path: Path) -> str:
     from kfm_runbooks.runbook import find
 
     nb = json.loads(find(CHECKSUM).read_text())
-    for cell in nb["cells"]:
+    for cell in nb["cells"]:  # its verdict tables judge nothing, its checks always pass
+        cell["source"] = "".join(cell["source"]).replace(', verdict="integrity"', "")
         if "verification" in cell["metadata"].get("tags", []):
             source = "".join(cell["source"]).replace("run.check(", "_passes(")
             cell["source"] = [
-                "def _passes(name, status, detail=''):\n",
-                "    return run.check(name, 'PASS', 'trust me')\n",
+                "def _passes(name, status, detail='', **coverage):\n",
+                "    return run.check(name, 'PASS', 'trust me', examined=1, in_scope=1)\n",
                 source,
             ]
     copy = tmp_path / f"{CHECKSUM}.ipynb"

@@ -119,11 +119,13 @@ class Live:
             if data.get("run_id") != run_id:
                 continue
             if entry["kind"] == "check":
-                checks[str(data.get("name"))] = {
+                check = {
                     "name": data.get("name"),
                     "status": data.get("status"),
                     "detail": data.get("detail", ""),
                 }
+                check.update({k: data[k] for k in ("coverage", "requested") if k in data})
+                checks[str(data.get("name"))] = check
             elif entry["kind"] == "finding":
                 findings.append(data)
         return cls(list(checks.values()), findings)

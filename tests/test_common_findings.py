@@ -12,6 +12,7 @@ from kfm_runbooks.checks import BLOCKING, HOLD, INFO, Finding, verdict
 from kfm_runbooks.checks.catalog_labels import LabelReport
 from kfm_runbooks.checks.common.findings import FindingsReport
 from kfm_runbooks.checks.infra_backup import BackupReport
+from kfm_runbooks.checks.infra_disk import VolumeReport
 from kfm_runbooks.checks.pipelines_common import FileReport
 from kfm_runbooks.checks.security_supply import DistReport
 from kfm_runbooks.vocab import CheckStatus, LedgerKind, RunOutcome, Severity, Verdict
@@ -34,7 +35,7 @@ def test_outcome_and_codes_follow_one_rule() -> None:
 
 
 def test_every_findings_report_uses_the_base() -> None:
-    for report_type in (LabelReport, BackupReport, FileReport, DistReport):
+    for report_type in (LabelReport, BackupReport, FileReport, DistReport, VolumeReport):
         assert issubclass(report_type, FindingsReport)
     backup = BackupReport(
         None, [], None, None, [Finding("X", "s"), Finding("N", "s", severity=INFO)]

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TargetError
-from . import BLOCKING, HOLD, INFO, Finding, verdict
+from . import BLOCKING, HOLD, INFO, Finding
 from .common.files import sha256_file
+from .common.findings import FindingsReport
 from .infra import InfraConfig
 
 SPACE_LOW = "INFRA_DISK_SPACE_LOW"
@@ -334,7 +335,7 @@ def reclaimable(
 
 
 @dataclass
-class VolumeReport:
+class VolumeReport(FindingsReport):
     spec: VolumeSpec
     usage: Usage | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -344,7 +345,7 @@ class VolumeReport:
 
     @property
     def status(self) -> str:
-        return verdict(self.findings)
+        return self.outcome
 
     @property
     def pressure(self) -> bool:

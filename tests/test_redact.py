@@ -169,3 +169,58 @@ def test_a_json_secret_escaped_inside_a_string_is_found() -> None:
     assert "hunter2xyz" not in clean and counts["assigned-secret"] == 1, clean
     inner = '{"password": "' + 'a\\"b-hunter2xyz"}'
     assert "hunter2xyz" not in redact.scrub(inner)[0]
+
+
+def _large(pieces: list[str], seed: int) -> str:
+    """A log-sized text: the pieces scattered among ordinary lines, some very long."""
+    import random
+
+    rng = random.Random(seed)
+    filler = [
+        "2026-12-03T00:00:00Z GET /api/v1/items?id=42 200 12ms user=alice",
+        "INFO worker started, 3 tasks queued",
+        "x" * 5000,
+        "",
+        "  - name: layer-7",
+    ]
+    lines = [rng.choice(filler) for _ in range(3000)]
+    for piece in pieces:
+        lines.insert(rng.randrange(len(lines)), piece)
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_large_text_is_scrubbed_exactly_as_a_small_one(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large texts are searched only around each pattern's trigger: that must find exactly
+    what a full scan finds, wherever the secret sits (first line, last line, next to a
+    very long line, a value on the line after its key)."""
+    pieces = [text for _, _, text, _ in SAMPLES] + [
+        '"password":\n  "hunter2xyz"',
+        "Authorization:\n Basic " + "a2ZtOmh1bnRlcjJ4eXo=",
+        "token ghp_" + "b2" * 18 + " " + "y" * 9000 + " PGPASSWORD=" + "hunter3xyz",
+    ]
+    text = pieces[seed % len(pieces)] + "\n" + _large(pieces, seed) + "\n" + pieces[-seed - 1]
+    assert len(text) >= redact.WINDOWED_FROM
+    windowed = redact.find(text)
+    monkeypatch.setattr(redact, "WINDOWED_FROM", len(text) + 1)
+    assert windowed == redact.find(text)
+    assert len(windowed) >= len(pieces)
+
+
+def test_windows_stay_small_and_linear_on_one_long_line() -> None:
+    """Thousands of triggers on one line (a minified JSON) do not rescan the line each
+    time; ten of them in a large text leave most of it unsearched."""
+    line = ('{"token_count": 1, "v": "' + "z" * 200 + '"}, ') * 5000
+
+    def windows(text: str) -> list[tuple[int, int]] | None:
+        spans = redact._SENSITIVE.spans(text, text.lower())
+        assert spans is not None
+        return redact._windows(spans, text)
+
+    assert windows(line) is None  # all of it: one plain scan
+    text = _large(["api_key = 'k-123456'"] * 10, seed=1)
+    found = windows(text)
+    assert found is not None and len(found) <= 10
+    assert sum(end - start for start, end in found) < len(text) // 4

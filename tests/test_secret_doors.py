@@ -163,7 +163,8 @@ def test_torn_partial_bytes_are_scrubbed_too(
     """A partial notebook torn by a kill is kept as raw bytes: scrubbed like the rest."""
     from kfm_runbooks import runbook as runbook_mod
     from kfm_runbooks._time import utc_now
-    from kfm_runbooks.seal import seal_run
+    from kfm_runbooks.execute import target_info
+    from kfm_runbooks.seal import RunbookRef, RunInputs, seal_run
     from kfm_runbooks.target import load_target
     from kfm_runbooks.workspace import open_workspace
 
@@ -172,16 +173,22 @@ def test_torn_partial_bytes_are_scrubbed_too(
     book = runbook_mod.load(NOTEBOOKS / "prints_secrets.ipynb")
     partial = workspace.runs / ".RUN-torn.partial.ipynb"
     partial.write_bytes(b'{"cells": [{"outputs": ["' + SECRETS["env_line"][0].encode() + b"\n")
-    result = seal_run(
-        workspace,
+    target = load_target(sandbox)
+    inputs = RunInputs(
         run_id="RUN-torn",
-        runbook=book,
-        partial=partial,
-        status={"status": "kernel-died"},
+        runbook=RunbookRef.of(book),
         parameters={"incident_id": incident_id},
-        target=load_target(sandbox),
+        target=target,
+        target_info=target_info(target),
         actor="tester",
         started=utc_now(),
+    )
+    result = seal_run(
+        workspace,
+        inputs,
+        book=book,
+        partial=partial,
+        status={"status": "kernel-died"},
         ended=utc_now(),
     )
     assert result.outcome == "kernel-died"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -45,11 +45,42 @@ def _named_value(secret: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Trigger:
+    """Literal words one of which every match contains (found with str.find: fast)."""
+
+    words: tuple[str, ...]
+    ignore_case: bool = False
+
+    def spans(self, text: str, lowered: str | None) -> list[tuple[int, int]] | None:
+        """Sorted (start, end) of every occurrence; None when it cannot tell (a text whose
+        lower-case form has another length)."""
+        haystack = text
+        if self.ignore_case:
+            if lowered is None or len(lowered) != len(text):
+                return None
+            haystack = lowered
+        found = []
+        for word in self.words:
+            position = haystack.find(word)
+            while position >= 0:
+                found.append((position, position + len(word)))
+                position = haystack.find(word, position + 1)
+        return sorted(found)
+
+
+def _words(*words: str, ignore_case: bool = False) -> Trigger:
+    return Trigger(tuple(w.lower() if ignore_case else w for w in words), ignore_case)
+
+
+@dataclass(frozen=True)
 class Pattern:
     name: str
     regex: re.Pattern[str]
     group: int = 0  # which group is the secret (0: the whole match)
     keep: Callable[[str], bool] | None = None  # a match this says True to is not a secret
+    # Found in every match (a keyword, a prefix): in a large text the pattern runs only on
+    # the lines around its trigger (`_windows`). None: the pattern always scans everything.
+    trigger: Trigger | None = None
 
 
 # Names of fields and variables that hold a secret (db_password, PGPASSWORD, API-Key...),
@@ -67,6 +98,17 @@ _SECRET_NAME = (
     rf"[A-Za-z0-9_-]*?(?i:{_SENSITIVE_WORD})(?:[_-](?!(?i:{_ABOUT})(?![A-Za-z0-9]))[A-Za-z0-9]+)*"
 )
 SECRET_FIELD = re.compile(_SECRET_NAME)
+# Literal parts of _SENSITIVE_WORD (each of its alternatives contains one of these).
+_SENSITIVE = _words(
+    "passw",  # password, passwd
+    "passphrase",
+    "pwd",
+    "secret",
+    "token",
+    *(f"{word}{gap}key" for word in ("api", "access", "private") for gap in ("", "_", "-")),
+    "credential",
+    ignore_case=True,
+)
 # One line of a PEM / PGP armour body after a real or an escaped newline: base64 to the end
 # of the line, or a `Header: value` line (Proc-Type, Version...), or empty.
 _ARMOUR_LINE = (
@@ -84,21 +126,41 @@ def _armour(label: str) -> re.Pattern[str]:
 PATTERNS: tuple[Pattern, ...] = (
     Pattern("pgp-private-key", _armour(r"PGP PRIVATE KEY BLOCK")),
     Pattern("private-key", _armour(r"(?!PGP )(?:[A-Z0-9]+ )*PRIVATE KEY")),
-    Pattern("aws-access-key-id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    Pattern(
+        "aws-access-key-id",
+        re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+        trigger=_words("AKIA", "ASIA"),
+    ),
     Pattern(
         "aws-secret-access-key",
         re.compile(r"(?i)aws_secret_access_key\s*[:=]\s*['\"]?([A-Za-z0-9/+=]{40})"),
         1,
+        trigger=_words("aws_secret_access_key", ignore_case=True),
     ),
     Pattern(
         "github-token",
         re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b"),
+        trigger=_words("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
     ),
-    Pattern("slack-token", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
-    Pattern("google-api-key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
-    Pattern("stripe-key", re.compile(r"\b[sr]k_live_[0-9a-zA-Z]{24,}\b")),
     Pattern(
-        "jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
+        "slack-token",
+        re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+        trigger=_words("xoxa-", "xoxb-", "xoxp-", "xoxr-", "xoxs-"),
+    ),
+    Pattern(
+        "google-api-key",
+        re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
+        trigger=_words("AIza"),
+    ),
+    Pattern(
+        "stripe-key",
+        re.compile(r"\b[sr]k_live_[0-9a-zA-Z]{24,}\b"),
+        trigger=_words("k_live_"),
+    ),
+    Pattern(
+        "jwt",
+        re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
+        trigger=_words("eyJ"),
     ),
     # scheme://user:password@host - the password may hold "@": it ends at the last "@"
     # before the host (the authority ends at "/", whitespace or a quote).
@@ -106,6 +168,7 @@ PATTERNS: tuple[Pattern, ...] = (
         "url-credentials",
         re.compile(rf"\b[a-z][a-z0-9+.-]*://[^/\s:@'\"<>]+:{_NOT_REDACTED}([^\s/'\"<>]+)@"),
         1,
+        trigger=_words("://"),
     ),
     Pattern(
         "basic-auth",
@@ -114,6 +177,7 @@ PATTERNS: tuple[Pattern, ...] = (
             r"([A-Za-z0-9+/_-]+=*)"
         ),
         1,
+        trigger=_words("authorization", ignore_case=True),
     ),
     # "password": "...", 'api_key': '...' (JSON, Python reprs), also escaped inside a
     # string (\"password\": \"...\"): each quote is matched at its own escape level.
@@ -125,6 +189,7 @@ PATTERNS: tuple[Pattern, ...] = (
         ),
         3,
         _named_value,
+        trigger=_SENSITIVE,
     ),
     # password = "...", db_password: '...' (code, configs)
     Pattern(
@@ -134,6 +199,7 @@ PATTERNS: tuple[Pattern, ...] = (
         ),
         1,
         _reference,
+        trigger=_SENSITIVE,
     ),
     # PGPASSWORD=..., API_TOKEN='...', ?client_secret=...& (env files, shells, query strings)
     Pattern(
@@ -144,6 +210,7 @@ PATTERNS: tuple[Pattern, ...] = (
         ),
         1,
         _reference,
+        trigger=_SENSITIVE,
     ),
     # password: value (YAML, headers, logs), one line
     Pattern(
@@ -153,19 +220,26 @@ PATTERNS: tuple[Pattern, ...] = (
         ),
         1,
         _named_value,
+        trigger=_SENSITIVE,
     ),
     # curl -u user:password, --password=...
     Pattern(
         "cli-credentials",
         re.compile(rf"(?<!\S)(?:-u|--user)[ =]['\"]?[^\s:'\"]+:{_NOT_REDACTED}([^\s'\"]+)"),
         1,
+        trigger=_words("-u", "--user"),
     ),
     Pattern(
         "cli-credentials",
         re.compile(rf"(?<!\S)--(?:[a-z0-9]+-)*(?i:{_SENSITIVE_WORD})[ =]{_NOT_REDACTED}(?!-)(\S+)"),
         1,
+        trigger=_SENSITIVE,
     ),
-    Pattern("bearer-token", re.compile(r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{20,}=*)")),
+    Pattern(
+        "bearer-token",
+        re.compile(r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{20,}=*)"),
+        trigger=_words("bearer", ignore_case=True),
+    ),
 )
 
 # Output MIME types that are base64 binaries, not text: never scrubbed (no match is
@@ -178,8 +252,9 @@ def find(text: str) -> list[tuple[str, int, int]]:
     one position the widest match wins, and on a tie the pattern listed first (the specific
     before the generic: a GitHub token assigned to `token = ...` is a github-token)."""
     spans = []
+    windows = _Windows(text)
     for rank, pattern in enumerate(PATTERNS):
-        for match in pattern.regex.finditer(text):
+        for match in windows.matches(pattern):
             start, end = match.start(pattern.group), match.end(pattern.group)
             if pattern.keep is not None and pattern.keep(text[start:end]):
                 continue
@@ -192,6 +267,78 @@ def find(text: str) -> list[tuple[str, int, int]]:
             found.append((name, start, -negative_end))
             position = -negative_end
     return found
+
+
+# Texts at least this long are scanned window by window (a large log, a query result).
+WINDOWED_FROM = 64 << 10
+_CONTEXT_LINES = 2  # lines kept on each side of a trigger (a value on the next line)
+
+
+class _Windows:
+    """Where each pattern is searched in one text: all of it, or in a large text only the
+    lines around its trigger. Every match contains its trigger and crosses at most
+    `_CONTEXT_LINES` line ends, and a window is whole lines, so nothing is cut in two."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.large = len(text) >= WINDOWED_FROM
+        self._lowered: str | None = None
+        self._by_trigger: dict[Trigger, list[tuple[int, int]] | None] = {}
+
+    def matches(self, pattern: Pattern) -> Iterator[re.Match[str]]:
+        windows = None
+        if self.large and pattern.trigger is not None:
+            windows = self._for(pattern.trigger)
+        if windows is None:
+            yield from pattern.regex.finditer(self.text)
+            return
+        for start, end in windows:
+            yield from pattern.regex.finditer(self.text, start, end)
+
+    def _for(self, trigger: Trigger) -> list[tuple[int, int]] | None:
+        if trigger not in self._by_trigger:
+            if trigger.ignore_case and self._lowered is None:
+                self._lowered = self.text.lower()
+            spans = trigger.spans(self.text, self._lowered)
+            self._by_trigger[trigger] = None if spans is None else _windows(spans, self.text)
+        return self._by_trigger[trigger]
+
+
+def _windows(triggers: list[tuple[int, int]], text: str) -> list[tuple[int, int]] | None:
+    """Merged [start, end) line ranges around each trigger; None when they would cover
+    most of the text anyway (then one plain scan is quicker).
+
+    Every search is bounded by the previous window, so the work stays linear in the text
+    even for thousands of triggers on one very long line."""
+    windows: list[tuple[int, int]] = []
+    covered = 0
+    ends: list[int] = []  # the line ends after the newest trigger (the window's last lines)
+    for found_start, found_end in triggers:
+        floor = windows[-1][1] if windows else 0
+        if windows and found_start < floor:
+            start = windows[-1][0]
+            ends = [e for e in ends if e >= found_end]
+        else:
+            start = found_start
+            for step in range(_CONTEXT_LINES + 1):  # the trigger's line, then those before
+                if start <= floor:
+                    break
+                start = text.rfind("\n", floor, start - 1 if step else start) + 1 or floor
+            ends = []
+        position = ends[-1] + 1 if ends else found_end
+        while len(ends) <= _CONTEXT_LINES and position <= len(text):
+            newline = text.find("\n", position)
+            ends.append(len(text) if newline < 0 else newline)
+            position = len(text) + 1 if newline < 0 else newline + 1
+        end = ends[-1]
+        if windows and start <= floor:
+            covered -= floor - windows[-1][0]
+            start = windows.pop()[0]
+        windows.append((start, end))
+        covered += end - start
+        if covered * 2 > len(text):
+            return None
+    return windows
 
 
 def scrub(text: str) -> tuple[str, Counter[str]]:

@@ -89,12 +89,6 @@ def test_a_changed_report_is_caught_by_its_spec_hash() -> None:
     ]
 
 
-def test_canonical_json_is_sorted_compact_utf8() -> None:
-    assert reports.canonical_bytes({"b": [1, "é"], "a": None}) == '{"a":null,"b":[1,"é"]}'.encode()
-    with pytest.raises(reports.CanonicalError):
-        reports.canonical_bytes({"x": float("nan")})
-
-
 def test_kfm_provenance_panels_valid_and_invalid() -> None:
     verdicts = {
         name: reports.check_panel_file(path, name, KFM_SAMPLE)

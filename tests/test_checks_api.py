@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from kfm_runbooks import paths
 from kfm_runbooks.checks import api_common, api_errors, api_queries
 from kfm_runbooks.checks.api_common import Probe
 from kfm_runbooks.checks.live import Live
 from kfm_runbooks.sandbox import create_sandbox
 from kfm_runbooks.target import load_target
 
-ROOT = Path(__file__).resolve().parents[1]
 OWN = api_common.agent("RBK-api-5xx-spike")
 
 
@@ -226,7 +226,7 @@ GEOM = api_queries.IndexSpec("observations_geom_idx", "observations", "geom", "g
 
 def test_the_known_statement_is_the_apis_own() -> None:
     """Guard: the runbook explains exactly what live/api.py sends."""
-    source = (ROOT / "tools/kfm_runbooks/live/api.py").read_text()
+    source = (paths.package_dir() / "live" / "api.py").read_text()
     first, second = api_queries.SEARCH_SQL.split("FROM observations ")
     assert f'"{first}FROM observations "' in source and f'"{second}"' in source
 

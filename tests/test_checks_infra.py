@@ -432,7 +432,7 @@ def test_failed_and_stale_backups(tmp_path: Path) -> None:
     assert report.age_hours == pytest.approx(30, abs=0.1)
     fixed = infra_backup.fix_job(config)
     assert fixed["previous"] == {"target_dir": "live/mnt/x"}
-    assert infra_backup.TARGET_INVALID not in infra_backup.assess(config).codes()
+    assert infra_backup.TARGET_INVALID not in set(infra_backup.assess(config).codes)
 
 
 def test_tampered_missing_and_hostile_backups(tmp_path: Path) -> None:
@@ -440,24 +440,24 @@ def test_tampered_missing_and_hostile_backups(tmp_path: Path) -> None:
     escaping = _good_run(tmp_path, "BKP-0", 2) | {"file": "../../etc/passwd"}
     config = _backup_config(tmp_path, "{not json", [escaping, good], {"run": "BKP-1"})
     (tmp_path / "live/backups/BKP-1.dump").write_bytes(b"changed")
-    codes = infra_backup.assess(config).codes()
+    codes = set(infra_backup.assess(config).codes)
     assert {infra_backup.TARGET_INVALID, infra_backup.NO_BACKUP, infra_backup.CHECKSUM} <= codes
     (tmp_path / "live/backups/BKP-1.dump").unlink()
-    assert infra_backup.FILE_MISSING in infra_backup.assess(config).codes()
+    assert infra_backup.FILE_MISSING in set(infra_backup.assess(config).codes)
     assert infra_backup.verify_dump(config, good, ["t"]).status == "HOLD"  # no database
 
 
 def test_removing_a_backup_restores_the_pointer_once(tmp_path: Path) -> None:
     old, new = _good_run(tmp_path, "BKP-1", 30), _good_run(tmp_path, "BKP-2", 0, b"new")
     config = _backup_config(tmp_path, {"target_dir": "live/backups"}, [old, new], {"run": "BKP-2"})
-    assert infra_backup.assess(config).codes() == set()
+    assert set(infra_backup.assess(config).codes) == set()
     out = infra_backup.remove_backup(config, "BKP-2", new["file"], {"run": "BKP-1"})
     assert out["removed"] and out["latest"] == {"run": "BKP-1"}
     again = infra_backup.remove_backup(config, "BKP-2", new["file"], {"run": "BKP-1"})
     assert not again["removed"]
     assert config.runs_file.read_text().count('"removed"') == 1
     report = infra_backup.assess(config)
-    assert report.codes() == {infra_backup.STALE} and report.good is not None
+    assert set(report.codes) == {infra_backup.STALE} and report.good is not None
     assert report.good["run"] == "BKP-1"
     with pytest.raises(TargetError):
         infra_backup.remove_backup(config, "x", "../outside", None)

@@ -14,7 +14,7 @@ from kfm_runbooks.checks import pipelines_determinism as determinism
 from kfm_runbooks.checks import pipelines_releases as releases
 from kfm_runbooks.checks import pipelines_sync as sync
 from kfm_runbooks.checks import pipelines_watchers as watchers
-from kfm_runbooks.checks.expected_error import parse as parse_matcher
+from kfm_runbooks.checks.common.matchers import parse as parse_matcher
 from kfm_runbooks.checks.pipelines_common import contained, read_json
 from kfm_runbooks.target import load_target
 

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from kfm_runbooks import paths
 from kfm_runbooks.kernel import KERNEL_NAME, spec_info
 
 
@@ -18,7 +19,5 @@ def test_installed_spec_is_pinned() -> None:
 
 
 def test_repo_spec_is_portable() -> None:
-    spec = json.loads(
-        (Path(__file__).parents[1] / "kernels" / KERNEL_NAME / "kernel.json").read_text()
-    )
+    spec = json.loads((paths.kernelspec_source(KERNEL_NAME) / "kernel.json").read_text())
     assert spec["argv"][0] == "python"

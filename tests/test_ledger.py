@@ -53,3 +53,10 @@ def test_torn_last_line_is_reported(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-10])
     problems = ledger.check(path).problems
     assert any("torn" in p for p in problems)
+
+
+def test_ledger_line_format_is_pinned_and_is_not_rfc8785() -> None:
+    """Existing hash chains were computed over this form: it must never follow JCS."""
+    value = {"b": 1.0, "a": "é", "\ufb33": 1, "\U0001f600": 2}
+    expected = '{"a":"é","b":1.0,"\ufb33":1,"\U0001f600":2}'
+    assert ledger.entry_bytes(value) == expected.encode()

@@ -122,7 +122,7 @@ def test_backup_failure(cli: Cli, incident: tuple[str, Path], faulty: Path) -> N
     assert drill["ok"] and drill["counts"] == {"counties": 105, "observations": 200000}
     config = infra_backup.BackupConfig.from_target(load_target(faulty))
     assert not (config.root / applied[1]["result"]["file"]).exists()
-    assert infra_backup.assess(config).codes() >= {
+    assert set(infra_backup.assess(config).codes) >= {
         infra_backup.LAST_RUN_FAILED,
         infra_backup.STALE,
         infra_backup.TARGET_INVALID,

@@ -7,14 +7,17 @@ python tools/cli_reference.py --check   # fail (exit 1) when README.md is stale
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 from click.testing import CliRunner
 
+from kfm_runbooks import paths
 from kfm_runbooks.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+_CHECKOUT = paths.checkout()
+if _CHECKOUT is None:
+    raise SystemExit("cli_reference.py runs in a development checkout (make venv), not a wheel")
+README = _CHECKOUT / "README.md"
 START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
 
 

@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from kfm_runbooks import paths
+
 BIN = Path(sys.executable).parent
-RUNBOOK = (
-    Path(__file__).resolve().parents[2] / "runbooks/catalog/RBK-catalog-checksum-mismatch.ipynb"
-)
+RUNBOOK = paths.packaged_library() / "catalog/RBK-catalog-checksum-mismatch.ipynb"
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:

@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any
 from . import ledger, manifest
 from ._fs import NotRegularError, _fsync_dir, sha256_bytes, sha256_regular
 from .views import TIMELINE, timeline_line
+from .vocab import LedgerKind
 
 if TYPE_CHECKING:
     from .layout import Workspace
 
-INTENT = "publish.intent"
-TORN = "publish.torn"
+INTENT = LedgerKind.PUBLISH_INTENT
+TORN = LedgerKind.PUBLISH_TORN
 EVIDENCE_PREFIX = "10_evidence/"
 
 

@@ -47,6 +47,7 @@ from .layout import TIMELINE, Workspace, default_actor, timeline_line
 from .recovery import open_for_update
 from .seal import RunbookRef, RunInputs, RunResult, seal_run
 from .target import Target, load_target
+from .vocab import LedgerKind
 
 DEFAULT_TIMEOUT_S = 1800.0
 KILL_GRACE_S = 20.0
@@ -213,7 +214,7 @@ def record_start(prepared: Prepared, run_id: str, scratch: Path, partial: Path) 
     )
     with workspace.locked():
         workspace.record(
-            "run.started",
+            LedgerKind.RUN_STARTED,
             {
                 "run_id": run_id,
                 "runbook": inputs.runbook.as_dict(),

@@ -11,6 +11,7 @@ from typing import Any
 
 from .history import History
 from .layout import TIMELINE, Workspace, timeline_line
+from .vocab import LedgerKind
 
 
 def flag_locked(
@@ -26,13 +27,13 @@ def flag_locked(
             return None
         line = f"integrity proven again: {source} (by {actor})"
         return workspace.record(
-            "integrity.cleared", {"source": source}, actor, {TIMELINE: timeline_line(line)}
+            LedgerKind.INTEGRITY_CLEARED, {"source": source}, actor, {TIMELINE: timeline_line(line)}
         )
     if current == reason:
         return None
     line = f"⚠ integrity unproven ({source}): {reason} — severity cannot be lowered until proven"
     return workspace.record(
-        "integrity.flagged",
+        LedgerKind.INTEGRITY_FLAGGED,
         {"source": source, "reason": reason},
         actor,
         {TIMELINE: timeline_line(line)},

@@ -13,9 +13,10 @@ from typing import Any
 from . import ledger
 from ._time import parse_iso
 from .layout import Workspace
+from .vocab import LedgerKind
 
 RUN_KINDS = ("run", "session.sealed")
-RUN_STARTED = "run.started"
+RUN_STARTED = LedgerKind.RUN_STARTED
 # Entries a human timeline leaves out: summarised per run, or bookkeeping of a publication.
 DETAIL_KINDS = ("finding", "check", "cell", "publish.intent")
 
@@ -59,7 +60,7 @@ class History:
         for entry in self.entries:
             data = entry["data"]
             if (entry["kind"] == RUN_STARTED and data.get("run_id") == run_id) or (
-                entry["kind"] == "session.opened" and data.get("session_id") == run_id
+                entry["kind"] == LedgerKind.SESSION_OPENED and data.get("session_id") == run_id
             ):
                 return entry
         return None
@@ -99,7 +100,7 @@ class History:
         flags: dict[str, str] = {}
         for entry in self.of("integrity.flagged", "integrity.cleared"):
             source = str(entry["data"].get("source"))
-            if entry["kind"] == "integrity.flagged":
+            if entry["kind"] == LedgerKind.INTEGRITY_FLAGGED:
                 flags[source] = str(entry["data"].get("reason"))
             else:
                 flags.pop(source, None)
@@ -114,59 +115,59 @@ def describe(entry: dict[str, Any]) -> str:
     """One factual line for an entry (postmortem timeline, report)."""
     data = entry.get("data", {})
     kind = entry.get("kind")
-    if kind == "incident.opened":
+    if kind == LedgerKind.INCIDENT_OPENED:
         return f"incident declared: {data.get('title')} ({data.get('severity')})"
     if kind in RUN_KINDS:
         runbook = (data.get("runbook") or {}).get("id")
-        what = "session sealed" if kind == "session.sealed" else "run"
+        what = "session sealed" if kind == LedgerKind.SESSION_SEALED else "run"
         return (
             f"{what} {data.get('run_id')} {runbook} → {data.get('outcome')} ({data.get('detail')})"
         )
-    if kind == "action":
+    if kind == LedgerKind.ACTION:
         state = "applied" if data.get("ok") else f"FAILED ({data.get('error')})"
         return f"action {data.get('action_id')} {state}: {data.get('title')}"
-    if kind == "rollback":
+    if kind == LedgerKind.ROLLBACK:
         return f"rollback of {data.get('action_id')}: {data.get('title')}"
-    if kind == "status":
+    if kind == LedgerKind.STATUS:
         return f"status {data.get('from')} → {data.get('to')}: {data.get('note')}"
-    if kind == "severity":
+    if kind == LedgerKind.SEVERITY:
         return f"severity {data.get('from')} → {data.get('to')}: {data.get('reason')}"
-    if kind == "assign":
+    if kind == LedgerKind.ASSIGN:
         return f"{data.get('role')}: {data.get('from') or '-'} → {data.get('to')}"
-    if kind == "notes":
+    if kind == LedgerKind.NOTES:
         return "; ".join(
             f"{k.replace('_', ' ')}: {v}"
             for k, v in data.items()
             if k not in ("incident_yaml_sha256", "record")
         )
-    if kind == "finding":
+    if kind == LedgerKind.FINDING:
         return f"finding {data.get('code')} on {data.get('subject')} (run {data.get('run_id')})"
-    if kind == "check":
+    if kind == LedgerKind.CHECK:
         return f"check {data.get('name')} {data.get('status')} (run {data.get('run_id')})"
-    if kind == "evidence":
+    if kind == LedgerKind.EVIDENCE:
         return f"evidence saved: {data.get('path')}"
-    if kind == "integrity.flagged":
+    if kind == LedgerKind.INTEGRITY_FLAGGED:
         return f"integrity unproven ({data.get('source')}): {data.get('reason')}"
-    if kind == "integrity.cleared":
+    if kind == LedgerKind.INTEGRITY_CLEARED:
         return f"integrity proven again ({data.get('source')})"
-    if kind == "comms.update":
+    if kind == LedgerKind.COMMS_UPDATE:
         return f"{data.get('audience')} update published (next due {data.get('next_update_due')})"
-    if kind == "session.opened":
+    if kind == LedgerKind.SESSION_OPENED:
         return f"session {data.get('session_id')} opened for {data.get('runbook', {}).get('id')}"
-    if kind == "postmortem":
+    if kind == LedgerKind.POSTMORTEM:
         return "postmortem drafted"
-    if kind == "incident.resolved":
+    if kind == LedgerKind.INCIDENT_RESOLVED:
         return "incident resolved"
     if kind == RUN_STARTED:
         mode = "APPLY" if data.get("apply") else "read-only"
         runbook = (data.get("runbook") or {}).get("id")
         return f"run {data.get('run_id')} {runbook} started ({mode})"
-    if kind == "gate.waived":
+    if kind == LedgerKind.GATE_WAIVED:
         return f"{data.get('runbook')}'s FAIL/HOLD waived for resolve: {data.get('reason')}"
-    if kind == "publish.torn":
+    if kind == LedgerKind.PUBLISH_TORN:
         return f"publication torn by a kill: lost {', '.join(data.get('lost') or [])}"
-    if kind == "recovered":
+    if kind == LedgerKind.RECOVERED:
         return "leftovers of killed runs removed (recovery)"
-    if kind == "report":
+    if kind == LedgerKind.REPORT:
         return f"report written: {data.get('path')}"
     return str(kind)

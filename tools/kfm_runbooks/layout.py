@@ -41,6 +41,7 @@ from .views import ROLLBACK as ROLLBACK
 from .views import TIMELINE as TIMELINE
 from .views import VIEWS as VIEWS
 from .views import timeline_line as timeline_line
+from .vocab import LedgerKind
 
 if TYPE_CHECKING:
     from .incident import Incident
@@ -234,7 +235,7 @@ class Workspace:
             missing = _missing_suffix(self.view_path(rel), text.encode())
             if missing:
                 append_bytes(self.view_path(rel), missing)
-        if last.get("kind") == "publish.intent":
+        if last.get("kind") == LedgerKind.PUBLISH_INTENT:
             from .evidence import finish
 
             finish(self, last)

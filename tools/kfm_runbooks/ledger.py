@@ -1,6 +1,7 @@
 """The evidence ledger: `10_evidence/ledger.jsonl`, append-only and hash-chained.
 
-Each line is one canonical JSON object (sorted keys, no spaces, UTF-8)::
+Each line is one JSON object in the ledger's own persisted form (`entry_bytes`: sorted
+keys, no spaces, UTF-8; Python's json.dumps, *not* RFC 8785, and never to change)::
 
     {"seq": 3, "time": "...Z", "kind": "run", "incident": "INC-...", "actor": "...",
      "data": {...}, "prev": "<hash of entry 2>", "hash": "<sha256 of this entry without hash>"}
@@ -30,13 +31,19 @@ REQUIRED = ("seq", "time", "kind", "incident", "actor", "data", "prev", "hash")
 Views: TypeAlias = Mapping[str, str] | Callable[[int], Mapping[str, str]]
 
 
-def canonical(value: Any) -> bytes:
+def entry_bytes(value: Any) -> bytes:
+    """The ledger line format that every existing hash chain was computed over.
+
+    Python's ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)``:
+    a persisted format, not a spec hash and not RFC 8785 (``1.0`` stays ``1.0``, keys sort
+    by code point). Changing one byte of it would break every existing workspace's chain.
+    """
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def entry_hash(entry: dict[str, Any]) -> str:
     body = {key: value for key, value in entry.items() if key != "hash"}
-    return sha256_bytes(canonical(body))
+    return sha256_bytes(entry_bytes(body))
 
 
 def _incident_of(path: Path) -> str:
@@ -146,7 +153,7 @@ def append(
     if texts:
         entry["views"] = texts
     entry["hash"] = entry_hash(entry)
-    append_bytes(path, canonical(entry) + b"\n")
+    append_bytes(path, entry_bytes(entry) + b"\n")
     return entry
 
 

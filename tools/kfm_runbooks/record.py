@@ -45,8 +45,9 @@ from .evidence import publish_locked
 from .ids import check_incident_id
 from .layout import COMMANDS, ROLLBACK, TIMELINE, Workspace, default_actor, timeline_line
 from .target import Target, load_target
+from .vocab import CheckStatus, LedgerKind
 
-STATUSES = ("PASS", "FAIL", "HOLD")
+STATUSES = tuple(CheckStatus)
 EVIDENCE_KINDS = ("logs", "queries", "screenshots")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
 _ICONS = {"PASS": "✅", "FAIL": "❌", "HOLD": "⏸", "blocking": "❌", "hold": "⏸", "info": "ℹ"}
@@ -407,7 +408,7 @@ class Recorder:
         )
         with self.workspace.locked():
             self.workspace.record(
-                "action",
+                LedgerKind.ACTION,
                 entry,
                 self.actor,
                 {COMMANDS: commands, ROLLBACK: rollback, TIMELINE: timeline_line(line)},
@@ -429,9 +430,9 @@ def _runner_mode(workspace: Workspace, run_id: str) -> tuple[bool | None, str | 
     (None, None) when no `kfm-runbook run` / `open` started it."""
     for entry in ledger.read_valid(workspace.ledger):
         data = entry["data"]
-        if entry["kind"] == "run.started" and data.get("run_id") == run_id:
+        if entry["kind"] == LedgerKind.RUN_STARTED and data.get("run_id") == run_id:
             return bool(data.get("apply")), "run.started"
-        if entry["kind"] == "session.opened" and data.get("session_id") == run_id:
+        if entry["kind"] == LedgerKind.SESSION_OPENED and data.get("session_id") == run_id:
             return bool((data.get("parameters") or {}).get("apply")), "session.opened"
     return None, None
 
@@ -528,7 +529,7 @@ def start(
         or str(session.get("kfm_runbook_id") or "interactive"),
         actor=default_actor(),
     )
-    if kind == "session.opened":
+    if kind == LedgerKind.SESSION_OPENED:
         _record_cells(recorder)
     mode = "APPLY — changes will be made" if recorder.apply else "read-only (apply=False)"
     print(

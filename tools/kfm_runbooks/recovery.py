@@ -30,6 +30,7 @@ from ._time import parse_iso, utc_now
 from .errors import DamagedError, RunbookError
 from .history import History
 from .layout import TIMELINE, Workspace, timeline_line
+from .vocab import LedgerKind
 from .workspace import open_workspace
 
 
@@ -174,7 +175,7 @@ def _tidy(workspace: Workspace, actor: str) -> list[str]:
         f"{len(folders)} scratch folder(s)) by {actor}"
     )
     workspace.record(
-        "recovered",
+        LedgerKind.RECOVERED,
         {"removed": removed, "scratch_removed": folders},
         actor,
         {TIMELINE: timeline_line(line)},

@@ -31,8 +31,9 @@ from .lifecycle import write_locked
 from .postmortem import postmortem_gaps, required_reasons
 from .recovery import open_for_update
 from .verify import verify_locked
+from .vocab import LedgerKind
 
-WAIVED = "gate.waived"
+WAIVED = LedgerKind.GATE_WAIVED
 
 
 @dataclass

@@ -26,6 +26,7 @@ from .history import History
 from .layout import COMMANDS, TIMELINE, Workspace, default_actor, timeline_line
 from .recovery import open_for_update
 from .target import load_target
+from .vocab import LedgerKind
 
 
 @dataclass
@@ -117,7 +118,7 @@ def _record(
     verb = "rollback" if error is None else "FAILED rollback"
     line = f"{verb} of {action_id} ({data.get('title')}) by {actor}"
     return workspace.record(
-        "rollback",
+        LedgerKind.ROLLBACK,
         {
             "action_id": action_id,
             "title": data.get("title"),

@@ -29,9 +29,13 @@ __all__ = [
     "verdict",
 ]
 
-BLOCKING = "blocking"
-HOLD = "hold"
-INFO = "info"
+
+from ..vocab import Severity, Verdict
+
+# The severities by their old names (the values persisted in findings are unchanged).
+BLOCKING = Severity.BLOCKING
+HOLD = Severity.HOLD
+INFO = Severity.INFO
 
 
 @dataclass(frozen=True, order=True)
@@ -45,15 +49,15 @@ class Finding:
     message: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "severity": str(self.severity)}
 
 
-def verdict(findings: list[Finding], error_codes: frozenset[str] = frozenset()) -> str:
+def verdict(findings: list[Finding], error_codes: frozenset[str] = frozenset()) -> Verdict:
     """KFM's fail-closed verdict: ERROR > FAIL (blocking) > HOLD > PASS."""
     if any(item.code in error_codes for item in findings):
-        return "ERROR"
+        return Verdict.ERROR
     if any(item.severity == BLOCKING for item in findings):
-        return "FAIL"
+        return Verdict.FAIL
     if any(item.severity == HOLD for item in findings):
-        return "HOLD"
-    return "PASS"
+        return Verdict.HOLD
+    return Verdict.PASS

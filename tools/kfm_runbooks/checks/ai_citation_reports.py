@@ -25,9 +25,7 @@ nulls these documents hold: sorted keys, no whitespace, UTF-8).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
-import math
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -37,6 +35,10 @@ from typing import Any
 
 from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding
+from .common.files import FileProblem, read_bounded
+from .common.jcs import CanonicalizationError, spec_hash
+from .common.json import parent_of, pointer
+from .common.paths import inside
 
 REPORT_PREFIX = "kfm:citation-validation-report:"
 OUTCOME_RANK = {"PASS": 0, "ABSTAIN": 1, "DENY": 2, "ERROR": 3}
@@ -51,35 +53,6 @@ PUBLIC_SURFACES = frozenset(
     }
 )
 MAX_BYTES = 4 << 20
-
-
-class CanonicalError(ValueError):
-    """A value outside the canonical-JSON domain (non-finite numbers, odd types)."""
-
-
-def canonical_bytes(value: Any) -> bytes:
-    """RFC 8785 canonical JSON for documents of strings, integers, booleans and nulls."""
-
-    def check(node: Any) -> None:
-        if isinstance(node, float) and not math.isfinite(node):
-            raise CanonicalError("non-finite number")
-        if isinstance(node, dict):
-            for key, item in node.items():
-                if not isinstance(key, str):
-                    raise CanonicalError("non-string key")
-                check(item)
-        elif isinstance(node, list):
-            for item in node:
-                check(item)
-        elif not isinstance(node, (str, int, float, bool, type(None))):
-            raise CanonicalError(f"unsupported type {type(node).__name__}")
-
-    check(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def spec_hash(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_bytes(value)).hexdigest()
 
 
 def identity(report: dict[str, Any]) -> tuple[str, str]:
@@ -223,10 +196,6 @@ class ReportVerdict:
         return row
 
 
-def _pointer(parts: Any) -> str:
-    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
-
-
 def _schema_finding(report: Any, schema: dict[str, Any]) -> tuple[str, str] | None:
     import jsonschema  # type: ignore[import-untyped]
 
@@ -235,13 +204,13 @@ def _schema_finding(report: Any, schema: dict[str, Any]) -> tuple[str, str] | No
     )
     errors = sorted(
         validator.iter_errors(report),
-        key=lambda e: (_pointer(e.absolute_path) if e.absolute_path else "/", str(e.validator)),
+        key=lambda e: (pointer(e.absolute_path) if e.absolute_path else "/", str(e.validator)),
     )
     if not errors:
         return None
     first = errors[0]
     return "CITATION_REPORT_SCHEMA_INVALID", (
-        _pointer(first.absolute_path) if first.absolute_path else "/"
+        pointer(first.absolute_path) if first.absolute_path else "/"
     )
 
 
@@ -277,7 +246,7 @@ def _semantic_finding(report: dict[str, Any]) -> tuple[str, str] | None:
         return "CITATION_REPORT_SUMMARY_MISMATCH", "/summary"
     try:
         digest, report_id = identity(report)
-    except CanonicalError:
+    except CanonicalizationError:
         return "CITATION_REPORT_CANONICALIZATION_ERROR", "/"
     if report["spec_hash"] != digest:
         return "CITATION_REPORT_SPEC_HASH_MISMATCH", "/spec_hash"
@@ -309,17 +278,8 @@ def validate_report(
 # -- fixture manifests -----------------------------------------------------------------------
 
 
-def _walk(document: Any, pointer: str) -> tuple[Any, str]:
-    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.lstrip("/").split("/")]
-    node = document
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    return node, parts[-1]
-
-
 def _operate(document: dict[str, Any], operation: dict[str, Any]) -> None:
-    node, key = _walk(document, str(operation["path"]))
-    slot: int | str = int(key) if isinstance(node, list) else key
+    node, slot = parent_of(document, str(operation["path"]))
     kind = operation.get("op")
     if kind == "set":
         node[slot] = copy.deepcopy(operation["value"])
@@ -351,14 +311,15 @@ def materialize(base: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
 
 def _load_json(path: Path) -> tuple[Any, str | None]:
     """(value, None) or (None, finding code) — never raises on hostile input."""
+    data, problem = read_bounded(path, MAX_BYTES)
+    if data is None:
+        return None, {
+            FileProblem.LINK: "CITATION_REPORT_INPUT_SYMLINK_DENIED",
+            FileProblem.TOO_LARGE: "CITATION_REPORT_INPUT_TOO_LARGE",
+            FileProblem.UNREADABLE: "CITATION_REPORT_JSON_INVALID",
+        }.get(problem or FileProblem.UNREADABLE, "CITATION_REPORT_INPUT_NOT_FILE")
     try:
-        if path.is_symlink():
-            return None, "CITATION_REPORT_INPUT_SYMLINK_DENIED"
-        if not path.is_file():
-            return None, "CITATION_REPORT_INPUT_NOT_FILE"
-        if path.stat().st_size > MAX_BYTES:
-            return None, "CITATION_REPORT_INPUT_TOO_LARGE"
-        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique), None
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_unique), None
     except _DuplicateKey:
         return None, "CITATION_REPORT_JSON_DUPLICATE_KEY"
     except (OSError, UnicodeError, ValueError, RecursionError):
@@ -389,7 +350,7 @@ def validate_file(path: Path, schema: dict[str, Any], name: str) -> list[ReportV
             case_id = str(case.get("case_id", "?")) if isinstance(case, dict) else "?"
             try:
                 report = materialize(value["base"], case)
-            except (KeyError, IndexError, TypeError, ValueError, CanonicalError):
+            except (KeyError, IndexError, TypeError, ValueError, CanonicalizationError):
                 verdicts.append(
                     ReportVerdict(
                         f"{name}#{case_id}", "ERROR", None, ("CITATION_FIXTURE_CASE_INVALID", "/")
@@ -676,7 +637,7 @@ def scan_contracts(target: Target) -> ContractScan:
     reports: list[ReportVerdict] = []
     for path in target.resolve_many("ai_citations", "reports"):
         name = f"{path.parent.name}/{path.name}"
-        if not _inside(path, root):
+        if not _contained(path, root):
             reports.append(
                 ReportVerdict(name, "ERROR", None, ("CITATION_REPORT_INPUT_PATH_DENIED", "/"))
             )
@@ -693,8 +654,5 @@ def scan_contracts(target: Target) -> ContractScan:
     return ContractScan(reports, panels)
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        return not path.is_symlink() and path.resolve().is_relative_to(root.resolve())
-    except OSError:
-        return False
+def _contained(path: Path, root: Path) -> bool:
+    return not path.is_symlink() and inside(path, root)

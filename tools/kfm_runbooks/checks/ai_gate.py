@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from ..target import Target
+from ..vocab import Verdict
 from . import BLOCKING, HOLD, INFO, Finding, ai_reference
 from .ai_focus import Answer, FocusSystem, LogSample
+from .common.files import FileProblem, read_bounded
 
 FLAGS = "state/flags.json"
 
@@ -425,9 +427,16 @@ def _read(path: Path, root: Path) -> tuple[Any, str | None]:
     try:
         if path.is_symlink() or not path.resolve().is_relative_to(root.resolve()):
             return None, "INPUT_PATH_DENIED"
-        if path.stat().st_size > MAX_BYTES:
-            return None, "FILE_TOO_LARGE"
-        return json.loads(path.read_text(encoding="utf-8")), None
+    except OSError:
+        return None, "FILE_READ_ERROR"
+    data, problem = read_bounded(path, MAX_BYTES)
+    if data is None:
+        return None, {
+            FileProblem.LINK: "INPUT_PATH_DENIED",
+            FileProblem.TOO_LARGE: "FILE_TOO_LARGE",
+        }.get(problem or FileProblem.UNREADABLE, "FILE_READ_ERROR")
+    try:
+        return json.loads(data.decode("utf-8")), None
     except UnicodeDecodeError:
         return None, "JSON_NOT_UTF8"
     except (ValueError, RecursionError):
@@ -446,7 +455,7 @@ def scan_snapshots(target: Target) -> list[SnapshotVerdict]:
             name = _name(folder, root)
             verdicts.append(
                 SnapshotVerdict(
-                    name, "ERROR", [Finding("FILE_NOT_FOUND", name, "/", HOLD, "not found")]
+                    name, Verdict.ERROR, [Finding("FILE_NOT_FOUND", name, "/", HOLD, "not found")]
                 )
             )
             continue
@@ -454,15 +463,17 @@ def scan_snapshots(target: Target) -> list[SnapshotVerdict]:
             name = _name(path, root)
             value, problem = _read(path, root)
             if problem is not None:
-                verdicts.append(SnapshotVerdict(name, "ERROR", [Finding(problem, name, "/", HOLD)]))
+                verdicts.append(
+                    SnapshotVerdict(name, Verdict.ERROR, [Finding(problem, name, "/", HOLD)])
+                )
                 continue
             findings = query_findings(value, name)
             outcome = (
-                "PASS"
+                Verdict.PASS
                 if not findings
-                else "ERROR"
+                else Verdict.ERROR
                 if all(f.severity == HOLD for f in findings)
-                else "FAIL"
+                else Verdict.FAIL
             )
             verdicts.append(SnapshotVerdict(name, outcome, findings))
     return verdicts

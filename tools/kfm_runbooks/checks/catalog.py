@@ -35,14 +35,19 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .._fs import create_new, replace_atomic
 from .._time import now_iso
 from ..target import Target
-from . import BLOCKING, HOLD, Finding, digests, strict_json, undoable, verdict
-from .catalog_json import collection_license
+from ..vocab import Verdict
+from . import BLOCKING, HOLD, Finding, digests, undoable, verdict
+from .catalog_json import READ_PROBLEM_CODES, collection_license
 from .catalog_stac import stac_version_judged
+from .common import json as strict_json
+from .common.files import FileProblem, read_bounded
+from .common.findings import FindingsReport
+from .common.paths import rel
 
 MAX_RECORD_BYTES = 1_048_576
 SHA256_CHECKSUM_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -141,8 +146,10 @@ class CatalogConfig:
 
 
 @dataclass
-class ItemReport:
+class ItemReport(FindingsReport):
     """The health of one STAC item: KFM's outcome and findings for it."""
+
+    ERROR_CODES: ClassVar[frozenset[str]] = ERROR_CODES
 
     file: str  # relative to the catalog base
     item_id: str | None
@@ -160,14 +167,6 @@ class ItemReport:
         return self.assets_total - self.assets_embargoed
 
     @property
-    def outcome(self) -> str:
-        return verdict(self.findings, ERROR_CODES)
-
-    @property
-    def codes(self) -> list[str]:
-        return sorted({item.code for item in self.findings})
-
-    @property
     def integrity(self) -> str:
         """This item's integrity alone (bytes, containment, links), without the profile."""
         relevant = [
@@ -175,13 +174,10 @@ class ItemReport:
             for f in self.findings
             if f.code in INTEGRITY_CODES | LINK_CODES | ERROR_CODES or f.severity == HOLD
         ]
-        if any(f.code in ERROR_CODES for f in relevant):
-            return "ERROR"
-        if any(f.severity == BLOCKING for f in relevant):
-            return "FAIL"
-        if any(f.severity == HOLD for f in relevant) or self.assets_examined < self.assets_in_scope:
-            return "HOLD"
-        return "PASS"
+        found = verdict(relevant, ERROR_CODES)
+        if found == Verdict.PASS and self.assets_examined < self.assets_in_scope:
+            return Verdict.HOLD  # coverage: what was not examined is not proven
+        return found
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -203,16 +199,9 @@ class ItemReport:
 
 def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """Strict JSON read: (object, None) or (None, error code). Symlinks are refused."""
-    try:
-        if path.is_symlink():
-            return None, "CAT_INPUT_SYMLINK_DENIED"
-        if not path.is_file():
-            return None, "CAT_FILE_NOT_FOUND"
-        if path.stat().st_size > MAX_RECORD_BYTES:
-            return None, "CAT_FILE_TOO_LARGE"
-        data = path.read_bytes()
-    except OSError:
-        return None, "CAT_FILE_READ_ERROR"
+    data, problem = read_bounded(path, MAX_RECORD_BYTES)
+    if data is None:
+        return None, "CAT_" + READ_PROBLEM_CODES[problem or FileProblem.UNREADABLE]
     value, kind = strict_json.parse(data)
     if kind == "TOO_DEEP" or (kind is None and not strict_json.within_limits(value)):
         return None, "CAT_JSON_COMPLEXITY_LIMIT"
@@ -565,13 +554,6 @@ def _remote(
 # --- walking ---------------------------------------------------------------------------
 
 
-def _rel(path: Path, base: Path) -> str:
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.name
-
-
 def _walk_links(
     config: CatalogConfig,
     findings: list[Finding],
@@ -594,14 +576,14 @@ def _walk_links(
         seen.add(node)
         record, code = read_json_object(node)
         if record is None:
-            findings.append(Finding(code or "CAT_FILE_READ_ERROR", _rel(node, base)))
+            findings.append(Finding(code or "CAT_FILE_READ_ERROR", rel(node, base)))
             continue
         if record.get("type") == "Feature":
             if node == config.root:
                 findings.append(
                     Finding(
                         "CAT_ROOT_NOT_CATALOG",
-                        _rel(node, base),
+                        rel(node, base),
                         "/type",
                         BLOCKING,
                         "catalog.root is an Item, not a Catalog or Collection",
@@ -614,7 +596,7 @@ def _walk_links(
             findings.append(
                 Finding(
                     "CAT_ROOT_NOT_CATALOG",
-                    _rel(node, base),
+                    rel(node, base),
                     "/type",
                     BLOCKING,
                     f"catalog.root has type {record.get('type')!r}, not Catalog or Collection",
@@ -625,7 +607,7 @@ def _walk_links(
             if not isinstance(link, dict) or link.get("rel") not in ("child", "item"):
                 continue
             href = str(link.get("href", ""))
-            subject = _rel(node, base)
+            subject = rel(node, base)
             where = f"/links/{index}"
             scheme = urllib.parse.urlsplit(href).scheme.lower()
             if len(scheme) > 1 and scheme != "file":
@@ -684,7 +666,7 @@ def _folder_records(config: CatalogConfig, skipped: list[dict[str, str]]) -> lis
             else:
                 skipped.append(
                     {
-                        "file": _rel(path, config.base),
+                        "file": rel(path, config.base),
                         "reason": "not a .json/.jsonld/.geojson record",
                     }
                 )
@@ -747,7 +729,7 @@ def scan_item(
     head_probe: HeadProbe = _head_probe,
     parent: Path | None = None,
 ) -> ItemReport:
-    subject = _rel(path, config.base)
+    subject = rel(path, config.base)
     record, code = read_json_object(path)
     report = ItemReport(file=subject, item_id=None)
     if record is None:
@@ -787,7 +769,7 @@ def scan(config: CatalogConfig, head_probe: HeadProbe = _head_probe) -> CatalogS
             kind = record.get("type") if record is not None else None
             if kind in ("Collection", "Catalog"):
                 skipped.append(
-                    {"file": _rel(path, config.base), "reason": f"a STAC {kind}, not an item"}
+                    {"file": rel(path, config.base), "reason": f"a STAC {kind}, not an item"}
                 )
                 continue
         items.append(scan_item(path, config, head_probe, parents.get(path)))
@@ -854,13 +836,13 @@ def quarantine_item(
     data = item_path.read_bytes()
     meta: dict[str, Any] = {
         "item_id": item_id,
-        "original_path": _rel(item_path, config.base),
+        "original_path": rel(item_path, config.base),
         "sha256": hashlib.sha256(data).hexdigest(),
         "reason": reason,
         "incident": incident,
         "quarantined_at": now_iso(),
         "parent_links": [
-            {"parent": _rel(p, config.base), "index": i, "link": link} for p, i, link in parents
+            {"parent": rel(p, config.base), "index": i, "link": link} for p, i, link in parents
         ],
         "read_error": code,
     }

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, expected_error, verdict
+from ..vocab import Verdict
+from . import BLOCKING, HOLD, INFO, Finding
 from .catalog_json import (
     READ_ERROR_CODES,
     collection_license,
@@ -47,7 +48,10 @@ from .catalog_json import (
 from .catalog_schema import SchemaUnavailable, schema_errors
 from .catalog_validation import classify
 from .catalog_withdraw import Holding
-from .expected_error import ExpectedError
+from .common import matchers as expected_error
+from .common.files import read_bounded
+from .common.findings import FindingsReport
+from .common.matchers import ExpectedError
 
 SECTION = "catalog_labels"
 LABEL_KEY = "kfm:sensitivity_label"
@@ -112,11 +116,12 @@ def load_policy(path: Path | None, base: Path) -> Policy:
 
     if path is None:
         return fallback("POLICY_PROFILE_MISSING", "no policy profile configured: defaults apply")
+    data, _ = read_bounded(path, MAX_POLICY_BYTES)
+    if data is None:
+        return fallback("POLICY_PROFILE_MISSING", "policy profile not readable: defaults apply")
     try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_POLICY_BYTES:
-            return fallback("POLICY_PROFILE_MISSING", "policy profile not readable: defaults apply")
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        doc = yaml.safe_load(data.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError):
         return fallback(
             "POLICY_PROFILE_INVALID", "policy profile is not valid YAML: defaults apply"
         )
@@ -228,8 +233,10 @@ def label_findings(
 
 
 @dataclass
-class LabelReport:
+class LabelReport(FindingsReport):
     """One catalog record's license / label status and what publication it may have."""
+
+    ERROR_CODES: ClassVar[frozenset[str]] = READ_ERROR_CODES
 
     file: str
     kind: str
@@ -237,14 +244,6 @@ class LabelReport:
     effective: str  # fail closed: restricted unless license and label are valid
     publishable: bool
     findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def outcome(self) -> str:
-        return verdict(self.findings, READ_ERROR_CODES)
-
-    @property
-    def codes(self) -> list[str]:
-        return sorted({f.code for f in self.findings if f.severity != INFO})
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -298,7 +297,8 @@ def check_record(path: Path, config: LabelsConfig, policy: Policy) -> LabelRepor
 
 
 @dataclass
-class LabelDocReport:
+class LabelDocReport(FindingsReport):
+    ERROR_CODES: ClassVar[frozenset[str]] = READ_ERROR_CODES
     file: str
     findings: list[Finding]
     errors: list[Any]  # schema errors (keyword, message, field)
@@ -309,10 +309,6 @@ class LabelDocReport:
     @property
     def expected_error(self) -> str | None:
         return self.matcher.text if self.matcher is not None else None
-
-    @property
-    def outcome(self) -> str:
-        return verdict(self.findings, READ_ERROR_CODES)
 
     @property
     def matched(self) -> bool | None:
@@ -344,9 +340,9 @@ def check_label_doc(path: Path, config: LabelsConfig) -> LabelDocReport:
     subject = rel(path, config.base)
     matcher, problem = expected_error.beside(path)
     if matcher is not None or problem is not None:
-        expected: str | None = "FAIL"
+        expected: str | None = Verdict.FAIL
     else:
-        expected = "PASS" if path.parent.name == "valid" else None
+        expected = Verdict.PASS if path.parent.name == "valid" else None
     value, code = read_object(path)
     if value is None:
         assert code is not None

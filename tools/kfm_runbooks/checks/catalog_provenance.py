@@ -30,16 +30,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, Finding, verdict
+from ..vocab import Verdict
+from . import BLOCKING, HOLD, Finding
 from .catalog_json import READ_ERROR_CODES, inside, json_files, placeholders, read_object, rel
 from .catalog_prov import is_prov_json
 from .catalog_trust_spine import SpineConfig
 from .catalog_validation import classify
 from .catalog_withdraw import Holding
+from .common.findings import FindingsReport
 
 SECTION = "catalog_provenance"
 ENTRY_KINDS = frozenset({"stac-item", "kfm-stac-item", "stac-collection", "dcat"})
@@ -173,19 +175,12 @@ def entry_refs(record: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
 
 
 @dataclass
-class EntryReport:
+class EntryReport(FindingsReport):
+    ERROR_CODES: ClassVar[frozenset[str]] = READ_ERROR_CODES
     file: str
     entry_id: str | None
     chain: dict[str, str] = field(default_factory=dict)  # role -> what it resolved to
     findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def outcome(self) -> str:
-        return verdict(self.findings, READ_ERROR_CODES)
-
-    @property
-    def codes(self) -> list[str]:
-        return sorted({f.code for f in self.findings})
 
     @property
     def mystery(self) -> bool:
@@ -390,16 +385,16 @@ class ProvenanceScan:
     findings: list[Finding]
 
     def broken(self) -> list[EntryReport]:
-        return [e for e in self.entries if e.outcome in ("FAIL", "ERROR")]
+        return [e for e in self.entries if e.outcome in (Verdict.FAIL, Verdict.ERROR)]
 
     def status_counts(self) -> dict[str, int]:
         counts = {"complete chain": 0, "broken chain": 0, "mystery (no provenance)": 0, "held": 0}
         for entry in self.entries:
             if entry.mystery:
                 counts["mystery (no provenance)"] += 1
-            elif entry.outcome in ("FAIL", "ERROR"):
+            elif entry.outcome in (Verdict.FAIL, Verdict.ERROR):
                 counts["broken chain"] += 1
-            elif entry.outcome == "HOLD":
+            elif entry.outcome == Verdict.HOLD:
                 counts["held"] += 1
             else:
                 counts["complete chain"] += 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .catalog_json import pointer
+from .common.json import pointer
 
 MAX_SCHEMA_ERRORS = 100
 

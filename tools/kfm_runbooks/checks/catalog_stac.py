@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from . import BLOCKING, HOLD, Finding
-from .catalog_json import CanonicalizationError, spec_hash
 from .catalog_schema import SchemaUnavailable, schema_errors
+from .common.jcs import CanonicalizationError, spec_hash
 
 KFM_PROFILE_URI = "kfm://profile/stac/kfm-profile-v1"
 STAC_VERSIONS = frozenset({"1.0.0", "1.1.0"})

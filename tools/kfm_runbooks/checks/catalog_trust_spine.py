@@ -24,7 +24,6 @@ manifest -> rollback card. This module
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -35,6 +34,7 @@ from ..target import Target
 from . import BLOCKING, HOLD, Finding
 from .catalog_json import read_object
 from .catalog_schema import SchemaUnavailable, schema_errors
+from .common.files import sha256_tagged
 
 DENY_CODES = frozenset(
     {
@@ -100,10 +100,6 @@ def repo_file(root: Path, value: Any) -> tuple[Path | None, str | None]:
     return current, None
 
 
-def sha256_of(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def derived_id(entry: dict[str, Any], value: dict[str, Any]) -> str | None:
     """The identity an artifact declares for itself, per the flow's identity_field."""
     field_name = str(entry.get("identity_field", ""))
@@ -166,7 +162,7 @@ def load(config: SpineConfig) -> Spine:
             else:
                 add("ARTIFACT_UNAVAILABLE", where, f"{entry.get('path')} is not here", HOLD)
             continue
-        if sha256_of(path) != entry.get("sha256"):
+        if sha256_tagged(path) != entry.get("sha256"):
             add("ARTIFACT_DIGEST_MISMATCH", where, f"{path.name} does not hash to its pin")
             continue
         value, read_code = read_object(path)
@@ -202,7 +198,7 @@ def _check_pins(config: SpineConfig, spine: Spine, add: Callable[..., None]) -> 
                 add("PINNED_REF_INVALID", where, f"unsafe path {item.get('path')!r}")
             else:
                 add("PINNED_REF_UNAVAILABLE", where, f"{item.get('path')} is not here", HOLD)
-        elif sha256_of(path) != item.get("sha256"):
+        elif sha256_tagged(path) != item.get("sha256"):
             add("PINNED_REF_DIGEST_MISMATCH", where, f"{path.name} does not hash to its pin")
 
 

@@ -24,11 +24,12 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, Finding, verdict
+from ..vocab import Verdict
+from . import BLOCKING, HOLD, Finding
 from .catalog_json import READ_ERROR_CODES, inside, json_files, placeholders, read_object, rel
 from .catalog_prov import (
     dcat_findings,
@@ -45,6 +46,7 @@ from .catalog_stac import (
     trust_extension_findings,
 )
 from .catalog_withdraw import Holding
+from .common.findings import FindingsReport
 
 SECTION = "catalog_validation"
 ERROR_CODES = READ_ERROR_CODES | {"HASHING_UNAVAILABLE"}
@@ -99,20 +101,13 @@ class ValidationConfig:
 
 
 @dataclass
-class RecordReport:
+class RecordReport(FindingsReport):
+    ERROR_CODES: ClassVar[frozenset[str]] = ERROR_CODES
     file: str
     kind: str
     record_id: str | None
     findings: list[Finding] = field(default_factory=list)
     expected: dict[str, Any] | None = None
-
-    @property
-    def outcome(self) -> str:
-        return verdict(self.findings, ERROR_CODES)
-
-    @property
-    def codes(self) -> list[str]:
-        return sorted({f.code for f in self.findings})
 
     @property
     def reproduced(self) -> bool | None:
@@ -148,10 +143,10 @@ class ValidationScan:
         return [f for r in self.reports for f in r.findings]
 
     def failing(self) -> list[RecordReport]:
-        return [r for r in self.reports if r.outcome in ("FAIL", "ERROR")]
+        return [r for r in self.reports if r.outcome in (Verdict.FAIL, Verdict.ERROR)]
 
     def held(self) -> list[RecordReport]:
-        return [r for r in self.reports if r.outcome == "HOLD"]
+        return [r for r in self.reports if r.outcome == Verdict.HOLD]
 
     def by_kind(self) -> dict[str, Counter[str]]:
         out: dict[str, Counter[str]] = {}

@@ -28,8 +28,10 @@ from typing import Any
 
 from .._fs import create_new, publish_new, replace_atomic, sha256_file
 from .._time import now_iso, parse_iso
-from . import BLOCKING, HOLD, Finding, verdict
+from ..vocab import Verdict
+from . import BLOCKING, HOLD, Finding
 from .catalog import read_json_object
+from .common.findings import FindingsReport
 from .graphdb import ContentDigest, GraphBackend, GraphUnavailable, graph_digest
 
 PROFILE = "kfm.graph-backup-manifest.v1"
@@ -126,7 +128,7 @@ def restore_scratch(path: Path) -> tuple[ContentDigest | None, list[str], str | 
 
 
 @dataclass
-class BackupReport:
+class BackupReport(FindingsReport):
     manifest: str
     file: str | None = None
     taken_at: str | None = None
@@ -135,14 +137,6 @@ class BackupReport:
     restored: ContentDigest | None = None
     recorded: dict[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def outcome(self) -> str:
-        return verdict(self.findings)
-
-    @property
-    def codes(self) -> list[str]:
-        return sorted({f.code for f in self.findings})
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -288,7 +282,7 @@ def take_backup(
         if not existing.startswith(base):
             continue
         check = verify(folder, existing, live=live, live_last_write=last, max_lag_hours=1e9)
-        if check.outcome == "PASS" and check.recorded.get("content_sha256") == live.sha256:
+        if check.outcome == Verdict.PASS and check.recorded.get("content_sha256") == live.sha256:
             if previous != existing:
                 replace_atomic(folder / POINTER, f"{existing}\n".encode())
             return {"created": False, "manifest": existing, "previous": previous}

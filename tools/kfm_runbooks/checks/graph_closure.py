@@ -28,16 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..vocab import Verdict
 from . import BLOCKING, HOLD, Finding
+from .common.jcs import CanonicalizationError, spec_hash
+from .common.json import pointer, set_at
 from .graphdb import (
     IDENTIFIER_RE,
     QUARANTINE_LABEL,
     RECORD_LABELS,
     STAC_REL_TYPES,
-    CanonicalizationError,
     NodeRow,
     RelRow,
-    spec_hash,
 )
 
 RECIPROCAL = {"child": "parent", "parent": "child", "item": "collection", "collection": "item"}
@@ -261,7 +262,7 @@ def packet_assessment(packet: Mapping[str, Any]) -> dict[str, Any]:
                 "orphan_record_ids",
             )
         }
-        return {"outcome": "ERROR", "reason_code": "UPSTREAM_ERROR", **empty}
+        return {"outcome": Verdict.ERROR, "reason_code": "UPSTREAM_ERROR", **empty}
     nodes, rels = load_packet(packet)
     graph = record_graph(nodes, rels)
     root = packet.get("root_record_id")
@@ -274,22 +275,6 @@ def identity(packet: Mapping[str, Any]) -> tuple[str, str]:
     subject = {k: v for k, v in packet.items() if k not in ("assessment_id", "spec_hash")}
     digest = spec_hash(subject)
     return digest, IDENTITY_PREFIX + digest.removeprefix("sha256:")[:24]
-
-
-def _pointer(parts: Iterable[Any]) -> str:
-    encoded = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
-    return "/" + "/".join(encoded) if encoded else "/"
-
-
-def _replace(document: Any, pointer: str, value: Any) -> None:
-    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
-    target = document
-    for part in parts[:-1]:
-        target = target[int(part)] if isinstance(target, list) else target[part]
-    if isinstance(target, list):
-        target[int(parts[-1])] = copy.deepcopy(value)
-    else:
-        target[parts[-1]] = copy.deepcopy(value)
 
 
 @dataclass
@@ -356,7 +341,7 @@ def validate_packet(
 
     errors = []
     for error in Draft202012Validator(schema).iter_errors(packet):
-        errors.append(("STAC_LINK_SCHEMA_INVALID", _pointer(error.absolute_path)))
+        errors.append(("STAC_LINK_SCHEMA_INVALID", pointer(error.absolute_path)))
         if len(errors) >= MAX_SCHEMA_FINDINGS:
             break
     if errors:
@@ -369,16 +354,16 @@ def validate_packet(
         return "ABSTAIN", [("STAC_LINK_PARTIAL_GRAPH", "/assessment/outcome")]
     if outcome == "LINK_GRAPH_OPEN":
         return "DENY", [("STAC_LINK_GRAPH_OPEN", "/assessment/outcome")]
-    if outcome == "ERROR":
-        return "ERROR", [("STAC_LINK_UPSTREAM_ERROR", "/assessment/outcome")]
-    return "PASS", []
+    if outcome == Verdict.ERROR:
+        return Verdict.ERROR, [("STAC_LINK_UPSTREAM_ERROR", "/assessment/outcome")]
+    return Verdict.PASS, []
 
 
 def materialize(bases: Mapping[str, Any], case: Mapping[str, Any]) -> dict[str, Any]:
     """A case's packet, built like KFM's harness: base + mutations, generated fields."""
     document: dict[str, Any] = copy.deepcopy(dict(bases[case["base"]]))
     for mutation in case.get("mutations", []):
-        _replace(document, mutation["path"], mutation["value"])
+        set_at(document, mutation["path"], mutation["value"])
     if "assessment_override" in case:
         document["assessment"] = copy.deepcopy(case["assessment_override"])
     else:

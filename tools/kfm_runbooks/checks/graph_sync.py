@@ -26,6 +26,7 @@ from typing import Any
 
 from . import BLOCKING, Finding
 from .catalog import read_json_object
+from .common.paths import lexically_inside
 from .graphdb import GraphBackend, NodeRow, RelRow
 
 STAC_RELS = {"child": "CHILD", "parent": "PARENT", "item": "ITEM", "collection": "COLLECTION"}
@@ -38,10 +39,6 @@ class Derived:
     nodes: list[NodeRow] = field(default_factory=list)
     rels: list[RelRow] = field(default_factory=list)
     problems: list[Finding] = field(default_factory=list)
-
-
-def _inside(path: Path, base: Path) -> bool:
-    return path == base or base in path.parents
 
 
 def _walk(root: Path, problems: list[Finding]) -> dict[Path, dict[str, Any]]:
@@ -73,7 +70,7 @@ def _resolve(path: Path, href: Any, base: Path) -> Path | None:
     if not isinstance(href, str) or urllib.parse.urlsplit(href).scheme:
         return None
     target = Path(os.path.normpath(path.parent / urllib.parse.unquote(href)))
-    return target if _inside(target, base) else None
+    return target if lexically_inside(target, base) else None
 
 
 def _props(label: str, record: dict[str, Any]) -> dict[str, Any]:

@@ -26,10 +26,8 @@ standard library only.
 
 from __future__ import annotations
 
-import decimal
 import hashlib
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,8 @@ from typing import Any
 
 from ..errors import TargetError
 from ..target import Target
+from .common.jcs import content_bytes
+from .common.paths import rel
 from .graph_model import (
     IDENTIFIER_RE,
     NEO4J_SCHEMES,
@@ -68,7 +68,6 @@ __all__ = [
     "SCHEMA_NAME_RE",
     "SECTION",
     "STAC_REL_TYPES",
-    "CanonicalizationError",
     "ContentDigest",
     "FreezeState",
     "GraphBackend",
@@ -79,14 +78,12 @@ __all__ = [
     "RelRow",
     "SchemaDecl",
     "SchemaState",
-    "canonical_json",
     "connect",
     "content_digest",
     "graph_digest",
     "identifier",
     "is_neo4j_uri",
     "redact_uri",
-    "spec_hash",
     "try_connect",
 ]
 
@@ -125,10 +122,7 @@ class GraphConfig:
         return self.rel(self.path)
 
     def rel(self, path: Path) -> str:
-        try:
-            return path.relative_to(self.base).as_posix()
-        except ValueError:
-            return path.name
+        return rel(path, self.base)
 
     @classmethod
     def from_target(cls, target: Target) -> GraphConfig:
@@ -193,82 +187,7 @@ def try_connect(config: GraphConfig) -> tuple[GraphBackend | None, str]:
         return None, str(exc)
 
 
-# --- canonical JSON (RFC 8785 JCS) and content hashes ----------------------------------
-
-
-class CanonicalizationError(ValueError):
-    pass
-
-
-def _es6_number(value: float) -> str:
-    """ECMAScript Number::toString, as RFC 8785 requires for numbers."""
-    if not math.isfinite(value):
-        raise CanonicalizationError(f"non-finite number {value!r}")
-    if value == 0:
-        return "0"
-    sign = "-" if value < 0 else ""
-    digits_t = decimal.Decimal(repr(abs(value))).normalize().as_tuple()
-    digits = "".join(map(str, digits_t.digits))
-    assert isinstance(digits_t.exponent, int)
-    n = len(digits) + digits_t.exponent  # value = 0.digits × 10^n
-    k = len(digits)
-    if k <= n <= 21:
-        text = digits + "0" * (n - k)
-    elif 0 < n <= 21:
-        text = digits[:n] + "." + digits[n:]
-    elif -6 < n <= 0:
-        text = "0." + "0" * -n + digits
-    else:
-        exponent = n - 1
-        mantissa = digits[0] + ("." + digits[1:] if k > 1 else "")
-        text = f"{mantissa}e{'+' if exponent > 0 else '-'}{abs(exponent)}"
-    return sign + text
-
-
-def _canonical(value: Any, out: list[str]) -> None:
-    if value is None or isinstance(value, bool):
-        out.append(json.dumps(value))
-    elif isinstance(value, int):
-        out.append(str(value))
-    elif isinstance(value, float):
-        out.append(_es6_number(value))
-    elif isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=False))
-    elif isinstance(value, list | tuple):
-        out.append("[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(",")
-            _canonical(item, out)
-        out.append("]")
-    elif isinstance(value, dict):
-        if not all(isinstance(key, str) for key in value):
-            raise CanonicalizationError("object keys must be strings")
-        out.append("{")
-        for index, key in enumerate(sorted(value, key=lambda k: k.encode("utf-16-be"))):
-            if index:
-                out.append(",")
-            out.append(json.dumps(key, ensure_ascii=False))
-            out.append(":")
-            _canonical(value[key], out)
-        out.append("}")
-    else:
-        raise CanonicalizationError(f"{type(value).__name__} is not JSON")
-
-
-def canonical_json(value: Any) -> bytes:
-    """RFC 8785 (JCS) bytes of a JSON value; CanonicalizationError outside its domain."""
-    out: list[str] = []
-    try:
-        _canonical(value, out)
-        return "".join(out).encode("utf-8")
-    except (UnicodeEncodeError, RecursionError) as exc:
-        raise CanonicalizationError(str(exc).split("\n")[0]) from exc
-
-
-def spec_hash(value: Any) -> str:
-    """KFM's spec_hash: `sha256:` + SHA-256 of the JCS bytes."""
-    return "sha256:" + hashlib.sha256(canonical_json(value)).hexdigest()
+# --- content hashes ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -298,10 +217,10 @@ def content_digest(nodes: Iterable[NodeRow], rels: Iterable[RelRow]) -> ContentD
     ids: internal ids (SQLite rowids, Neo4j element ids) never enter the hash.
     """
     node_lines = sorted(
-        canonical_json({"labels": sorted(n.labels), "props": n.props}) for n in nodes
+        content_bytes({"labels": sorted(n.labels), "props": n.props}) for n in nodes
     )
     rel_lines = sorted(
-        canonical_json({"type": r.type, "src": r.src, "dst": r.dst, "props": r.props}) for r in rels
+        content_bytes({"type": r.type, "src": r.src, "dst": r.dst, "props": r.props}) for r in rels
     )
     digest = hashlib.sha256()
     for line in [b"nodes", *node_lines, b"rels", *rel_lines]:

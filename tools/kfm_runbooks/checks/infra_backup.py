@@ -29,7 +29,10 @@ from typing import Any
 
 from ..errors import TargetError
 from ..target import Target
-from . import HOLD, INFO, Finding, undoable
+from ..vocab import Verdict
+from . import HOLD, INFO, Finding, undoable, verdict
+from .common.files import sha256_file
+from .common.findings import FindingsReport
 from .infra import InfraConfig
 
 TARGET_INVALID = "INFRA_BACKUP_TARGET_INVALID"
@@ -94,16 +97,6 @@ def parse_time(value: Any) -> datetime | None:
         return None
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_job(config: BackupConfig) -> dict[str, Any] | None:
     try:
         value = json.loads(config.job_file.read_text())
@@ -151,16 +144,13 @@ def _reason(error: str) -> str:
 
 
 @dataclass
-class BackupReport:
+class BackupReport(FindingsReport):
     job: dict[str, Any] | None
     runs: list[dict[str, Any]]
     latest: dict[str, Any] | None
     good: dict[str, Any] | None  # the newest successful run whose dump is intact
     findings: list[Finding] = field(default_factory=list)
     age_hours: float | None = None
-
-    def codes(self) -> set[str]:
-        return {f.code for f in self.findings}
 
 
 def _good(config: BackupConfig, row: dict[str, Any]) -> str | None:
@@ -171,7 +161,7 @@ def _good(config: BackupConfig, row: dict[str, Any]) -> str | None:
         return str(exc)
     if row.get("removed") or not dump.is_file():
         return "missing"
-    if _sha256(dump) != row.get("sha256"):
+    if sha256_file(dump) != row.get("sha256"):
         return "checksum"
     return None
 
@@ -371,11 +361,7 @@ class DumpCheck:
 
     @property
     def status(self) -> str:
-        if any(f.severity == "blocking" for f in self.findings):
-            return "FAIL"
-        if any(f.severity == HOLD for f in self.findings):
-            return "HOLD"
-        return "PASS"
+        return verdict(self.findings)
 
 
 def verify_dump(
@@ -467,7 +453,7 @@ def take_backup(config: BackupConfig, tables: list[str]) -> dict[str, Any]:
     if not record.get("ok"):
         raise RuntimeError(f"the backup run failed: {_reason(str(record.get('error', '')))}")
     check = verify_dump(config, record, tables, "new backup")
-    if check.status != "PASS":
+    if check.status != Verdict.PASS:
         remove_backup(config, str(record["run"]), str(record["file"]), previous)
         raise RuntimeError(
             "the new backup does not verify: " + "; ".join(f.message for f in check.findings)

@@ -27,7 +27,9 @@ from typing import Any
 
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, undoable, verdict
+from . import BLOCKING, HOLD, INFO, Finding, undoable
+from .common.files import sha256_file
+from .common.findings import FindingsReport
 from .infra import InfraConfig
 
 SPACE_LOW = "INFRA_DISK_SPACE_LOW"
@@ -334,7 +336,7 @@ def reclaimable(
 
 
 @dataclass
-class VolumeReport:
+class VolumeReport(FindingsReport):
     spec: VolumeSpec
     usage: Usage | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -344,7 +346,7 @@ class VolumeReport:
 
     @property
     def status(self) -> str:
-        return verdict(self.findings)
+        return self.outcome
 
     @property
     def pressure(self) -> bool:
@@ -449,15 +451,7 @@ def assess(
 # --- reclaiming (through the apply gate) and restoring ----------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _gunzip_sha256(path: Path) -> str:
+def _gunzipsha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with gzip.open(path, "rb") as stream:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
@@ -514,8 +508,8 @@ def reclaim(
         stored.parent.mkdir(parents=True, exist_ok=True)
         with source.open("rb") as src, gzip.GzipFile(stored, "wb", mtime=0) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-        digest = _sha256(source)
-        if _gunzip_sha256(stored) != digest:
+        digest = sha256_file(source)
+        if _gunzipsha256_file(stored) != digest:
             raise TargetError(f"the compressed copy of {rel} does not restore: nothing removed")
         entries.append(
             {
@@ -556,7 +550,7 @@ def restore_batch(quarantine: Path, batch: str) -> dict[str, Any]:
     for entry in manifest["files"]:
         dest = _inside(root, entry["path"])
         if dest.exists():
-            if dest.is_file() and _sha256(dest) == entry["sha256"]:
+            if dest.is_file() and not dest.is_symlink() and sha256_file(dest) == entry["sha256"]:
                 skipped += 1
             else:
                 conflicts.append(entry["path"])
@@ -574,7 +568,7 @@ def restore_batch(quarantine: Path, batch: str) -> dict[str, Any]:
         tmp = dest.with_name(f".{dest.name}.restore")
         with gzip.open(folder / entry["stored"], "rb") as src, tmp.open("wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-        if _sha256(tmp) != entry["sha256"]:
+        if sha256_file(tmp) != entry["sha256"]:
             tmp.unlink()
             raise TargetError(f"{entry['path']}: the stored copy does not match its sha256")
         tmp.chmod(int(entry["mode"]))

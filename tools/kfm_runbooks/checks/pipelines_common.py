@@ -9,7 +9,6 @@ input (malformed JSON, paths escaping their folder, symlinks) becomes a finding.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import importlib
 import json
 import re
@@ -21,7 +20,12 @@ from typing import Any
 from .._fs import replace_atomic
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, strict_json
+from . import BLOCKING, Finding
+from .common import json as strict_json
+from .common.files import FileProblem, read_bounded
+from .common.findings import FindingsReport
+from .common.json import pointer
+from .common.paths import rel as rel  # re-exported for pipelines_*
 
 MAX_JSON_BYTES = 2 * 1024 * 1024
 SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -52,20 +56,22 @@ def parse_json(data: bytes) -> tuple[Any, str | None]:
     return None, "JSON_INVALID" if kind == "TOO_DEEP" else f"JSON_{kind}"
 
 
+_READ_PROBLEM_CODES = {
+    FileProblem.MISSING: "INPUT_NOT_FILE",
+    FileProblem.LINK: "INPUT_SYMLINK_DENIED",
+    FileProblem.NOT_REGULAR: "INPUT_NOT_FILE",
+    FileProblem.TOO_LARGE: "INPUT_TOO_LARGE",
+    FileProblem.UNREADABLE: "INPUT_READ_ERROR",
+}
+
+
 def read_json(
     path: Path, max_bytes: int = MAX_JSON_BYTES
 ) -> tuple[dict[str, Any] | None, str | None]:
     """A JSON object from a regular file (no symlinks, bounded size), or a read code."""
-    try:
-        if path.is_symlink():
-            return None, "INPUT_SYMLINK_DENIED"
-        if not path.is_file():
-            return None, "INPUT_NOT_FILE"
-        if path.stat().st_size > max_bytes:
-            return None, "INPUT_TOO_LARGE"
-        data = path.read_bytes()
-    except OSError:
-        return None, "INPUT_READ_ERROR"
+    data, problem = read_bounded(path, max_bytes)
+    if data is None:
+        return None, _READ_PROBLEM_CODES[problem or FileProblem.UNREADABLE]
     value, code = parse_json(data)
     if code is not None:
         return None, code
@@ -81,25 +87,6 @@ def write_json(path: Path, value: Any) -> None:
 
 
 # --- hashes ----------------------------------------------------------------------------
-
-
-def canonical_bytes(value: Any) -> bytes:
-    """KFM's canonical JSON (sorted keys, no whitespace, UTF-8): RFC 8785 for this data."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def canonical_hash(value: dict[str, Any], without: str = "spec_hash") -> str:
-    """`sha256:` of the canonical JSON of `value` minus its own hash field."""
-    subject = {key: item for key, item in value.items() if key != without}
-    return "sha256:" + hashlib.sha256(canonical_bytes(subject)).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
 
 
 # --- paths -----------------------------------------------------------------------------
@@ -132,13 +119,6 @@ def contained(root: Path, raw: Any) -> tuple[Path | None, str | None]:
     return current, None
 
 
-def rel(path: Path, base: Path) -> str:
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.name
-
-
 def json_files(entries: Iterable[Path]) -> list[Path]:
     """Every *.json file named, or found (sorted, not recursive) in a named folder.
 
@@ -166,11 +146,6 @@ class SchemaError:
     pointer: str
     keyword: str
     message: str
-
-
-def pointer(parts: Iterable[Any]) -> str:
-    items = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
-    return "/" + "/".join(items) if items else "/"
 
 
 class SchemaValidator:
@@ -261,7 +236,7 @@ def hours(delta: dt.timedelta) -> float:
 
 
 @dataclass
-class FileReport:
+class FileReport(FindingsReport):
     """One input file's verdict (KFM outcome) and findings."""
 
     file: str
@@ -269,19 +244,8 @@ class FileReport:
     error_codes: frozenset[str] = READ_CODES
     details: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def outcome(self) -> str:
-        if any(f.code in self.error_codes for f in self.findings):
-            return "ERROR"
-        if any(f.severity == BLOCKING for f in self.findings):
-            return "FAIL"
-        if any(f.severity == HOLD for f in self.findings):
-            return "HOLD"
-        return "PASS"
-
-    @property
-    def codes(self) -> list[str]:
-        return sorted({f.code for f in self.findings if f.severity != INFO})
+    def verdict_error_codes(self) -> frozenset[str]:
+        return self.error_codes
 
     def add(self, code: str, where: str = "/", message: str = "", severity: str = BLOCKING) -> None:
         self.findings.append(Finding(code, self.file, where, severity, message))

@@ -24,18 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, expected_error, undoable
+from . import BLOCKING, HOLD, INFO, Finding, undoable
+from .common import holding
+from .common import matchers as expected_error
+from .common.files import sha256_tagged
+from .common.jcs import content_bytes, content_hash
 from .pipelines_common import (
     SHA256_RE,
     FileReport,
     SchemaValidator,
-    canonical_bytes,
-    canonical_hash,
     contained,
-    file_sha256,
     json_files,
     optional_validator,
     read_json,
@@ -140,7 +140,7 @@ def _artifact(
         )
     elif not local.is_file():
         check.status = "absent"
-    elif file_sha256(local) != pinned:
+    elif sha256_tagged(local) != pinned:
         check.status = "mismatch"
         check.held_by = _held(holds, path)
         message = f"{path}: bytes changed after the receipt pinned {pinned[7:19]}…"
@@ -254,8 +254,8 @@ def scan_run(path: Path, config: DeterminismConfig) -> tuple[FileReport, RunOutp
             f"output_root {root!r} leaves the runs folder ({code})",
         )
         return report, None
-    identity = canonical_hash(
-        {k: value.get(k) for k in ("pipeline", "code_ref", "spec_hash", "inputs")}, without=""
+    identity = content_hash(
+        {k: value.get(k) for k in ("pipeline", "code_ref", "spec_hash", "inputs")}
     )
     rehashed: dict[str, str | None] = {}
     for name in sorted(outputs):
@@ -269,7 +269,7 @@ def scan_run(path: Path, config: DeterminismConfig) -> tuple[FileReport, RunOutp
                 HOLD,
             )
             continue
-        rehashed[name] = file_sha256(local)
+        rehashed[name] = sha256_tagged(local)
         if rehashed[name] != outputs[name]:
             report.add(
                 "RUN_OUTPUT_HASH_MISMATCH",
@@ -339,7 +339,7 @@ def compare_snapshots(
     def strip(doc: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in doc.items() if k not in retrieval}
 
-    same = canonical_bytes(strip(prior)) == canonical_bytes(strip(current))
+    same = content_bytes(strip(prior)) == content_bytes(strip(current))
     changes: dict[str, list[str]] = {}
     before, after = _records(prior), _records(current)
     for key in sorted(set(before) | set(after)):
@@ -470,9 +470,8 @@ def hold_promotion(
 ) -> dict[str, Any]:
     """Block promotion of `output` until its drift is explained. Idempotent."""
     path, doc = _holds_doc(config)
-    if isinstance(doc["holds"].get(output), dict):
+    if not holding.place(doc["holds"], output, incident, reason):
         return {"output": output, "held": True, "already": True}
-    doc["holds"][output] = {"by": incident, "at": now_iso(), "reason": reason}
     write_json(path, doc)
     return {"output": output, "held": True, "already": False}
 
@@ -480,9 +479,8 @@ def hold_promotion(
 def release_promotion(config: DeterminismConfig, output: str) -> dict[str, Any]:
     """Undo `hold_promotion`. Safe to run twice."""
     path, doc = _holds_doc(config)
-    if not isinstance(doc["holds"].get(output), dict):
+    if not holding.lift(doc["holds"], output):
         return {"output": output, "released": False, "reason": "not held"}
-    del doc["holds"][output]
     write_json(path, doc)
     return {"output": output, "released": True}
 

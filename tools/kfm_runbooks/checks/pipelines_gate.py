@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from . import HOLD
+from .common.jcs import spec_hash_matches
 from .pipelines_common import (
     READ_CODES,
     SHA256_RE,
     FileReport,
-    canonical_hash,
     parse_instant,
     read_json,
     rel,
@@ -183,11 +183,15 @@ def profile_problems(profile: dict[str, Any]) -> list[tuple[str, str]]:
         return [("PROFILE_INVALID", "/")]
     if profile["spec_hash"] == ZERO_SHA256:
         return [("DIGEST_PLACEHOLDER", "/spec_hash")]
-    if profile["spec_hash"] != canonical_hash(profile):
+    if not spec_hash_matches(profile["spec_hash"], _without_hash(profile)):
         return [("PROFILE_HASH_MISMATCH", "/spec_hash")]
     if thresholds["deny_score_below"] >= thresholds["green_score_min"]:
         return [("PROFILE_INVALID", "/thresholds")]
     return []
+
+
+def _without_hash(document: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in document.items() if key != "spec_hash"}
 
 
 def expected_decision(
@@ -243,7 +247,7 @@ def scan_packet(path: Path, base: Path, profile: dict[str, Any] | None) -> FileR
         return report
     if packet["spec_hash"] == ZERO_SHA256:
         report.add("DIGEST_PLACEHOLDER", "/spec_hash")
-    elif packet["spec_hash"] != canonical_hash(packet):
+    elif not spec_hash_matches(packet["spec_hash"], _without_hash(packet)):
         report.add(
             "SPEC_HASH_MISMATCH", "/spec_hash", "packet spec_hash does not match its content"
         )

@@ -29,17 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
+from ..vocab import Verdict
 from . import BLOCKING, INFO, Finding, undoable
+from .common import holding
+from .common.files import sha256_tagged
+from .common.jcs import spec_hash_matches
 from .pipelines_common import (
     SHA256_RE,
     FileReport,
     SchemaValidator,
-    canonical_hash,
     contained,
-    file_sha256,
     json_files,
     optional_validator,
     read_json,
@@ -162,7 +163,7 @@ def _check_file(report: FileReport, folder: Path, index: int, entry: dict[str, A
             where,
             f"{entry['path']}: {size} bytes, manifest says {entry['bytes']}",
         )
-    elif file_sha256(path) != entry["sha256"]:
+    elif sha256_tagged(path) != entry["sha256"]:
         report.add(
             "RELEASE_FILE_DIGEST_MISMATCH",
             where,
@@ -203,7 +204,7 @@ def scan_release(folder: Path, config: ReleaseConfig) -> FileReport:
             report.add("RELEASE_SYMLINK_DENIED", f"/{name}", f"{name} is a symlink")
         elif name not in listed:
             report.add("RELEASE_FILE_UNLISTED", f"/{name}", f"{name} not in the manifest", INFO)
-    report.details["complete"] = report.outcome == "PASS"
+    report.details["complete"] = report.outcome == Verdict.PASS
     return report
 
 
@@ -254,7 +255,7 @@ def scan_plan(path: Path, config: ReleaseConfig) -> FileReport:
     declared = det.get("spec_hash")
     subject = {k: v for k, v in plan.items() if k != "plan_id"}
     subject["determinism"] = {k: v for k, v in det.items() if k != "spec_hash"}
-    if declared != canonical_hash(subject):
+    if not spec_hash_matches(declared, subject, det.get("canonicalization_profile")):
         report.add(
             "PLAN_SPEC_HASH_MISMATCH",
             "/determinism/spec_hash",
@@ -304,7 +305,7 @@ class ReleaseScan:
 
     def complete(self) -> list[FileReport]:
         """Complete releases, newest first (created_at, then name)."""
-        done = [r for r in self.releases if r.outcome == "PASS"]
+        done = [r for r in self.releases if r.outcome == Verdict.PASS]
         return sorted(
             done, key=lambda r: (str(r.details.get("created_at") or ""), r.file), reverse=True
         )
@@ -312,7 +313,7 @@ class ReleaseScan:
     def fallback(self) -> FileReport | None:
         """The release `current` should name instead: the newest complete one."""
         current = self.current
-        if current is not None and current.outcome == "PASS":
+        if current is not None and current.outcome == Verdict.PASS:
             return None
         done = self.complete()
         return done[0] if done else None
@@ -322,7 +323,7 @@ class ReleaseScan:
         return [
             r
             for r in self.releases
-            if r.outcome != "PASS" and r.file not in self.withdrawn and r.file != current
+            if r.outcome != Verdict.PASS and r.file not in self.withdrawn and r.file != current
         ]
 
 
@@ -356,7 +357,7 @@ def scan(config: ReleaseConfig) -> ReleaseScan:
         )
     else:
         current = next(r for r in releases if r.file == pointer.target)
-        if current.outcome != "PASS":
+        if current.outcome != Verdict.PASS:
             found.append(
                 Finding(
                     "RELEASE_CURRENT_PARTIAL",
@@ -402,7 +403,7 @@ def withdraw(config: ReleaseConfig, release: str, *, incident: str, reason: str)
         raise TargetError(f"{release!r} is not a release name")
     if marker.is_file():
         return {"release": release, "withdrawn": True, "already": True}
-    write_json(marker, {"release": release, "by": incident, "at": now_iso(), "reason": reason})
+    write_json(marker, {"release": release, **holding.record(incident, reason)})
     return {"release": release, "withdrawn": True, "already": False}
 
 

@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, expected_error, undoable
+from ..vocab import Verdict
+from . import BLOCKING, HOLD, INFO, Finding, undoable
+from .common import holding
+from .common import matchers as expected_error
 from .pipelines_common import (
     FileReport,
     SchemaValidator,
@@ -320,7 +322,7 @@ class SyncScan:
         return [f for f in self.findings if f.severity == BLOCKING and (f.code in codes)]
 
     def contract_failures(self) -> list[FileReport]:
-        return [r for r in self.receipts if r.outcome in ("FAIL", "ERROR")]
+        return [r for r in self.receipts if r.outcome in (Verdict.FAIL, Verdict.ERROR)]
 
     def looping(self) -> list[SourceHistory]:
         """Sources whose history shows a loop (held or not)."""
@@ -374,9 +376,8 @@ def hold_sync(config: SyncConfig, source: str, *, incident: str, reason: str) ->
     """Stop fetching `source` (the fetcher skips held sources). Idempotent."""
     path, doc = _control_doc(config)
     entry = doc["sources"].setdefault(source, {})
-    if isinstance(entry.get("hold"), dict):
+    if not holding.place(entry, "hold", incident, reason):
         return {"source": source, "held": True, "already": True}
-    entry["hold"] = {"by": incident, "at": now_iso(), "reason": reason}
     write_json(path, doc)
     return {"source": source, "held": True, "already": False}
 
@@ -385,9 +386,8 @@ def release_sync(config: SyncConfig, source: str) -> dict[str, Any]:
     """Undo `hold_sync`. Safe to run twice."""
     path, doc = _control_doc(config)
     entry = doc["sources"].get(source)
-    if not isinstance(entry, dict) or not isinstance(entry.get("hold"), dict):
+    if not isinstance(entry, dict) or not holding.lift(entry, "hold", keep_key=True):
         return {"source": source, "released": False, "reason": "not held"}
-    entry["hold"] = None
     write_json(path, doc)
     return {"source": source, "released": True}
 

@@ -30,15 +30,16 @@ from typing import Any
 from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
+from ..vocab import Verdict
 from . import BLOCKING, HOLD, INFO, Finding, undoable
+from .common.files import sha256_tagged
+from .common.jcs import spec_hash_matches
 from .pipelines_common import (
     READ_CODES,
     FileReport,
     SchemaValidator,
     as_of,
-    canonical_hash,
     contained,
-    file_sha256,
     hours,
     json_files,
     optional_validator,
@@ -153,7 +154,7 @@ def _spec_binding(report: RegistryReport, watcher: dict[str, Any], base: str, ro
         if path.stat().st_size > MAX_SPEC_BYTES:
             report.add("SPEC_FILE_TOO_LARGE", f"{base}/spec_path", f"{raw} is too large")
             return
-        actual = file_sha256(path)
+        actual = sha256_tagged(path)
     except OSError:
         report.add("SPEC_FILE_UNREADABLE", f"{base}/spec_path", f"{raw} cannot be read")
         return
@@ -169,7 +170,10 @@ def _spec_binding(report: RegistryReport, watcher: dict[str, Any], base: str, ro
 def registry_semantics(report: RegistryReport, value: dict[str, Any], root: Path) -> None:
     """KFM's semantic registry rules (run on schema-valid registries only)."""
     declared = value.get("spec_hash")
-    if isinstance(declared, str) and declared != canonical_hash(value):
+    subject = {key: item for key, item in value.items() if key != "spec_hash"}
+    if isinstance(declared, str) and not spec_hash_matches(
+        declared, subject, value.get("canonicalization_profile")
+    ):
         report.add("REGISTRY_SPEC_HASH_MISMATCH", "/spec_hash", "registry spec_hash is stale")
     watchers = [w for w in value.get("watchers") or [] if isinstance(w, dict)]
     ids = [str(w.get("watcher_id")) for w in watchers]
@@ -308,7 +312,7 @@ def _assess(
     status.lag_series = [(at.strftime("%Y-%m-%dT%H:%MZ"), hours(lag)) for at, lag in series]
     if series:
         status.lag_h = status.lag_series[-1][1]
-    found = []
+    found: list[tuple[str, str, str]] = []
     run = entry.get("run")
     if isinstance(run, dict) and run.get("status") == "running":
         started = parse_instant(run.get("started_at"))
@@ -369,7 +373,7 @@ def liveness(
     findings: list[Finding] = []
     seen: set[str] = set()
     for report in registries:
-        if report.outcome not in ("PASS",):
+        if report.outcome not in (Verdict.PASS,):
             continue
         for watcher in report.watchers:
             watcher_id = str(watcher.get("watcher_id"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,12 @@ from typing import Any
 import yaml
 
 from .._fs import replace_atomic
-from . import strict_json
+from .common import json as strict_json
+from .common.files import FileProblem, read_bounded
+from .common.paths import lexically_inside
+from .common.paths import rel as rel  # re-exported for security_*
+
+inside = lexically_inside  # the security checks' name for it
 
 MAX_FILE_BYTES = 4 * 1_048_576
 FINGERPRINT_HEX = 8
@@ -32,21 +36,6 @@ def fingerprint(value: str | bytes) -> str:
     """
     data = value.encode("utf-8") if isinstance(value, str) else value
     return "fp:" + hashlib.sha256(data).hexdigest()[:FINGERPRINT_HEX]
-
-
-def rel(path: Path, base: Path) -> str:
-    """`path` relative to `base` (posix), or its bare name when it lies elsewhere."""
-    try:
-        return Path(os.path.normpath(path)).relative_to(os.path.normpath(base)).as_posix()
-    except ValueError:
-        return path.name
-
-
-def inside(path: Path | str, base: Path | str) -> bool:
-    """Lexically inside `base` (no filesystem access; `..` collapsed first)."""
-    candidate = os.path.normpath(path)
-    boundary = os.path.normpath(base)
-    return candidate == boundary or candidate.startswith(boundary.rstrip(os.sep) + os.sep)
 
 
 def symlink_on_path(path: Path, base: Path) -> bool:
@@ -99,22 +88,19 @@ def _walk(folder: Path) -> Iterator[Path]:
 
 def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[bytes | None, str | None]:
     """(bytes, None) or (None, code): symlinks, specials and oversized files are refused."""
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return None, "SEC_FILE_NOT_FOUND"
-    except OSError:
-        return None, "SEC_FILE_READ_ERROR"
-    if stat.S_ISLNK(info.st_mode):
-        return None, "SEC_INPUT_SYMLINK_DENIED"
-    if not stat.S_ISREG(info.st_mode):
-        return None, "SEC_FILE_NOT_REGULAR"
-    if info.st_size > limit:
-        return None, "SEC_FILE_TOO_LARGE"
-    try:
-        return path.read_bytes(), None
-    except OSError:
-        return None, "SEC_FILE_READ_ERROR"
+    data, problem = read_bounded(path, limit)
+    if data is None:
+        return None, _READ_PROBLEM_CODES[problem or FileProblem.UNREADABLE]
+    return data, None
+
+
+_READ_PROBLEM_CODES = {
+    FileProblem.MISSING: "SEC_FILE_NOT_FOUND",
+    FileProblem.LINK: "SEC_INPUT_SYMLINK_DENIED",
+    FileProblem.NOT_REGULAR: "SEC_FILE_NOT_REGULAR",
+    FileProblem.TOO_LARGE: "SEC_FILE_TOO_LARGE",
+    FileProblem.UNREADABLE: "SEC_FILE_READ_ERROR",
+}
 
 
 def parse_json(data: bytes) -> tuple[Any, str | None]:
@@ -158,13 +144,6 @@ def dump_yaml(value: Any) -> bytes:
 def write_yaml(path: Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     replace_atomic(path, dump_yaml(value))
-
-
-def pointer(parts: tuple[Any, ...]) -> str:
-    """RFC 6901 JSON pointer of a path in a document."""
-    if not parts:
-        return "/"
-    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def private_folder(path: Path) -> Path:

@@ -35,7 +35,8 @@ from typing import Any
 from .._fs import create_new, replace_atomic, sha256_bytes
 from .._time import now_iso
 from ..target import Target
-from . import BLOCKING, HOLD, Finding, undoable, verdict
+from . import BLOCKING, HOLD, Finding, undoable
+from .common.findings import FindingsReport
 from .security_common import inside, parse_json, parse_yaml, read_bytes, read_json, rel, walk_files
 
 LEVELS = ("public", "generalized", "restricted", "quarantine")
@@ -143,7 +144,7 @@ def load_policy(config: LayersConfig) -> tuple[dict[str, Profile], list[Finding]
 
 
 @dataclass
-class LayerReport:
+class LayerReport(FindingsReport):
     file: str
     layer_id: str
     kind: str  # layer | manifest
@@ -153,14 +154,6 @@ class LayerReport:
     max_zoom: int | None = None
     allowed_zoom: int | None = None
     findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def outcome(self) -> str:
-        return verdict(self.findings)
-
-    @property
-    def codes(self) -> list[str]:
-        return sorted({f.code for f in self.findings})
 
     def as_dict(self) -> dict[str, Any]:
         return {

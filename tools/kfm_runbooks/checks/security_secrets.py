@@ -32,12 +32,12 @@ from .._fs import create_new, replace_atomic, sha256_bytes
 from .._time import now_iso
 from ..target import Target
 from . import BLOCKING, HOLD, Finding, undoable
+from .common.json import pointer
 from .security_common import (
     fingerprint,
     inside,
     parse_json,
     parse_yaml,
-    pointer,
     private_folder,
     read_bytes,
     read_yaml,

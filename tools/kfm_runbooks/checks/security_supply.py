@@ -33,7 +33,9 @@ from typing import Any
 from .._fs import create_new
 from .._time import now_iso
 from ..target import Target
-from . import BLOCKING, HOLD, INFO, Finding, undoable, verdict
+from ..vocab import Verdict
+from . import BLOCKING, HOLD, INFO, Finding, undoable
+from .common.findings import FindingsReport
 from .security_common import inside, rel
 
 INTEGRITY_CODES = frozenset(
@@ -176,7 +178,7 @@ def parse_lock(path: Path) -> tuple[dict[str, Pin], list[Finding]]:
 
 
 @dataclass
-class DistReport:
+class DistReport(FindingsReport):
     """One installed distribution (one `.dist-info` folder)."""
 
     dist_info: str
@@ -192,12 +194,8 @@ class DistReport:
         return normalize(self.name)
 
     @property
-    def codes(self) -> list[str]:
-        return sorted({f.code for f in self.findings})
-
-    @property
     def state(self) -> str:
-        codes = set(self.codes)
+        codes = set(self.all_codes)  # SEC_PKG_UNPINNED_ALLOWED is an info finding
         if codes & INTEGRITY_CODES:
             return "integrity"
         if "SEC_PKG_VERSION_DRIFT" in codes:
@@ -207,10 +205,6 @@ class DistReport:
         if "SEC_PKG_UNPINNED_ALLOWED" in codes:
             return "allowed"
         return "ok"
-
-    @property
-    def outcome(self) -> str:
-        return verdict(self.findings)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -367,7 +361,7 @@ class EnvScan:
 
     @property
     def faulty(self) -> list[DistReport]:
-        return [d for d in self.dists if d.outcome != "PASS"]
+        return [d for d in self.dists if d.outcome != Verdict.PASS]
 
     @property
     def clean(self) -> bool:

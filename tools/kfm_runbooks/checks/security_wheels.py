@@ -22,17 +22,11 @@ from typing import Any
 from .._fs import create_new, replace_atomic
 from .._time import now_iso
 from ..target import Target
+from ..vocab import Verdict
 from . import undoable
+from .common.files import sha256_file
 from .security_common import inside, rel
 from .security_supply import EnvConfig, Pin, normalize, parse_lock, record_path, record_rows, scan
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def wheel_for(config: EnvConfig, pin: Pin) -> Path | None:
@@ -44,7 +38,7 @@ def wheel_for(config: EnvConfig, pin: Pin) -> Path | None:
         version = rest.split("-", 1)[0]
         if normalize(name) != pin.name or version != pin.version or wheel.is_symlink():
             continue
-        if f"sha256:{_sha256_file(wheel)}" in pin.hashes:
+        if f"sha256:{sha256_file(wheel)}" in pin.hashes:
             return wheel
     return None
 
@@ -102,7 +96,7 @@ def reinstall_from_wheel(config: EnvConfig, key: str, *, incident: str) -> dict[
     if wheel is None:
         raise ValueError(f"no wheel for {pin.name}=={pin.version} matching the lock's hash")
     current = [r for r in scan(config).dists if r.key == pin.name]
-    if len(current) == 1 and current[0].outcome == "PASS":
+    if len(current) == 1 and current[0].outcome == Verdict.PASS:
         return {"package": pin.name, "version": pin.version, "already": True}
     files = _read_wheel(wheel)
     backup_id = f"{pin.name}-{pin.version}-{incident}"

@@ -15,14 +15,15 @@ import copy
 import re
 from typing import Any
 
+from ..vocab import Verdict
 from . import HOLD, Finding
+from .common.json import set_at
 from .ui_contract_base import (
     CaseVerdict,
     ContractsConfig,
     case_name,
     display_name,
     read_json,
-    set_pointer,
 )
 
 ADMISSION_PROFILE = "kfm.layer-manifest-admission-fixture.v1"
@@ -85,25 +86,25 @@ ADMISSION_ROOT = frozenset(
 def admit(candidate: Any) -> tuple[str, str]:
     """KFM's runtime admission of a layer manifest projection: (outcome, code)."""
     if not _admission_shape(candidate):
-        return "ERROR", "LAYER_MANIFEST_ADMISSION_INPUT_INVALID"
+        return Verdict.ERROR, "LAYER_MANIFEST_ADMISSION_INPUT_INVALID"
     release, request = candidate["release_binding"], candidate["runtime_request"]
     if any(v is not False for v in candidate["authority"].values()):
         return "DENY", "LAYER_MANIFEST_AUTHORITY_OVERCLAIM"
     if request["source_url_class"] != "GOVERNED_API":
         return "DENY", "LAYER_MANIFEST_SOURCE_CLASS_DENIED"
     if candidate["manifest_profile"] == "LEGACY":
-        return "HOLD", "LAYER_MANIFEST_LEGACY_PROFILE_HELD"
+        return Verdict.HOLD, "LAYER_MANIFEST_LEGACY_PROFILE_HELD"
     if candidate["profile_status"] != "ACTIVE" or candidate["execution_mode"] != "RELEASED_RUNTIME":
-        return "HOLD", "LAYER_MANIFEST_INACTIVE_PROFILE_HELD"
+        return Verdict.HOLD, "LAYER_MANIFEST_INACTIVE_PROFILE_HELD"
     states = (release["release_state"], release["correction_state"])
     if "WITHDRAWN" in states:
         return "DENY", "LAYER_MANIFEST_RELEASE_WITHDRAWN"
     if "SUPERSEDED" in states:
-        return "HOLD", "LAYER_MANIFEST_SUPERSEDED"
+        return Verdict.HOLD, "LAYER_MANIFEST_SUPERSEDED"
     if candidate["lifecycle_state"] != "PUBLISHED" or release["release_state"] != "PUBLISHED":
-        return "HOLD", "LAYER_MANIFEST_NOT_PUBLISHED"
+        return Verdict.HOLD, "LAYER_MANIFEST_NOT_PUBLISHED"
     if candidate["trust_state"] == "STALE":
-        return "HOLD", "LAYER_MANIFEST_STALE"
+        return Verdict.HOLD, "LAYER_MANIFEST_STALE"
     if (
         release["subject_manifest_id"] != candidate["manifest_id"]
         or release["subject_spec_hash"] != candidate["manifest_spec_hash"]
@@ -113,7 +114,7 @@ def admit(candidate: Any) -> tuple[str, str]:
     if release["policy_allowed"] is not True:
         return "DENY", "LAYER_MANIFEST_POLICY_DENIED"
     if release["evidence_resolved"] is not True:
-        return "HOLD", "LAYER_MANIFEST_EVIDENCE_UNRESOLVED"
+        return Verdict.HOLD, "LAYER_MANIFEST_EVIDENCE_UNRESOLVED"
     gates = (
         "review_approved",
         "promotion_approved",
@@ -122,8 +123,8 @@ def admit(candidate: Any) -> tuple[str, str]:
         "rollback_ready",
     )
     if not all(release[g] is True for g in gates) or request["requested"] is not True:
-        return "HOLD", "LAYER_MANIFEST_NOT_PUBLISHED"
-    return "PASS", "LAYER_MANIFEST_REGISTER_ELIGIBLE"
+        return Verdict.HOLD, "LAYER_MANIFEST_NOT_PUBLISHED"
+    return Verdict.PASS, "LAYER_MANIFEST_REGISTER_ELIGIBLE"
 
 
 def _admission_shape(value: Any) -> bool:
@@ -169,7 +170,7 @@ def admission_cases(config: ContractsConfig) -> tuple[list[CaseVerdict], list[Fi
         candidate = copy.deepcopy(base)
         try:
             for pointer, value in ADMISSION_MUTATIONS[str(mutation)]:
-                set_pointer(candidate, pointer, value)
+                set_at(candidate, pointer, value)
         except (KeyError, IndexError, TypeError, ValueError):
             problems.append(
                 Finding(

@@ -8,7 +8,6 @@ and non-finite numbers refused) and only inside the target's folder.
 
 from __future__ import annotations
 
-import copy
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from ..target import Target
 from .catalog_json import inside, read_object
+from .common.json import pointer
 
 MAX_SCHEMA_FINDINGS = 50
 
@@ -90,22 +90,6 @@ class CaseVerdict:
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def pointer(parts: Any) -> str:
-    encoded = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
-    return "/" + "/".join(encoded) if encoded else "/"
-
-
-def set_pointer(document: Any, pointer: str, value: Any) -> None:
-    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
-    node = document
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    if isinstance(node, list):
-        node[int(parts[-1])] = copy.deepcopy(value)
-    else:
-        node[parts[-1]] = copy.deepcopy(value)
 
 
 def read_json(path: Path | None, base: Path) -> tuple[dict[str, Any] | None, str | None]:

@@ -24,6 +24,7 @@ restates that table. Bad input (unreadable files, malformed cases) becomes findi
 
 from __future__ import annotations
 
+from ..vocab import Verdict
 from . import BLOCKING, HOLD, Finding
 from .ui_admission import admission_cases, admit
 from .ui_contract_base import HELD, CaseVerdict, ContractsConfig
@@ -62,7 +63,7 @@ def verdict_findings(verdicts: list[CaseVerdict]) -> list[Finding]:
     """Not-PASS verdicts as findings: HOLD / ABSTAIN held, the rest blocking."""
     out = []
     for v in verdicts:
-        if v.outcome == "PASS":
+        if v.outcome == Verdict.PASS:
             continue
         severity = HOLD if v.outcome in HELD else BLOCKING
         for code, path in v.findings:

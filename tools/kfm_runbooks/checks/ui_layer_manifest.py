@@ -15,8 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..vocab import Verdict
 from . import HOLD, Finding
-from .catalog_json import CanonicalizationError, inside, spec_hash
+from .catalog_json import inside
+from .common.jcs import CanonicalizationError, spec_hash
 from .ui_contract_base import CaseVerdict, ContractsConfig, display_name, read_json, schema_errors
 
 READ_ERRORS = frozenset(
@@ -197,17 +199,17 @@ def manifest_semantics(doc: dict[str, Any]) -> list[tuple[str, str]]:
 def validate_manifest(path: Path, config: ContractsConfig) -> tuple[str, list[tuple[str, str]]]:
     doc, code = read_json(path, config.base)
     if doc is None:
-        return "ERROR", [(str(code), "/")]
+        return Verdict.ERROR, [(str(code), "/")]
     schema, code = read_json(config.manifest_schema, config.base)
     if schema is None:
-        return "ERROR", [("SCHEMA_UNAVAILABLE", "/")]
+        return Verdict.ERROR, [("SCHEMA_UNAVAILABLE", "/")]
     errors = schema_errors(doc, schema)
     if errors is None:
-        return "ERROR", [("SCHEMA_UNAVAILABLE", "/")]
+        return Verdict.ERROR, [("SCHEMA_UNAVAILABLE", "/")]
     found = [("SCHEMA_INVALID", p) for p in errors] or manifest_semantics(doc)
     if any(c in READ_ERRORS for c, _ in found):
-        return "ERROR", found
-    return ("FAIL" if found else "PASS"), found
+        return Verdict.ERROR, found
+    return (Verdict.FAIL if found else Verdict.PASS), found
 
 
 def _manifest_files(config: ContractsConfig) -> list[Path]:

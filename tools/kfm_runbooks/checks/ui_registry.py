@@ -376,6 +376,8 @@ def republish_intended(system: UiSystem, layer_id: str) -> dict[str, Any]:
 
 
 def _sha(value: dict[str, Any]) -> str:
+    """A state fingerprint persisted in undo arguments (old ledgers roll back with it):
+    json.dumps(sort_keys=True), never RFC 8785 and never to change. Not a spec_hash."""
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 

@@ -356,6 +356,8 @@ def _story_nodes(
 
 
 def _digest(value: Any) -> str:
+    """A state fingerprint persisted in undo arguments (old ledgers roll back with it):
+    json.dumps(sort_keys=True), never RFC 8785 and never to change. Not a spec_hash."""
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 

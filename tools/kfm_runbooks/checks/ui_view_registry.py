@@ -13,17 +13,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..vocab import Verdict
 from . import HOLD, Finding
-from .catalog_json import CanonicalizationError, spec_hash
+from .common.jcs import CanonicalizationError, spec_hash
+from .common.json import pointer, set_at
 from .ui_contract_base import (
     CaseVerdict,
     ContractsConfig,
     case_name,
     display_name,
-    pointer,
     read_json,
     schema_errors,
-    set_pointer,
 )
 
 VIEW_ID_PREFIX = "kfm:view-registry:"
@@ -108,7 +108,7 @@ def validate_view_registry(
 ) -> tuple[str, list[tuple[str, str]]]:
     errors = schema_errors(registry, schema)
     if errors is None:
-        return "ERROR", [("VIEW_REGISTRY_SCHEMA_UNAVAILABLE", "/")]
+        return Verdict.ERROR, [("VIEW_REGISTRY_SCHEMA_UNAVAILABLE", "/")]
     if errors:
         return "DENY", [("VIEW_REGISTRY_SCHEMA_INVALID", path) for path in errors]
     semantic = _view_semantics(registry)
@@ -117,16 +117,16 @@ def validate_view_registry(
     closure = {entry["catalog"]["closure_state"] for entry in registry["entries"]}
     if "DENY" in closure:
         return "DENY", [("VIEW_REGISTRY_CATALOG_CLOSURE_DENIED", "/entries")]
-    if "HOLD" in closure:
+    if Verdict.HOLD in closure:
         return "ABSTAIN", [("VIEW_REGISTRY_CATALOG_CLOSURE_HELD", "/entries")]
-    return "PASS", []
+    return Verdict.PASS, []
 
 
 def materialize_view_registry(bases: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
     """A case's registry as KFM's harness builds it: base + mutations, generated identity."""
     registry: dict[str, Any] = copy.deepcopy(bases[case["base"]])
     for mutation in case.get("mutations", []):
-        set_pointer(registry, mutation["path"], mutation["value"])
+        set_at(registry, mutation["path"], mutation["value"])
     digest, registry_id = view_identity(registry)
     registry["spec_hash"] = case.get("spec_hash_override", digest)
     registry["registry_id"] = case.get("registry_id_override", registry_id)

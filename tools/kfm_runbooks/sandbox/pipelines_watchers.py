@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..checks.common.jcs import spec_hash_without
+
 ROOT = "pipelines/watchers"
 AS_OF = dt.datetime(2026, 6, 2, 12, 0, tzinfo=dt.UTC)
 START = dt.datetime(2026, 6, 1, 0, 0, tzinfo=dt.UTC)
@@ -50,9 +52,7 @@ def _dump(value: Any) -> bytes:
 
 
 def _canonical_hash(value: dict[str, Any]) -> str:
-    subject = {k: v for k, v in value.items() if k != "spec_hash"}
-    text = json.dumps(subject, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return spec_hash_without(value, "spec_hash")
 
 
 def _floor(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:

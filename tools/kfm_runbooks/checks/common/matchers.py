@@ -16,15 +16,14 @@ violations: anything with `keyword`, `message` and a JSON pointer (`pointer` or 
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import strict_json
+from . import json as strict_json
+from .files import FileProblem, read_bounded
 
 SUFFIX = ".expected_error.txt"
 MAX_BYTES = 4096
@@ -101,20 +100,13 @@ def beside(path: Path) -> tuple[ExpectedError | None, str | None]:
     """The matcher beside `x.json` (`x.expected_error.txt`): (matcher, None), (None, code)
     when it is unusable, (None, None) when there is none. Never follows a symlink."""
     candidate = path.with_name(path.name.removesuffix(".json") + SUFFIX)
-    try:
-        fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
+    data, problem = read_bounded(candidate, MAX_BYTES)
+    if problem is FileProblem.MISSING:
         return None, None
-    except OSError:
-        return None, UNREADABLE
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, UNREADABLE
-        data = os.read(fd, MAX_BYTES + 1)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_BYTES:
+    if problem is FileProblem.TOO_LARGE:
         return None, UNPARSEABLE
+    if data is None:
+        return None, UNREADABLE
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

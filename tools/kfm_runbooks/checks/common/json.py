@@ -1,14 +1,19 @@
-"""Strict JSON for records and evidence: UTF-8 only, no duplicate keys, no NaN/Infinity.
+"""Strict JSON for records and evidence, and RFC 6901 JSON pointers.
 
-One parser for every checks module; each maps the problem `kind` to its own finding code
-family (CAT_JSON_*, SEC_JSON_*, JSON_*). Never raises on hostile input: too deep a
-nesting is a kind too, not a crash.
+`parse`: UTF-8 only, no duplicate keys, no NaN/Infinity. One parser for every checks
+module; each maps the problem `kind` to its own finding code family (CAT_JSON_*,
+SEC_JSON_*, JSON_*). Never raises on hostile input: too deep a nesting is a kind too.
+
+`pointer` / `parent_of`: RFC 6901 pointers (``~0`` for ``~``, ``~1`` for ``/``). KFM's
+findings name the whole document ``/`` (RFC 6901 spells it ""): kept, as findings persist.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 KINDS = ("NOT_UTF8", "DUPLICATE_KEY", "NONFINITE_NUMBER", "INVALID", "TOO_DEEP")
@@ -77,3 +82,38 @@ def within_limits(value: Any, max_nodes: int = 50_000, max_depth: int = 64) -> b
         elif isinstance(item, list):
             pending.extend((child, depth + 1) for child in item)
     return True
+
+
+# --- RFC 6901 JSON pointers -------------------------------------------------------------
+
+
+def pointer(parts: Iterable[Any]) -> str:
+    """The pointer of a path of keys / indexes; ``/`` for the whole document (KFM's form)."""
+    encoded = [str(part).replace("~", "~0").replace("/", "~1") for part in parts]
+    return "/" + "/".join(encoded) if encoded else "/"
+
+
+def tokens(text: str) -> list[str]:
+    """The unescaped reference tokens of a pointer (``/a~1b/0`` -> ``["a/b", "0"]``)."""
+    if not text.startswith("/"):
+        raise ValueError(f"JSON pointer {text!r} does not start with '/'")
+    return [part.replace("~1", "/").replace("~0", "~") for part in text[1:].split("/")]
+
+
+def parent_of(document: Any, text: str) -> tuple[Any, int | str]:
+    """(container, key or index) the pointer's last token names inside `document`.
+
+    KeyError / IndexError / ValueError / TypeError when the path does not exist.
+    """
+    parts = tokens(text)
+    node = document
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    last = parts[-1]
+    return node, int(last) if isinstance(node, list) else last
+
+
+def set_at(document: Any, text: str, value: Any) -> None:
+    """Replace what the pointer names with a deep copy of `value` (in place)."""
+    node, key = parent_of(document, text)
+    node[key] = copy.deepcopy(value)

@@ -10,6 +10,7 @@ import nbformat
 import pytest
 import scrapbook
 
+import kfm_runbooks
 from kfm_runbooks import ledger, manifest
 from kfm_runbooks.errors import KernelMissingError
 from kfm_runbooks.execute import RunOptions, run_runbook
@@ -94,6 +95,7 @@ def test_run_entry_records_everything(cli: Cli, incident: tuple[str, Path], sand
     assert data["runbook"]["id"] == CHECKSUM and len(data["runbook"]["sha256"]) == 64
     assert data["parameters"]["incident_id"] == incident_id and data["parameters"]["apply"] is False
     assert data["started"].endswith("Z") and data["ended"].endswith("Z")
+    assert data["tool_version"] == kfm_runbooks.__version__  # the code that sealed it
     outputs = {o["path"]: o["sha256"] for o in data["outputs"]}
     recorded = {e.name: e.sha256 for e in manifest.read(ws / "10_evidence/hashes.sha256")}
     for path, digest in outputs.items():

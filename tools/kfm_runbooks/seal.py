@@ -552,6 +552,7 @@ def _entry_data(
             for rel, data in files
         ],
         "redactions": dict(counts),
+        "tool_version": __version__,
         **(extra_data or {}),
     }
 

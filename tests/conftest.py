@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -17,14 +20,43 @@ from kfm_runbooks.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep each module that shares a module-scoped fixture (a live sandbox, a server) on
-    one xdist worker (`--dist loadgroup`); every other test is spread on its own."""
-    for item in items:
-        fixtureinfo = getattr(item, "_fixtureinfo", None)
-        defs = fixtureinfo.name2fixturedefs.values() if fixtureinfo is not None else []
-        if any(d.scope == "module" for group in defs for d in group):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+# xdist work units. pytest-xdist's own `loadgroup` cannot see `xdist_group` marks under
+# pytest 9 (it renames `item._nodeid`, which pytest 9 no longer reads), so tests sharing an
+# expensive fixture were split across workers and built it twice. The scheduler below groups
+# by nodeid alone, on the controller: a module that shares a module-scoped fixture (a live
+# sandbox, an installed wheel) runs whole on one worker, a golden replay batch
+# (`[...|golden-batch-N]`) in one process; every other test is spread on its own.
+_SHARES_A_MODULE_FIXTURE = re.compile(r"""scope=["']module["']|\blive_sandbox\b""")
+_BATCH = re.compile(r"\|(golden-batch-\d+)\]$")
+
+
+@functools.cache
+def _shares_a_module_fixture(module: str) -> bool:
+    try:
+        return bool(_SHARES_A_MODULE_FIXTURE.search((ROOT / module).read_text()))
+    except OSError:
+        return False
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The work unit a test belongs to (tests of one unit run in one worker, in order)."""
+    batch = _BATCH.search(nodeid)
+    if batch:
+        return batch.group(1)
+    module = nodeid.split("::", 1)[0]
+    return module if _shares_a_module_fixture(module) else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return Scheduling(config, log)
 
 
 NOTEBOOKS = ROOT / "tests" / "notebooks"

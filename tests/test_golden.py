@@ -112,11 +112,10 @@ def _replay(notebooks: list[Path], junit: Path) -> dict[str, str | None]:
 
 def _golden_params() -> list[Any]:
     params = []
-    for c in CASES:
-        marks = []
-        if (c.runbook, c.case) in BATCH_OF:
-            marks.append(pytest.mark.xdist_group(f"golden-batch-{BATCH_OF[(c.runbook, c.case)]}"))
-        params.append(pytest.param(c, id=f"{c.runbook}.{c.case}", marks=marks))
+    for c in CASES:  # a batch's cases share one replay: one xdist unit (conftest.xdist_scope)
+        batch = BATCH_OF.get((c.runbook, c.case))
+        suffix = "" if batch is None else f"|golden-batch-{batch}"
+        params.append(pytest.param(c, id=f"{c.runbook}.{c.case}{suffix}"))
     return params
 
 

@@ -114,3 +114,19 @@ def golden_run(runbook: str, case: str) -> dict[str, Any]:
         ),
         "scraps": scraps,
     }
+
+
+def rewrite_ledger(ws: Path, edit: Any) -> None:
+    """Rewrite the ledger the way someone with write access could: `edit(entry)` changes an
+    entry's dict in place (or returns False to leave it), and every entry from the first one
+    edited is re-hashed and re-chained, so the chain alone still verifies."""
+    path = ws / "10_evidence/ledger.jsonl"
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    prev = None
+    for entry in entries:
+        if prev is not None:
+            entry["prev"] = prev
+        edit(entry)
+        entry["hash"] = ledger.entry_hash(entry)
+        prev = entry["hash"]
+    path.write_bytes(b"".join(ledger.entry_bytes(e) + b"\n" for e in entries))

@@ -69,6 +69,11 @@ def test_report_loads_clean_in_chromium(cli: Cli, sealed: tuple[str, Path]) -> N
     assert head in body  # the report states the ledger head it was made from
     assert "RBK-catalog-checksum-mismatch" in runs and "passed" in runs
     assert "CAT_ASSET_DIGEST_MISMATCH" in runs
+    ledger_text = (ws / "10_evidence/ledger.jsonl").read_text().splitlines()
+    code = next(e for e in map(json.loads, ledger_text) if e["kind"] == "run")["data"]["code"]
+    assert f"kfm-runbooks {code['version']} · {code['python']}" in runs  # the code of the run
+    assert f"{code['distributions_sha256'][:16]}…" in runs
+    assert f"{len(code['modules'])} modules" in runs
     assert evidence_rows >= 5
     assert images >= 1 and first_image_ok  # the triage plot, embedded, renders
 

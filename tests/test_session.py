@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -158,6 +159,12 @@ def test_operator_session_leaves_the_same_evidence(
     last = entries[-1]
     assert last["kind"] == "session.sealed" and last["data"]["run_id"] == session_id
     assert last["data"]["cell_summary"]["edited"] == 1
+    code = last["data"]["code"]  # recorded by the session's kernel, after its cells ran
+    assert code["version"] == importlib.metadata.version("kfm-runbooks")
+    assert "record.py" in code["modules"]
+    assert any(m.startswith("checks/") and "catalog" in m for m in code["modules"])
+    prov = next(p for p in last["data"]["outputs"] if p["path"].endswith(".prov.json"))
+    assert code["modules"]["record.py"] in (ws / "10_evidence" / prov["path"]).read_text()
     mine = [e for e in entries if e["data"].get("run_id") == session_id]
     assert {"finding", "check", "action"} <= {e["kind"] for e in mine}
     assert sha256sum_check(ws).returncode == 0

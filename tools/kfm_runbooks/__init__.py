@@ -28,12 +28,9 @@ __all__ = ["__version__", *sorted(_LAZY)]
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from .codeprov import package_version
 
-    try:
-        return version(DISTRIBUTION)
-    except PackageNotFoundError:  # a source tree on PYTHONPATH, never installed
-        return "0+unknown"
+    return package_version()
 
 
 def __getattr__(name: str) -> Any:

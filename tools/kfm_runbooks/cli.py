@@ -584,6 +584,14 @@ def seal_cmd(
     default=None,
     help="Verify a bundle archive instead (no repo or root needed).",
 )
+@click.option(
+    "--code",
+    "code",
+    is_flag=True,
+    default=False,
+    help="Also name each run whose code differs from the kfm_runbooks installed now "
+    "(information: never changes the exit code).",
+)
 @root_option
 @json_option
 @handle_errors
@@ -591,6 +599,7 @@ def verify_cmd(
     incident_id: str | None,
     expect_head: str | None,
     bundle_path: Path | None,
+    code: bool,
     root: Path | None,
     as_json: bool,
 ) -> None:
@@ -603,8 +612,10 @@ def verify_cmd(
     if incident_id is None:
         raise click.UsageError("give an INCIDENT_ID or --bundle FILE")
     report = verify_workspace(incident_id, root, expect_head, record=True)
+    code_report = _code_report(incident_id, root) if code else None
     if as_json:
-        _emit_json(report.as_dict())
+        extra = {"code": code_report and code_report.as_dict()} if code else {}
+        _emit_json({**report.as_dict(), **extra})
     else:
         verdict = "INTACT" if report.ok else "NOT INTACT"
         click.echo(
@@ -616,7 +627,24 @@ def verify_cmd(
         for warning in report.warnings:
             click.echo(f"   ! {warning}")
         click.echo(f"   ledger head: {report.ledger_head}")
+        if code_report is not None:
+            from .code_check import lines
+
+            for line in lines(code_report):
+                click.echo(line)
     sys.exit(0 if report.ok else EXIT_CHECK_FAILED)
+
+
+def _code_report(incident_id: str, root: Path | None) -> Any:
+    """`verify --code`: the code each run recorded against the code installed now (None on
+    a damaged ledger, which verify has already named)."""
+    from .code_check import code_report
+    from .errors import DamagedError
+
+    try:
+        return code_report(incident_id, root)
+    except DamagedError:
+        return None
 
 
 def _verify_bundle(path: Path, as_json: bool) -> None:

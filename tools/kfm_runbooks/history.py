@@ -18,7 +18,7 @@ from .vocab import LedgerKind
 RUN_KINDS = ("run", "session.sealed")
 RUN_STARTED = LedgerKind.RUN_STARTED
 # Entries a human timeline leaves out: summarised per run, or bookkeeping of a publication.
-DETAIL_KINDS = ("finding", "check", "cell", "publish.intent")
+DETAIL_KINDS = ("finding", "check", "cell", "code", "publish.intent")
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ def render(workspace: Workspace) -> str:
         )
     parts.append(
         "</table><h2>Runbook runs</h2><table id='runs'><tr><th>run</th><th>runbook</th>"
-        "<th>outcome</th><th>checks</th><th>findings</th></tr>"
+        "<th>outcome</th><th>checks</th><th>findings</th><th>code</th></tr>"
     )
     findings_by_run: dict[str, list[dict[str, Any]]] = {}
     for entry in history.of("finding"):
@@ -152,7 +152,8 @@ def render(workspace: Workspace) -> str:
             f"<tr><td class='mono'>{_e(data.get('run_id'))}</td>"
             f"<td>{_e((data.get('runbook') or {}).get('id'))}</td>"
             f"<td class='{_e(data.get('outcome'))}'>{_e(data.get('outcome'))}</td>"
-            f"<td>{checks or '—'}</td><td>{listing or '—'}{more}</td></tr>"
+            f"<td>{checks or '—'}</td><td>{listing or '—'}{more}</td>"
+            f"<td class='code'>{_code_cell(data.get('code'))}</td></tr>"
         )
     parts.append(
         "</table><h2>Evidence</h2><table id='evidence'><tr><th>file "
@@ -174,6 +175,24 @@ def render(workspace: Workspace) -> str:
                 )
     parts.append("</body></html>\n")
     return "".join(parts)
+
+
+def _code_cell(code: Any) -> str:
+    """The code a run's kernel ran (codeprov.py): version, Python, environment, modules."""
+    if not isinstance(code, dict):
+        return "<span class='hold'>not recorded</span>"
+    found = code.get("modules")
+    modules: dict[str, Any] = found if isinstance(found, dict) else {}
+    listing = "<br>".join(
+        f"<span class='mono'>{_e(rel)} {_e(str(digest)[:16])}…</span>"
+        for rel, digest in sorted(modules.items())
+    )
+    return (
+        f"{_e(code.get('package'))} {_e(code.get('version'))} · {_e(code.get('python'))}<br>"
+        f"environment <span class='mono'>{_e(str(code.get('distributions_sha256'))[:16])}…</span>"
+        f" ({_e(code.get('distributions'))} distributions)<details><summary>{len(modules)} "
+        f"modules</summary>{listing}</details>"
+    )
 
 
 def write_report(

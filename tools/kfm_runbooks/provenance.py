@@ -3,6 +3,9 @@
 - the run is an activity; it `used` the runbook (an entity typed prov:Plan), the target
   file and the parameters;
 - the executed notebook `wasGeneratedBy` the run and `wasDerivedFrom` the runbook;
+- it `used` the code that made its call, as the kernel recorded it (codeprov.py): the
+  kfm-runbooks package (version from its metadata, Python), the kernel environment (sha256
+  of its installed-distribution list) and each package module it imported (sha256);
 - the run `wasAssociatedWith` the operator (prov:Person) under the runbook as plan, and
   with kfm-runbook (prov:SoftwareAgent), which `actedOnBehalfOf` the operator.
 """
@@ -34,6 +37,7 @@ def run_document(
     notebook_name: str,
     notebook_sha256: str,
     tool_version: str,
+    code: dict[str, Any] | None = None,
 ) -> str:
     """The run as PROV-JSON text (deterministic key order)."""
     doc = ProvDocument()
@@ -78,6 +82,8 @@ def run_document(
     doc.used(run, runbook)
     doc.used(run, target)
     doc.used(run, params)
+    for entity in _code_entities(doc, code):
+        doc.used(run, entity)
     doc.wasGeneratedBy(notebook, run, ended)
     doc.wasAssociatedWith(run, operator, runbook)
     doc.wasAssociatedWith(run, software)
@@ -85,6 +91,40 @@ def run_document(
     doc.wasDerivedFrom(notebook, runbook, run)
     text = doc.serialize(format="json", indent=2, sort_keys=True)
     return str(text) + "\n"
+
+
+def _code_entities(doc: ProvDocument, code: dict[str, Any] | None) -> list[Any]:
+    """The code the kernel ran, as entities (none when the kernel recorded none)."""
+    if not code:
+        return []
+    version = str(code.get("version"))
+    entities = [
+        doc.entity(
+            f"kfm:code/{code.get('package')}/{version}",
+            {
+                "prov:type": "kfm:SoftwarePackage",
+                "prov:label": f"{code.get('package')} {version}",
+                "kfm:version": version,
+                "kfm:python": str(code.get("python")),
+            },
+        ),
+        doc.entity(
+            f"kfm:environment/{str(code.get('distributions_sha256'))[:16]}",
+            {
+                "prov:type": "kfm:PythonEnvironment",
+                "prov:label": f"{code.get('distributions')} installed distributions",
+                "kfm:sha256": str(code.get("distributions_sha256")),
+            },
+        ),
+    ]
+    for rel, digest in sorted((code.get("modules") or {}).items()):
+        entities.append(
+            doc.entity(
+                f"kfm:code/module/{rel}/{str(digest)[:16]}",
+                {"prov:type": "kfm:Module", "prov:label": rel, "kfm:sha256": str(digest)},
+            )
+        )
+    return entities
 
 
 def _json(value: Any) -> str:

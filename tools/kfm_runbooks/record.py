@@ -25,6 +25,7 @@ Imported in every kernel: standard library, PyYAML and this package's light modu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ledger, redact, scraps
+from . import codeprov, ledger, redact, scraps
 from ._fs import sha256_bytes
 from ._time import now_iso
 from .coverage import Coverage, row_status
@@ -98,6 +99,8 @@ class Recorder:
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     actions: list[dict[str, Any]] = field(default_factory=list)
+    code: dict[str, Any] = field(default_factory=dict)  # the code provenance last recorded
+    _modules: codeprov.ModuleDigests = field(default_factory=codeprov.ModuleDigests, repr=False)
 
     # -- findings, metrics, checks ----------------------------------------------------
 
@@ -232,6 +235,20 @@ class Recorder:
             self.workspace.record(
                 kind, {"run_id": self.run_id, "runbook": self.runbook_id, **data}, self.actor
             )
+
+    def record_code(self) -> dict[str, Any]:
+        """Record which code this kernel runs (codeprov.py) as a `code` ledger entry, when it
+        changed since last recorded: the package version from its metadata, Python, the
+        installed distributions' digest and the sha256 of every package module imported so
+        far. Called after every cell (the last one is the run's), returns what is recorded."""
+        modules = self._modules.scan()
+        if self.code and self.code.get("modules") == modules:
+            return self.code
+        collected = codeprov.collect(modules)
+        self._ledger(LedgerKind.CODE, collected)
+        self.code.clear()
+        self.code.update(collected)
+        return self.code
 
     # -- raw evidence -----------------------------------------------------------------
 
@@ -498,6 +515,31 @@ def _record_cells(recorder: Recorder) -> None:
     shell.events.register("post_run_cell", post_run_cell)
 
 
+_CODE_HOOK: list[Callable[..., None]] = []  # the hook the current recorder registered
+
+
+def _record_code_after_cells(recorder: Recorder) -> None:
+    """After every cell the kernel runs (headless or in JupyterLab), record the code it has
+    imported so far, so the run's last completed cell leaves the code that made its call."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    for previous in _CODE_HOOK:  # a second start() in the same kernel replaces the first
+        with contextlib.suppress(ValueError):
+            shell.events.unregister("post_run_cell", previous)
+    _CODE_HOOK.clear()
+
+    def post_run_cell(result: Any) -> None:
+        recorder.record_code()
+
+    shell.events.register("post_run_cell", post_run_cell)
+    _CODE_HOOK.append(post_run_cell)
+
+
 def start(
     incident_id: str,
     workspace: str | os.PathLike[str],
@@ -531,6 +573,7 @@ def start(
     )
     if kind == LedgerKind.SESSION_OPENED:
         _record_cells(recorder)
+    _record_code_after_cells(recorder)
     mode = "APPLY — changes will be made" if recorder.apply else "read-only (apply=False)"
     print(
         f"incident {incident_id} · run {recorder.run_id} · target {recorder.target.name} "

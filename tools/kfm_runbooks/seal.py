@@ -41,6 +41,7 @@ from .evidence import publish_locked
 from .history import History
 from .layout import CHECKS, METRICS, TIMELINE, Workspace, timeline_line
 from .target import Target
+from .vocab import LedgerKind
 
 EXIT_CODES = {
     "passed": EXIT_OK,
@@ -112,11 +113,20 @@ class Live:
 
     checks: list[dict[str, Any]]  # the last status per check name, in first-seen order
     findings: list[dict[str, Any]]
+    code: dict[str, Any] | None = None  # the last code provenance the kernel recorded
+
+    def code_provenance(self) -> dict[str, Any] | None:
+        """The code that made the call, as the kernel recorded it (codeprov.py); None when
+        it recorded none (no recorder started, or the kernel died before a cell ended)."""
+        if self.code is None:
+            return None
+        return {k: v for k, v in self.code.items() if k not in ("run_id", "runbook")}
 
     @classmethod
     def read(cls, history: History, run_id: str) -> Live:
         checks: dict[str, dict[str, Any]] = {}
         findings: list[dict[str, Any]] = []
+        code: dict[str, Any] | None = None
         for entry in history.entries:
             data = entry["data"]
             if data.get("run_id") != run_id:
@@ -131,7 +141,9 @@ class Live:
                 checks[str(data.get("name"))] = check
             elif entry["kind"] == "finding":
                 findings.append(data)
-        return cls(list(checks.values()), findings)
+            elif entry["kind"] == LedgerKind.CODE:
+                code = data
+        return cls(list(checks.values()), findings, code)
 
 
 def outcome_from(status: dict[str, Any], checks: list[dict[str, Any]]) -> tuple[str, str]:
@@ -344,7 +356,13 @@ def seal_notebook(
         _mark(nb, workspace, inputs, verdict, detail, ended, extra_data)
         notebook_bytes = _serialise(nb, counts)
         files = _files(
-            workspace, kind, inputs, notebook_name, notebook_bytes, target_bytes, verdict, ended
+            workspace,
+            kind,
+            inputs,
+            (notebook_name, notebook_bytes),
+            target_bytes,
+            (verdict, ended),
+            live.code_provenance(),
         )
         files += [(f"10_evidence/{rel}", data) for rel, data in extra_files.items()]
         sealed = (notebook_name, notebook_bytes)
@@ -430,6 +448,7 @@ def _publish(
     """Stage, hash and chain the files with their ledger entry and views; the result learns
     its ledger place."""
     data = _entry_data(inputs, result, files, counts, extra_data)
+    data["code"] = live.code_provenance()
     entry = publish_locked(
         workspace,
         files,
@@ -495,13 +514,14 @@ def _files(
     workspace: Workspace,
     kind: str,
     inputs: RunInputs,
-    notebook_name: str,
-    notebook_bytes: bytes,
+    notebook: tuple[str, bytes],
     target_bytes: bytes | None,
-    outcome: str,
-    ended: dt.datetime,
+    ending: tuple[str, dt.datetime],
+    code: dict[str, Any] | None,
 ) -> list[tuple[str, bytes]]:
     """(workspace-relative path, bytes): the notebook, the target copy, the PROV record."""
+    notebook_name, notebook_bytes = notebook
+    outcome, ended = ending
     stem = (
         f"runs/{inputs.run_id}" if kind == "run" else f"runs/{inputs.run_id}.{ended:%Y%m%dT%H%M%S}"
     )
@@ -521,6 +541,7 @@ def _files(
         notebook_name=notebook_name,
         notebook_sha256=sha256_bytes(notebook_bytes),
         tool_version=__version__,
+        code=code,
     ).encode()
     files = [(f"10_evidence/{notebook_name}", notebook_bytes)]
     if target_bytes is not None:  # a DSN password stays with the target

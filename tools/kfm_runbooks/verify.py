@@ -13,6 +13,9 @@
                  progress or named as a leftover (or a plant)
     views        timeline.md, commands.md, rollback.md, checks.md, metrics.md are rebuilt
                  from the text every ledger entry recorded for them and compared byte for byte
+    quoted       what timeline.md and checks.md quote is what the ledger's data records: each
+                 sha256 they quote is a hash some entry's data holds; a run's notebook
+                 sha256, ledger entry number and outcome are those of the run's own entry
     records      every comms update and report is the file the ledger hashed; nothing
                  unrecorded beside them
     record       00_meta/incident.yaml is the version the ledger last recorded
@@ -30,6 +33,7 @@ or a signature detects that.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,7 +44,7 @@ from . import evidence, ledger, manifest
 from ._fs import NotRegularError, is_partial, read_regular, regular_problem, sha256_regular
 from ._proc import owner_state
 from .history import History
-from .layout import LAYOUT_DIRS, VIEWS, Workspace
+from .layout import CHECKS, LAYOUT_DIRS, TIMELINE, VIEWS, Workspace
 from .workspace import open_workspace
 
 EXEMPT = frozenset({"hashes.sha256", "ledger.jsonl"})
@@ -338,6 +342,108 @@ def check_views(audit: Audit) -> None:
             )
 
 
+_SHA256 = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
+_QUOTED_NOTEBOOK = re.compile(r"^- notebook `([^`]+)` sha256 `([0-9a-fA-F]{64})`$")
+_QUOTED_ENTRY = re.compile(r"^- ledger entry #(\d+)$")
+_QUOTED_SECTION = re.compile(r"^## (\S+) · (\S+) v.* · \*\*([a-z-]+)\*\*$")
+_QUOTED_RUN = re.compile(r" — (?:run|session) (\S+) (\S+) → ([a-z-]+) \(.*; ledger #(\d+)$")
+_QUOTING = (TIMELINE, CHECKS)
+_RESTORE = "restore the workspace from a verified bundle or backup; the ledger is the record"
+
+
+def _data_hashes(value: Any, found: set[str]) -> set[str]:
+    """Every sha256 written anywhere in an entry's data (keys and values)."""
+    if isinstance(value, str):
+        found.update(h.lower() for h in _SHA256.findall(value))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _data_hashes(key, found)
+            _data_hashes(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _data_hashes(item, found)
+    return found
+
+
+def check_quoted(audit: Audit) -> None:
+    """The views are rebuilt from text the ledger holds (check_views), but that text is not
+    the ledger's data: an entry whose data was rewritten and re-chained keeps its old view
+    text. So every sha256 timeline.md and checks.md quote must be one the ledger's data
+    records (the entries' hashes and data, never their view text), and the claims they make
+    about a run (its notebook's sha256, its ledger entry, its outcome) must be its entry's."""
+    if not audit.entries or "views" not in audit.entries[0]:
+        return
+    backed: set[str] = set()
+    for entry in audit.entries:
+        backed.update(str(entry.get(key)).lower() for key in ("hash", "prev"))
+        _data_hashes(entry["data"], backed)
+    for rel in _QUOTING:
+        _check_quoted_file(audit, rel, backed)
+        line_no = 0
+        for entry in audit.entries:
+            text = (entry.get("views") or {}).get(rel)
+            if not isinstance(text, str):
+                continue
+            lines = text.splitlines()
+            if entry["kind"] in ("run", "session.sealed"):
+                for offset, line in enumerate(lines, start=1):
+                    problem = _run_claim(entry, line)
+                    if problem is not None:
+                        audit.problems.append(f"{rel} line {line_no + offset}: {problem}")
+            line_no += text.count("\n")
+
+
+def _check_quoted_file(audit: Audit, rel: str, backed: set[str]) -> None:
+    """Each sha256 the file on disk quotes, by line, against the ledger's data."""
+    try:
+        text = read_regular(audit.workspace.path / rel, base=audit.workspace.path)
+    except (OSError, NotRegularError):
+        return  # check_views names it
+    for line_no, line in enumerate(text.decode("utf-8", "replace").splitlines(), start=1):
+        for quoted in _SHA256.findall(line):
+            if quoted.lower() not in backed:
+                audit.problems.append(
+                    f"{rel} line {line_no}: quotes sha256 {quoted[:16]}… that no ledger entry "
+                    f"records (written or rewritten outside kfm-runbook): {_RESTORE}"
+                )
+
+
+def _run_claim(entry: dict[str, Any], line: str) -> str | None:
+    """What a run's own view line claims that its ledger entry does not record, if any."""
+    data = entry["data"]
+    seq = int(entry["seq"])
+    outcome = str(data.get("outcome"))
+    if match := _QUOTED_NOTEBOOK.match(line):
+        path, quoted = match.group(1), match.group(2).lower()
+        outputs = {
+            f"{evidence.EVIDENCE_PREFIX}{o.get('path')}": str(o.get("sha256"))
+            for o in data.get("outputs") or []
+            if isinstance(o, dict)
+        }
+        recorded = outputs.get(path)
+        if recorded != quoted:
+            has = f"records {recorded[:16]}… for it" if recorded else "records no such output"
+            return (
+                f"notebook {path} quoted with sha256 {quoted[:16]}…, but ledger entry #{seq} "
+                f"{has} (entry rewritten after sealing): {_RESTORE}"
+            )
+    elif (match := _QUOTED_ENTRY.match(line)) or (match := _QUOTED_RUN.search(line)):
+        quoted_seq = int(match.groups()[-1])
+        if quoted_seq != seq:
+            return (
+                f"says ledger entry #{quoted_seq}, but ledger entry #{seq} recorded this line "
+                f"(entries renumbered or rewritten): {_RESTORE}"
+            )
+    if (match := _QUOTED_SECTION.match(line)) or (match := _QUOTED_RUN.search(line)):
+        run_id, quoted_outcome = match.group(1), match.group(3)
+        if run_id != data.get("run_id") or quoted_outcome != outcome:
+            return (
+                f"says run {run_id} → {quoted_outcome}, but ledger entry #{seq} records run "
+                f"{data.get('run_id')} → {outcome} (entry rewritten after sealing): {_RESTORE}"
+            )
+    return None
+
+
 def check_records(audit: Audit) -> None:
     recorded: dict[str, tuple[str, int]] = {}
     for entry in audit.entries:
@@ -453,6 +559,7 @@ STEPS: tuple[Callable[[Audit], None], ...] = (
     check_evidence,
     check_unrecorded,
     check_views,
+    check_quoted,
     check_records,
     check_record,
     check_unfinished,

@@ -70,6 +70,7 @@ class LedgerKind(_Word):
     ROLLBACK = "rollback"
     CHECK = "check"
     FINDING = "finding"
+    CODE = "code"  # the code a kernel ran: version, Python, environment, module digests
     EVIDENCE = "evidence"
     STATUS = "status"
     SEVERITY = "severity"

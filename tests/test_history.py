@@ -29,4 +29,13 @@ def test_a_line_carries_the_facts_of_its_entry() -> None:
     assert history.describe({"kind": "run.started", "data": started}) == (
         "run RUN-2 RBK-x-y started (APPLY)"
     )
+    code = {
+        "run_id": "RUN-3",
+        "package": "kfm-runbooks",
+        "version": "1.2.3",
+        "python": "CPython 3.11.7",
+    }
+    assert history.describe({"kind": "code", "data": {**code, "modules": {"record.py": "ab"}}}) == (
+        "code of run RUN-3: kfm-runbooks 1.2.3, CPython 3.11.7, 1 modules"
+    )
     assert history.describe({"kind": "someday.new", "data": {}}) == "someday.new"

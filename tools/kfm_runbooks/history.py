@@ -150,6 +150,10 @@ _LINES: dict[str, Callable[[dict[str, Any]], str]] = {
         f"finding {d.get('code')} on {d.get('subject')} (run {d.get('run_id')})"
     ),
     LedgerKind.CHECK: lambda d: f"check {d.get('name')} {d.get('status')} (run {d.get('run_id')})",
+    LedgerKind.CODE: lambda d: (
+        f"code of run {d.get('run_id')}: {d.get('package')} {d.get('version')}, "
+        f"{d.get('python')}, {len(d.get('modules') or {})} modules"
+    ),
     LedgerKind.EVIDENCE: lambda d: f"evidence saved: {d.get('path')}",
     LedgerKind.INTEGRITY_FLAGGED: lambda d: (
         f"integrity unproven ({d.get('source')}): {d.get('reason')}"

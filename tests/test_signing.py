@@ -357,6 +357,58 @@ def test_missing_and_passphrase_keys_write_nothing(
         assert _lines(ws) == before
 
 
+@pytest.fixture
+def agent(tmp_path: Path, keys: dict[str, Path]) -> Iterator[dict[str, str]]:
+    """A private ssh-agent holding the passphrase-protected key (stopped by its pid)."""
+    import os
+    import signal
+
+    started = subprocess.run(
+        ["ssh-agent", "-s", "-a", str(tmp_path / "agent.sock")],
+        capture_output=True,
+        text=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    ).stdout
+    pid = int(started.split("SSH_AGENT_PID=", 1)[1].split(";", 1)[0])
+    try:
+        askpass = tmp_path / "askpass"
+        askpass.write_text("#!/bin/sh\necho 'a passphrase'\n")
+        askpass.chmod(0o700)
+        env = {"SSH_AUTH_SOCK": str(tmp_path / "agent.sock")}
+        subprocess.run(
+            ["ssh-add", str(keys["locked"])],
+            env={**os.environ, **env, "SSH_ASKPASS": str(askpass),
+                 "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": "none"},
+            check=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        yield env
+    finally:
+        os.kill(pid, signal.SIGTERM)
+
+
+def test_passphrase_key_held_by_an_agent_signs(
+    cli: Cli,
+    root: Path,
+    keys: dict[str, Path],
+    agent: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The key file (or git's `key::` public key) with the agent holding the private key."""
+    monkeypatch.setenv("SSH_AUTH_SOCK", agent["SSH_AUTH_SOCK"])
+    public = keys["locked"].with_suffix(".pub").read_text().strip()
+    signers = _signers(root.parent / "locked_signers", ("carol@example.org", keys["locked"]))
+    for key in (str(keys["locked"]), f"key::{public}"):
+        monkeypatch.setenv("KFM_SIGNING_KEY", key)
+        made = cli("incident", "new", "--title", "Agent", "--severity", "Sev3")
+        assert made.exit_code == 0, made.output
+        result = cli("verify", made.stdout.strip(), "--allowed-signers", signers)
+        assert result.exit_code == 0, result.output
+        assert "1 of 1 ledger entries signed by carol@example.org" in result.stdout
+
+
 def test_git_signing_key_is_used_when_gpg_format_is_ssh(
     cli: Cli, root: Path, keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -380,20 +432,20 @@ def test_ssh_keygen_signature_carries_the_key_we_read(
     """Interop of our SSHSIG reading with ssh-keygen: the public key this package extracts
     from a signature is the one `ssh-keygen -l` prints, and `ssh-keygen -Y verify` accepts
     the signature over `signing.message` of the entry."""
-    from kfm_runbooks import attestation, signing
+    from kfm_runbooks import signing
 
     _, ws = signed
     entry = _entries(ws)[2]
     sig = entry["sig"]
     assert isinstance(sig, dict)
-    blob = attestation.signer_public_key(str(sig["signature"]))
+    blob = signing.signer_public_key(str(sig["signature"]))
     printed = subprocess.run(
         ["ssh-keygen", "-l", "-f", str(keys["alice"].with_suffix(".pub"))],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()[1]
-    assert attestation.fingerprint(blob) == printed
+    assert signing.fingerprint(blob) == printed
     (tmp_path / "s.sig").write_text(str(sig["signature"]))
     done = subprocess.run(
         ["ssh-keygen", "-Y", "verify", "-f", str(keys["alice_signers"]), "-I",
@@ -402,6 +454,31 @@ def test_ssh_keygen_signature_carries_the_key_we_read(
         capture_output=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_a_sealed_session_is_signed_and_attested(
+    cli: Cli,
+    root: Path,
+    sandbox: Path,
+    keys: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`open` and `seal` (the JupyterLab path) sign their entries and attest the session."""
+    monkeypatch.setenv("KFM_SIGNING_KEY", str(keys["alice"]))
+    incident_id = cli("incident", "new", "--title", "S", "--severity", "Sev3").stdout.strip()
+    opened = cli(
+        "open", CHECKSUM, "--incident", incident_id, "--target", sandbox, "--no-lab", "--json"
+    )
+    assert opened.exit_code == 0, opened.output
+    notebook = json.loads(opened.stdout)["notebook"]
+    sealed = cli("seal", incident_id, notebook)
+    ws = root / incident_id
+    kinds = [e["kind"] for e in _entries(ws)]
+    assert "session.opened" in kinds and "session.sealed" in kinds, (kinds, sealed.output)
+    assert all("sig" in e for e in _entries(ws))
+    assert list((ws / "10_evidence/runs").glob("*.intoto.json"))
+    result = cli("verify", incident_id, "--allowed-signers", keys["alice_signers"])
+    assert result.exit_code == 0, result.output
 
 
 def _attestation(ws: Path) -> Path:

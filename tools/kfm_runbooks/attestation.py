@@ -22,11 +22,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import struct
 from pathlib import Path
 from typing import Any
 
 from . import signing
+from .signing import fingerprint, read_string, signer_public_key
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://github.com/kfm/kfm-runbooks/attestation/run/v1"
@@ -76,11 +76,6 @@ def _private_key(key: str | None) -> Any:
     return private
 
 
-def fingerprint(public_blob: bytes) -> str:
-    """OpenSSH's `SHA256:...` fingerprint of a public key blob (ssh-keygen -l)."""
-    return "SHA256:" + base64.b64encode(hashlib.sha256(public_blob).digest()).decode().rstrip("=")
-
-
 def _public_blob(private: Any) -> bytes:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -120,28 +115,6 @@ def build(
 # --- checking -----------------------------------------------------------------------------
 
 
-def _read_string(blob: bytes, at: int) -> tuple[bytes, int]:
-    if at + 4 > len(blob):
-        raise ValueError("truncated")
-    (size,) = struct.unpack(">I", blob[at : at + 4])
-    end = at + 4 + size
-    if end > len(blob):
-        raise ValueError("truncated")
-    return blob[at + 4 : end], end
-
-
-def signer_public_key(armored: str) -> bytes:
-    """The public key blob an SSHSIG signature carries (who made it)."""
-    body = "".join(
-        line.strip() for line in armored.strip().splitlines() if not line.startswith("-----")
-    )
-    blob = base64.b64decode(body, validate=True)
-    if not blob.startswith(b"SSHSIG"):
-        raise ValueError("not an SSH signature")
-    public, _ = _read_string(blob, 10)  # after magic (6) and version (4)
-    return public
-
-
 def check(data: bytes, entry: dict[str, Any], rel: str) -> list[str]:
     """Problems with one recorded attestation: its signature (by the key that signed the
     ledger entry) and its subjects (exactly the other files the entry recorded)."""
@@ -167,7 +140,7 @@ def check(data: bytes, entry: dict[str, Any], rel: str) -> list[str]:
         return [*problems, f"{rel}: its ledger entry is unsigned, so nothing ties it to a key"]
     try:
         blob = signer_public_key(sig["signature"])
-        public = load_ssh_public_key(b"%b %b" % (_read_string(blob, 0)[0], base64.b64encode(blob)))
+        public = load_ssh_public_key(b"%b %b" % (read_string(blob, 0)[0], base64.b64encode(blob)))
     except (ValueError, TypeError):
         return [*problems, f"{rel}: the entry's signature carries no usable public key"]
     good = False

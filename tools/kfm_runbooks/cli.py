@@ -549,8 +549,18 @@ def open_cmd(
     url = None
     if not no_lab:
         base = resolve_root(root)
-        info = running_server(session.notebook) or start_lab(base, base / ".jupyter")
+        running = running_server(session.notebook)
+        info = running or start_lab(base, base / ".jupyter")
         url = lab_url(info, session.notebook)
+        if running is not None:
+            from .signing import configured_key
+
+            if configured_key() is not None:  # its kernels have the server's environment
+                click.echo(
+                    "  note: reusing a running JupyterLab: its kernels sign with the key "
+                    "it was started with ($KFM_SIGNING_KEY then), if any",
+                    err=True,
+                )
     if as_json:
         _emit_json(
             {

@@ -19,7 +19,10 @@ by an agent is a one-line error, and nothing is written.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import struct
 import subprocess
 import tempfile
 from collections.abc import Iterable
@@ -162,6 +165,34 @@ def sign_entry(key: str, incident: str, seq: int, entry_hash: str) -> dict[str, 
 # --- checking -----------------------------------------------------------------------------
 
 
+def read_string(blob: bytes, at: int) -> tuple[bytes, int]:
+    """One SSH wire-format string (uint32 length, bytes) at `at`: (bytes, next offset)."""
+    if at + 4 > len(blob):
+        raise ValueError("truncated")
+    (size,) = struct.unpack(">I", blob[at : at + 4])
+    end = at + 4 + size
+    if end > len(blob):
+        raise ValueError("truncated")
+    return blob[at + 4 : end], end
+
+
+def signer_public_key(armored: str) -> bytes:
+    """The public key blob an SSHSIG signature carries (who claims to have made it)."""
+    body = "".join(
+        line.strip() for line in armored.strip().splitlines() if not line.startswith("-----")
+    )
+    blob = base64.b64decode(body, validate=True)
+    if not blob.startswith(b"SSHSIG"):
+        raise ValueError("not an SSH signature")
+    public, _ = read_string(blob, 10)  # after the magic (6 bytes) and the version (4)
+    return public
+
+
+def fingerprint(public_blob: bytes) -> str:
+    """OpenSSH's `SHA256:...` fingerprint of a public key blob (as `ssh-keygen -l` prints)."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(public_blob).digest()).decode().rstrip("=")
+
+
 @dataclass
 class SignatureReport:
     problems: list[str] = field(default_factory=list)
@@ -189,10 +220,19 @@ def _good_key(output: bytes) -> str | None:
 
 
 def verify_signature(
-    signature: str, data: bytes, allowed_signers: Path | None
+    signature: str,
+    data: bytes,
+    allowed_signers: Path | None,
+    principals: dict[bytes, list[str]] | None = None,
 ) -> tuple[str | None, str | None, str | None]:
     """(principal, key fingerprint, problem). Without allowed signers, only that the
-    signature is intact and made by the key it carries (`check-novalidate`)."""
+    signature is intact and made by the key it carries (`check-novalidate`). `principals`
+    caches `find-principals` per public key (one lookup per signer, not per entry)."""
+    try:
+        blob = signer_public_key(signature)
+    except ValueError:
+        return None, None, "bad signature (not an SSH signature)"
+    cache = {} if principals is None else principals
     with tempfile.TemporaryDirectory(prefix="kfm-verify-") as tmp:
         sig_file = Path(tmp) / "entry.sig"
         sig_file.write_text(signature)
@@ -203,11 +243,14 @@ def verify_signature(
             if done.returncode != 0:
                 return None, None, f"bad signature ({_last_line(done.stderr or done.stdout)})"
             return None, _good_key(done.stdout + done.stderr), None
-        found = _ssh_keygen(
-            ["-Y", "find-principals", "-s", str(sig_file), "-f", str(allowed_signers)]
-        )
-        principals = [p for p in found.stdout.decode(errors="replace").splitlines() if p.strip()]
-        if found.returncode != 0 or not principals:
+        if blob not in cache:
+            found = _ssh_keygen(
+                ["-Y", "find-principals", "-s", str(sig_file), "-f", str(allowed_signers)]
+            )
+            listed = found.stdout.decode(errors="replace").splitlines()
+            cache[blob] = [p.strip() for p in listed if p.strip()] if found.returncode == 0 else []
+        names = cache[blob]
+        if not names:
             check = _ssh_keygen(
                 ["-Y", "check-novalidate", "-n", NAMESPACE, "-s", str(sig_file)], data
             )
@@ -215,7 +258,7 @@ def verify_signature(
             if check.returncode != 0:
                 return None, None, f"bad signature ({_last_line(check.stderr or check.stdout)})"
             return None, key, f"signed by key {key}, which is not in {allowed_signers.name}"
-        principal = principals[0].strip()
+        principal = names[0]
         done = _ssh_keygen(
             [
                 "-Y",
@@ -271,6 +314,7 @@ def check_entries(
     first_signed: int | None = None
     unsigned_before: list[int] = []
     keys: set[str] = set()
+    principals: dict[bytes, list[str]] = {}
     for entry in listed:
         seq = int(entry["seq"])
         where = f"ledger entry {seq}"
@@ -297,7 +341,10 @@ def check_entries(
             report.problems.append(f"{where}: {problem}")
             continue
         signer, key, problem = verify_signature(
-            sig["signature"], message(entry["incident"], seq, entry["hash"]), allowed_signers
+            sig["signature"],
+            message(entry["incident"], seq, entry["hash"]),
+            allowed_signers,
+            principals,
         )
         report.signers.append({"seq": seq, "signer": signer, "key": key})
         if key:

@@ -1136,15 +1136,16 @@ LEDGER_WRITERS = (
 def _use_sign_key(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     """Export the key's path as $KFM_SIGNING_KEY: the worker, the kernel and JupyterLab
     inherit it (the key material itself goes nowhere). Without the option, git's
-    user.signingkey (gpg.format ssh) is resolved here once and exported the same way."""
+    user.signingkey (gpg.format ssh) is resolved here once and exported the same way (empty:
+    unsigned)."""
     import os
 
     from .signing import ENV, SigningKeyError, check_key, git_signing_key
 
     if value is None:
-        value = None if ENV in os.environ else git_signing_key()
-        if value is None:
-            return
+        if ENV not in os.environ:  # resolved once: children never ask git again
+            os.environ[ENV] = git_signing_key() or ""
+        return
 
     key = value if value.startswith("key::") else str(Path(value).expanduser().absolute())
     try:

@@ -555,3 +555,40 @@ def test_bundle_carries_signatures_attestation_and_allowed_signers(
     refused = cli("bundle", incident_id, "-o", tmp_path / "c.tar.gz", "--allowed-signers",
                   keys["bob_signers"])  # fmt: skip
     assert refused.exit_code == 2 and "does not verify" in refused.stderr
+
+
+def test_attestation_check_names_a_forged_or_mismatched_envelope(keys: dict[str, Path]) -> None:
+    """verify's attestation step: signed by the entry's key, subjects = the entry's files."""
+    from kfm_runbooks import attestation, signing
+
+    files = [
+        ("10_evidence/runs/RUN-x.nb.ipynb", b"notebook"),
+        ("10_evidence/runs/RUN-x.prov.json", b"{}"),
+    ]
+    predicate = {"run_id": "RUN-x", "incident": "INC-20260101-001"}
+    outputs = [
+        {"path": rel.removeprefix("10_evidence/"), "sha256": _sha(data)} for rel, data in files
+    ]
+    outputs.append({"path": "runs/RUN-x.intoto.json", "sha256": "0" * 64})
+    entry = {"seq": 4, "incident": "INC-20260101-001", "hash": "a" * 64,
+             "data": {"run_id": "RUN-x", "outputs": outputs}}  # fmt: skip
+    entry["sig"] = signing.sign_entry(str(keys["alice"]), "INC-20260101-001", 4, "a" * 64)
+    rel = "10_evidence/runs/RUN-x.intoto.json"
+
+    def envelope(key: str, subjects: list[tuple[str, bytes]]) -> bytes:
+        return attestation.envelope(
+            attestation.statement(
+                [(r.removeprefix("10_evidence/"), _sha(d)) for r, d in subjects], predicate
+            ),
+            key,
+        )
+
+    assert attestation.check(envelope(str(keys["alice"]), files), entry, rel) == []
+    forged = attestation.check(envelope(str(keys["bob"]), files), entry, rel)
+    assert any("DSSE signature does not verify" in p for p in forged), forged
+    fewer = attestation.check(envelope(str(keys["alice"]), files[:1]), entry, rel)
+    assert any("subjects differ" in p for p in fewer), fewer
+    with pytest.raises(attestation.NoAttestation, match="passphrase"):
+        attestation.envelope({}, str(keys["locked"]))
+    with pytest.raises(attestation.NoAttestation, match="no signing key"):
+        attestation.envelope({}, None)

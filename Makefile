@@ -11,7 +11,7 @@ KERNEL := $(VENV)/share/jupyter/kernels/kfm-runbook/kernel.json
 # module-scoped fixture (a live sandbox) stays on one worker (tests/conftest.py groups it).
 PYTEST_ARGS ?= -n auto --dist loadgroup
 
-.PHONY: help venv kernel browser services faketime demo test test-fast test-future lint format golden bench lock dev precommit dist clean
+.PHONY: help venv kernel browser services openssh faketime demo test test-fast test-future lint format golden bench lock dev precommit dist clean
 
 help:
 	@sed -n '2,3p' Makefile
@@ -36,6 +36,15 @@ ifeq ($(CHROMIUM),)
 	@echo "installing Debian's chromium (report and UI tests need it)"
 	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium
+endif
+
+# Debian's openssh-client: ssh-keygen signs and checks ledger entries (signing tests need it).
+SSH_KEYGEN := $(shell command -v ssh-keygen 2>/dev/null)
+openssh:
+ifeq ($(SSH_KEYGEN),)
+	@echo "installing Debian's openssh-client (ledger signatures need ssh-keygen)"
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq openssh-client
 endif
 
 demo: kernel services
@@ -67,11 +76,11 @@ ifeq ($(and $(PG_CTL),$(POSTGIS)),)
 		postgresql postgresql-15-postgis-3
 endif
 
-test: kernel browser services lint
+test: kernel browser services openssh lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The inner loop: everything but the tests marked slow (real kernels, live services).
-test-fast: kernel lint
+test-fast: kernel openssh lint
 	$(BIN)/pytest $(PYTEST_ARGS) -m "not slow"
 
 # The whole suite under a clock 18 months ahead (Debian's libfaketime): nothing a test
@@ -86,7 +95,7 @@ ifeq ($(FAKETIME),)
 	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq faketime
 endif
 
-test-future: kernel browser services faketime
+test-future: kernel browser services openssh faketime
 	faketime -f "$(FUTURE)" $(BIN)/pytest $(PYTEST_ARGS)
 
 golden: kernel

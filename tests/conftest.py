@@ -72,6 +72,7 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("KFM_INCIDENT_ROOT", str(incidents))
     monkeypatch.setenv("KFM_SANDBOX_DIR", str(tmp_path / "default-sandbox"))
     monkeypatch.setenv("KFM_ACTOR", "tester")
+    monkeypatch.setenv("KFM_SIGNING_KEY", "")  # unsigned unless a test signs (restored after)
     return incidents
 
 

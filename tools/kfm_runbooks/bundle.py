@@ -19,6 +19,10 @@ the way in.
                listed size and hashed as it is written
     workspace  the unpacked workspace is verified like any other (verify.py), and its
                ledger head compared with the one recorded at bundling time
+    signers    the ledger's signatures travel inside it; `bundle --allowed-signers F` also
+               carries F (member `allowed_signers`, hashed in BUNDLE.json). `verify --bundle`
+               checks the signatures against the file given to it, else the carried one
+               (which proves the bundle consistent with itself, not who may sign: said so)
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from .workspace import open_workspace
 
 BUNDLE_JSON = "BUNDLE.json"
 BUNDLE_SHA256 = "BUNDLE.sha256"
+ALLOWED_SIGNERS = "allowed_signers"  # optional member: the list the signatures were checked by
 # Not evidence, never bundled: the lock, and JupyterLab working copies (`open` writes them
 # with the real parameter values for the kernel; what is sealed from them is in 10_evidence).
 SKIP = frozenset({".lock", "sessions"})
@@ -67,6 +72,7 @@ class BundleReport:
     files_checked: int = 0
     ledger_head: str | None = None
     workspace: VerifyReport | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -122,12 +128,18 @@ class _Hashing(io.RawIOBase):
 
 
 def create_bundle(
-    incident_id: str, root: str | Path | None = None, output: Path | None = None
+    incident_id: str,
+    root: str | Path | None = None,
+    output: Path | None = None,
+    *,
+    allowed_signers: Path | None = None,
 ) -> Path:
-    """Pack the workspace into `<root>/bundles/<id>-<UTC>.tar.gz` (or `output`), streaming."""
+    """Pack the workspace into `<root>/bundles/<id>-<UTC>.tar.gz` (or `output`), streaming;
+    with `allowed_signers`, the signatures must check against it and it travels along."""
+    signers_bytes = _read_signers(allowed_signers)
     workspace = open_for_update(incident_id, root, default_actor())
     with workspace.locked():
-        report = verify_locked(workspace, None)
+        report = verify_locked(workspace, None, allowed_signers=allowed_signers)
         if not report.ok:
             raise InputError(
                 f"{incident_id} does not verify ({report.problems[0]}): bundle only intact "
@@ -148,16 +160,22 @@ def create_bundle(
             output = folder / f"{incident_id}-{utc_now():%Y%m%dT%H%M%SZ}.tar.gz"
         if output.exists() or output.is_symlink():
             raise InputError(f"{output} already exists: bundles are never overwritten")
-        meta = {
+        meta: dict[str, Any] = {
             "incident_id": incident_id,
             "created": now_iso(),
             "ledger_head": head,
             "tool": f"kfm-runbooks {__version__}",
             "files": files,
         }
+        if signers_bytes is not None:
+            meta[ALLOWED_SIGNERS] = {
+                "path": ALLOWED_SIGNERS,
+                "sha256": hashlib.sha256(signers_bytes).hexdigest(),
+                "size": len(signers_bytes),
+            }
         tmp = temp_path(output)
         try:
-            _write(tmp, workspace.path, incident_id, meta, folders)
+            _write(tmp, workspace.path, incident_id, meta, folders, signers_bytes)
             os.link(tmp, output)
         except FileExistsError as exc:
             raise InputError(f"{output} already exists: bundles are never overwritten") from exc
@@ -167,8 +185,28 @@ def create_bundle(
     return output
 
 
+def _read_signers(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        data = path.expanduser().read_bytes()
+    except OSError as exc:
+        raise InputError(
+            f"--allowed-signers {path}: cannot be read ({exc.strerror}): give git's "
+            "allowed_signers file"
+        ) from exc
+    if len(data) > META_LIMIT:
+        raise InputError(f"--allowed-signers {path}: over {META_LIMIT} bytes, not a signers list")
+    return data
+
+
 def _write(
-    dest: Path, base: Path, incident_id: str, meta: dict[str, Any], folders: list[str]
+    dest: Path,
+    base: Path,
+    incident_id: str,
+    meta: dict[str, Any],
+    folders: list[str],
+    signers_bytes: bytes | None = None,
 ) -> None:
     meta_bytes = (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
     sums = "".join(manifest.format_line(f["sha256"], f["path"]) for f in meta["files"]).encode()
@@ -183,6 +221,8 @@ def _write(
     with dest.open("wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
         tar.addfile(info(BUNDLE_JSON, len(meta_bytes)), io.BytesIO(meta_bytes))
         tar.addfile(info(BUNDLE_SHA256, len(sums)), io.BytesIO(sums))
+        if signers_bytes is not None:
+            tar.addfile(info(ALLOWED_SIGNERS, len(signers_bytes)), io.BytesIO(signers_bytes))
         for name in [incident_id, *(f"{incident_id}/{f}" for f in folders)]:
             tar.addfile(info(name, folder=True))  # empty layout folders travel too
         for item in meta["files"]:
@@ -250,6 +290,17 @@ def _read_meta(tar: tarfile.TarFile) -> tuple[dict[str, Any], dict[str, dict[str
         if path in listed:
             raise _Refused(f"{where}: {path} is listed twice")
         listed[path] = item
+    carried = meta.get(ALLOWED_SIGNERS)
+    if carried is not None:
+        where = f"{BUNDLE_JSON}: {ALLOWED_SIGNERS}"
+        if not isinstance(carried, dict) or carried.get("path") != ALLOWED_SIGNERS:
+            raise _Refused(f"{where} is not {{path: {ALLOWED_SIGNERS}, sha256, size}}")
+        digest, size = carried.get("sha256"), carried.get("size")
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            raise _Refused(f"{where}: sha256 {digest!r} is not 64 lowercase hex digits")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= META_LIMIT:
+            raise _Refused(f"{where}: size {size!r} is not a byte count within the limit")
+        listed[ALLOWED_SIGNERS] = carried
     return meta, listed
 
 
@@ -329,7 +380,7 @@ def _extract(archive: Path, dest: Path, listed: dict[str, dict[str, Any]]) -> li
     return problems
 
 
-def verify_bundle(path: str | Path) -> BundleReport:
+def verify_bundle(path: str | Path, *, allowed_signers: Path | None = None) -> BundleReport:
     archive = Path(path).expanduser()
     try:
         os.close(open_regular(archive))
@@ -358,21 +409,32 @@ def verify_bundle(path: str | Path) -> BundleReport:
         report.files_checked = len(listed) - len(report.problems)
         if report.problems:
             return report
-        _verify_inside(report, dest, meta)
+        _verify_inside(report, dest, meta, allowed_signers)
     report.ok = not report.problems
     return report
 
 
-def _verify_inside(report: BundleReport, dest: Path, meta: dict[str, Any]) -> None:
+def _verify_inside(
+    report: BundleReport, dest: Path, meta: dict[str, Any], allowed_signers: Path | None
+) -> None:
     incident_id = str(meta["incident_id"])
     if not (dest / incident_id).is_dir():
         report.problems.append(f"no {incident_id}/ workspace folder in the bundle")
         return
+    carried = dest / ALLOWED_SIGNERS if meta.get(ALLOWED_SIGNERS) is not None else None
+    if allowed_signers is None and carried is not None:
+        allowed_signers = carried
+        report.warnings.append(
+            f"signatures checked against the {ALLOWED_SIGNERS} file the bundle carries: that "
+            "proves the bundle consistent with itself, not who may sign; give "
+            "--allowed-signers FILE from a source you trust"
+        )
     workspace = open_workspace(incident_id, dest)
-    inner = verify_locked(workspace, meta.get("ledger_head"))
+    inner = verify_locked(workspace, meta.get("ledger_head"), allowed_signers=allowed_signers)
     report.workspace = inner
     report.ledger_head = inner.ledger_head
     report.problems += [f"workspace: {p}" for p in inner.problems]
+    report.warnings += [f"workspace: {w}" for w in inner.warnings]
     if inner.ledger_head != meta.get("ledger_head"):
         report.problems.append(
             f"ledger head {str(inner.ledger_head)[:16]}… is not the bundled head "

@@ -91,6 +91,13 @@ def incident() -> None:
 )
 @click.option("--commander", default=None, help="Incident Commander (IC). Default: unassigned.")
 @click.option("--summary", default="", help="Short summary. Default: empty.")
+@click.option(
+    "--require-signatures",
+    is_flag=True,
+    default=False,
+    help="Every ledger entry of this incident must be signed (recorded in its first entry: "
+    "it cannot be switched off); needs a signing key now.",
+)
 @root_option
 @json_option
 @handle_errors
@@ -99,13 +106,21 @@ def incident_new(
     severity: str,
     commander: str | None,
     summary: str,
+    require_signatures: bool,
     root: Path | None,
     as_json: bool,
 ) -> None:
     """Declare an incident: allocate INC-YYYYMMDD-### and create its workspace."""
     from .workspace import create_incident
 
-    workspace = create_incident(title, severity, commander=commander, summary=summary, root=root)
+    workspace = create_incident(
+        title,
+        severity,
+        commander=commander,
+        summary=summary,
+        root=root,
+        require_signatures=require_signatures,
+    )
     if as_json:
         _emit_json({"incident_id": workspace.incident_id, "path": str(workspace.path)})
     else:
@@ -354,13 +369,22 @@ def report_cmd(incident_id: str, actor: str | None, root: Path | None) -> None:
     default=None,
     help="Archive path. Default: <root>/bundles/<id>-<UTC>.tar.gz.",
 )
+@click.option(
+    "--allowed-signers",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="An allowed_signers file (git's format) to check the signatures against and carry "
+    "in the bundle.",
+)
 @root_option
 @handle_errors
-def bundle_cmd(incident_id: str, output: Path | None, root: Path | None) -> None:
+def bundle_cmd(
+    incident_id: str, output: Path | None, allowed_signers: Path | None, root: Path | None
+) -> None:
     """Pack the (verified) workspace into one tar.gz with its manifest."""
     from .bundle import create_bundle
 
-    click.echo(str(create_bundle(incident_id, root, output)))
+    click.echo(str(create_bundle(incident_id, root, output, allowed_signers=allowed_signers)))
 
 
 @main.command("postmortem")
@@ -481,6 +505,8 @@ def run_cmd(
         click.echo(f"   evidence: {result.notebook} (sha256 {result.notebook_sha256[:16]}…)")
         if result.redactions:
             click.echo(f"   redacted: {result.redactions}")
+        if result.attestation:
+            click.echo(f"   attestation: {result.attestation}")
         click.echo(f"   ledger head: {result.ledger_head}")
     sys.exit(result.exit_code)
 
@@ -523,8 +549,18 @@ def open_cmd(
     url = None
     if not no_lab:
         base = resolve_root(root)
-        info = running_server(session.notebook) or start_lab(base, base / ".jupyter")
+        running = running_server(session.notebook)
+        info = running or start_lab(base, base / ".jupyter")
         url = lab_url(info, session.notebook)
+        if running is not None:
+            from .signing import configured_key
+
+            if configured_key() is not None:  # its kernels have the server's environment
+                click.echo(
+                    "  note: reusing a running JupyterLab: its kernels sign with the key "
+                    "it was started with ($KFM_SIGNING_KEY then), if any",
+                    err=True,
+                )
     if as_json:
         _emit_json(
             {
@@ -592,6 +628,14 @@ def seal_cmd(
     help="Also name each run whose code differs from the kfm_runbooks installed now "
     "(information: never changes the exit code).",
 )
+@click.option(
+    "--allowed-signers",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="git's allowed_signers file: every signature must be by a key listed there, and "
+    "each entry's signer is named. Default: signatures checked intact only (with --bundle: "
+    "against the file the bundle carries, if any).",
+)
 @root_option
 @json_option
 @handle_errors
@@ -600,6 +644,7 @@ def verify_cmd(
     expect_head: str | None,
     bundle_path: Path | None,
     code: bool,
+    allowed_signers: Path | None,
     root: Path | None,
     as_json: bool,
 ) -> None:
@@ -607,11 +652,13 @@ def verify_cmd(
     from .verify import verify_workspace
 
     if bundle_path is not None:
-        _verify_bundle(bundle_path, as_json)
+        _verify_bundle(bundle_path, as_json, allowed_signers)
         return
     if incident_id is None:
         raise click.UsageError("give an INCIDENT_ID or --bundle FILE")
-    report = verify_workspace(incident_id, root, expect_head, record=True)
+    report = verify_workspace(
+        incident_id, root, expect_head, record=True, allowed_signers=allowed_signers
+    )
     code_report = _code_report(incident_id, root) if code else None
     if as_json:
         extra = {"code": code_report and code_report.as_dict()} if code else {}
@@ -626,6 +673,7 @@ def verify_cmd(
             click.echo(f"   ✗ {problem}")
         for warning in report.warnings:
             click.echo(f"   ! {warning}")
+        _echo_signatures(report.signatures)
         click.echo(f"   ledger head: {report.ledger_head}")
         if code_report is not None:
             from .code_check import lines
@@ -647,10 +695,20 @@ def _code_report(incident_id: str, root: Path | None) -> Any:
         return None
 
 
-def _verify_bundle(path: Path, as_json: bool) -> None:
+def _echo_signatures(signatures: dict[str, Any] | None) -> None:
+    """One line: how many entries are signed and by whom (per entry in --json)."""
+    if signatures is None:
+        return
+    checked = signatures.get("checked_against")
+    how = f"checked against {checked}" if checked else "intact, signers not checked"
+    required = "; required" if signatures.get("required") else ""
+    click.echo(f"   signatures: {signatures['summary']} ({how}{required})")
+
+
+def _verify_bundle(path: Path, as_json: bool, allowed_signers: Path | None = None) -> None:
     from .bundle import verify_bundle
 
-    report = verify_bundle(path)
+    report = verify_bundle(path, allowed_signers=allowed_signers)
     if as_json:
         _emit_json({k: v for k, v in report.__dict__.items() if k != "workspace"})
     else:
@@ -661,6 +719,10 @@ def _verify_bundle(path: Path, as_json: bool) -> None:
         )
         for problem in report.problems:
             click.echo(f"   ✗ {problem}")
+        for warning in report.warnings:
+            click.echo(f"   ! {warning}")
+        if report.workspace is not None:
+            _echo_signatures(report.workspace.signatures)
         click.echo(f"   ledger head: {report.ledger_head}")
     sys.exit(0 if report.ok else EXIT_CHECK_FAILED)
 
@@ -1075,3 +1137,73 @@ def init_cmd(directory: Path, domains: tuple[str, ...], no_git: bool) -> None:
         click.echo(str(path))
     for note in created.notes:
         click.echo(f"  {note}", err=True)
+
+
+# --- signing: `--sign-key` on every command that writes the ledger ---------------------------
+
+LEDGER_WRITERS = (
+    ("incident", "new"),
+    ("incident", "status"),
+    ("incident", "severity"),
+    ("incident", "assign"),
+    ("incident", "note"),
+    ("incident", "resolve"),
+    ("incident", "waive"),
+    ("update",),
+    ("report",),
+    ("bundle",),
+    ("postmortem",),
+    ("run",),
+    ("open",),
+    ("seal",),
+    ("verify",),
+    ("rollback",),
+)
+
+
+def _use_sign_key(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Export the key's path as $KFM_SIGNING_KEY: the worker, the kernel and JupyterLab
+    inherit it (the key material itself goes nowhere). Without the option, git's
+    user.signingkey (gpg.format ssh) is resolved here once and exported the same way (empty:
+    unsigned)."""
+    import os
+
+    from .signing import ENV, SigningKeyError, check_key, git_signing_key
+
+    if value is None:
+        if ENV not in os.environ:  # resolved once: children never ask git again
+            os.environ[ENV] = git_signing_key() or ""
+        return
+
+    key = value if value.startswith("key::") else str(Path(value).expanduser().absolute())
+    try:
+        check_key(key)
+    except SigningKeyError as exc:
+        raise click.BadParameter(exc.message, ctx=ctx, param=param) from exc
+    os.environ[ENV] = key
+
+
+def _sign_key_option() -> click.Option:
+    return click.Option(
+        ["--sign-key"],
+        metavar="KEY",
+        default=None,
+        expose_value=False,
+        is_eager=True,
+        callback=_use_sign_key,
+        help="Sign the ledger entries this writes with this SSH private key (ssh-keygen -Y "
+        "sign). Default: $KFM_SIGNING_KEY, else git's user.signingkey when gpg.format is ssh, "
+        "else unsigned.",
+    )
+
+
+def _attach_sign_key() -> None:
+    for path in LEDGER_WRITERS:
+        command: click.Command = main
+        for name in path:
+            assert isinstance(command, click.Group)
+            command = command.commands[name]
+        command.params.append(_sign_key_option())
+
+
+_attach_sign_key()

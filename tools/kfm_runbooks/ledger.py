@@ -4,7 +4,13 @@ Each line is one JSON object in the ledger's own persisted form (`entry_bytes`: 
 keys, no spaces, UTF-8; Python's json.dumps, *not* RFC 8785, and never to change)::
 
     {"seq": 3, "time": "...Z", "kind": "run", "incident": "INC-...", "actor": "...",
-     "data": {...}, "prev": "<hash of entry 2>", "hash": "<sha256 of this entry without hash>"}
+     "data": {...}, "prev": "<hash of entry 2>", "hash": "<sha256 of this entry without hash>",
+     "sig": {...}}
+
+`sig` (signing.py) is present when a signing key is configured: an SSH signature over the
+incident id, seq and `hash`. It is not part of what `hash` covers, so the chain verifies
+with or without it; `verify` checks it. An incident opened with `require_signatures` in its
+first entry's data refuses unsigned appends.
 
 Editing any byte of an entry breaks its `hash`; removing or reordering entries breaks
 `prev`/`seq`. Truncating the tail cannot be seen from the file alone: compare the head
@@ -21,12 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from . import redact
+from . import redact, signing
 from ._fs import NotRegularError, append_bytes, open_regular, read_regular, sha256_bytes
 from ._time import now_iso
 from .errors import DamagedError
 
 GENESIS = "0" * 64
+UNHASHED = frozenset({"hash", "sig"})  # the signature is over the hash, so outside it
 REQUIRED = ("seq", "time", "kind", "incident", "actor", "data", "prev", "hash")
 Views: TypeAlias = Mapping[str, str] | Callable[[int], Mapping[str, str]]
 
@@ -42,7 +49,7 @@ def entry_bytes(value: Any) -> bytes:
 
 
 def entry_hash(entry: dict[str, Any]) -> str:
-    body = {key: value for key, value in entry.items() if key != "hash"}
+    body = {key: value for key, value in entry.items() if key not in UNHASHED}
     return sha256_bytes(entry_bytes(body))
 
 
@@ -140,6 +147,14 @@ def append(
     data, actor = redact.clean(data), redact.clean(actor)
     last = head(path)
     seq = 0 if last is None else int(last["seq"]) + 1
+    key = signing.configured_key()
+    if key is not None:
+        signing.check_key(key)
+    elif (data.get("require_signatures") is True) if last is None else requires_signatures(path):
+        raise signing.SigningKeyError(
+            f"{incident} requires signed ledger entries and no signing key is configured: "
+            f"pass --sign-key KEY or set ${signing.ENV}; nothing was written"
+        )
     entry: dict[str, Any] = {
         "seq": seq,
         "time": now_iso(),
@@ -153,8 +168,25 @@ def append(
     if texts:
         entry["views"] = texts
     entry["hash"] = entry_hash(entry)
+    if key is not None:
+        entry["sig"] = signing.sign_entry(key, incident, seq, entry["hash"])
     append_bytes(path, entry_bytes(entry) + b"\n")
     return entry
+
+
+def requires_signatures(path: Path) -> bool:
+    """Whether the incident's first entry made signing mandatory (it cannot be undone)."""
+    try:
+        with os.fdopen(open_regular(path), "rb") as stream:
+            first = stream.readline()
+    except (OSError, NotRegularError):
+        return False
+    try:
+        entry = json.loads(first)
+    except ValueError:
+        return False
+    data = entry.get("data") if isinstance(entry, dict) else None
+    return isinstance(data, dict) and data.get("require_signatures") is True
 
 
 @dataclass

@@ -9,6 +9,8 @@ For every run, whatever its outcome, `seal_notebook` is a pipeline of named step
     mark       the notebook's metadata.kfm_run (outcome, runbook, target, actor, times)
     serialise  the metadata scrubbed too, then the bytes that will be hashed
     files      the notebook, a copy of the target file, a PROV-JSON record, extra files
+    attest     with a signing key: an in-toto statement over those files, DSSE-signed,
+               beside the PROV record (attestation.py); without one, the run says why not
     result     the RunResult (hash, checks, counts)
     publish    staged, announced, linked, hashed, chained (evidence.publish_locked), with
                its views: the timeline line, the checks.md and metrics.md sections
@@ -27,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__, provenance, redact, scraps
+from . import __version__, attestation, provenance, redact, scraps
 from . import runbook as runbook_mod
 from ._fs import sha256_bytes
 from ._time import iso
@@ -74,6 +76,7 @@ class RunResult:
     findings: int = 0
     detail: str = ""
     redactions: dict[str, int] = field(default_factory=dict)
+    attestation: str = ""  # its evidence path, or "none: <why>"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -367,6 +370,8 @@ def seal_notebook(
         files += [(f"10_evidence/{rel}", data) for rel, data in extra_files.items()]
         sealed = (notebook_name, notebook_bytes)
         result = _result(workspace, inputs, (verdict, detail), ended, sealed, live, counts)
+        extra_data = {**(extra_data or {}), "code": live.code_provenance()}  # entry + attestation
+        files, extra_data = _attest(workspace, kind, inputs, result, files, extra_data)
         _publish(workspace, kind, inputs, result, files, counts, extra_data, live, metrics)
         if discard is not None:
             discard.unlink(missing_ok=True)
@@ -448,7 +453,6 @@ def _publish(
     """Stage, hash and chain the files with their ledger entry and views; the result learns
     its ledger place."""
     data = _entry_data(inputs, result, files, counts, extra_data)
-    data["code"] = live.code_provenance()
     entry = publish_locked(
         workspace,
         files,
@@ -548,6 +552,50 @@ def _files(
         files.append((f"10_evidence/{stem}.target.yaml", redact.clean(target_bytes)))
     files.append((f"10_evidence/{stem}.prov.json", redact.clean(prov)))
     return files
+
+
+def _attest(
+    workspace: Workspace,
+    kind: str,
+    inputs: RunInputs,
+    result: RunResult,
+    files: list[tuple[str, bytes]],
+    extra_data: dict[str, Any],
+) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+    """The files plus the run's signed attestation, and the entry data naming it (or why
+    there is none: never an error, the evidence is sealed either way)."""
+    prov = next((rel for rel, _ in files if rel.endswith(".prov.json")), None)
+    predicate = {
+        "incident": workspace.incident_id,
+        "run_id": inputs.run_id,
+        "kind": kind,
+        "runbook": inputs.runbook.as_dict(),
+        "parameters": inputs.parameters,
+        "target": inputs.target_info,
+        "outcome": result.outcome,
+        "detail": result.detail,
+        "checks": [{"name": c.get("name"), "status": c.get("status")} for c in result.checks],
+        "findings": result.findings,
+        "actor": inputs.actor,
+        "started": result.started,
+        "ended": result.ended,
+        "tool_version": __version__,
+        "code": _code_digests(extra_data),
+    }
+    try:
+        if prov is None:
+            raise attestation.NoAttestation("no PROV document to sit beside")
+        rel, data = attestation.build(files, redact.clean(predicate), prov)
+    except attestation.NoAttestation as exc:
+        result.attestation = f"none: {exc}"
+        return files, {**extra_data, "attestation": result.attestation}
+    result.attestation = rel
+    return [*files, (rel, data)], {**extra_data, "attestation": rel.removeprefix("10_evidence/")}
+
+
+def _code_digests(extra_data: dict[str, Any]) -> Any:
+    """The code provenance the run entry carries (codeprov.py; None when none recorded)."""
+    return extra_data.get("code")
 
 
 def _entry_data(

@@ -22,12 +22,19 @@
     unfinished   no publication or run left unfinished by a kill (the next command finishes
                  them: recovery.py)
     head         with --expect-head: the ledger still holds the head recorded elsewhere
+    signatures   every signed entry's SSH signature (signing.py) is intact, belongs to this
+                 incident's entry and, with --allowed-signers, was made by a listed key (its
+                 signer named per entry); no unsigned entry after a signed one, none at all
+                 when the incident requires signatures
+    attestations every run's in-toto attestation (attestation.py) is signed by the entry's
+                 signer and names exactly the files its ledger entry recorded
 
 What this proves, and what it cannot: everything above is checked against the ledger, and
 the ledger against itself. Someone with write access who rewrites the ledger *and* every
 file consistently, or cuts entries off its end, leaves a self-consistent workspace: only a
 head recorded outside it (`--expect-head`, pasted into the incident channel at each run)
-or a signature detects that.
+or a signature detects that: with a signing key configured every entry is signed, and a
+rewrite without the key leaves unsigned or badly signed entries (`signatures`).
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import evidence, ledger, manifest
+from . import attestation, evidence, ledger, manifest, signing
 from ._fs import NotRegularError, is_partial, read_regular, regular_problem, sha256_regular
 from ._proc import owner_state
 from .history import History
@@ -61,6 +68,7 @@ class VerifyReport:
     files_checked: int = 0
     ledger_entries: int = 0
     ledger_head: str | None = None
+    signatures: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +86,8 @@ class Audit:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     checked: int = 0
+    allowed_signers: Path | None = None
+    signatures: signing.SignatureReport | None = None
 
     @property
     def evidence(self) -> Path:
@@ -91,6 +101,7 @@ def verify_workspace(
     *,
     record: bool = False,
     actor: str | None = None,
+    allowed_signers: Path | None = None,
 ) -> VerifyReport:
     """Verify; with `record`, first finish what a kill left unfinished (recovery.py), then a
     failure flags the incident and a pass clears that flag. A ledger that does not verify
@@ -104,8 +115,8 @@ def verify_workspace(
             from .recovery import recover_locked
 
             recover_locked(workspace, actor, strict=False)
-        report = verify_locked(workspace, expect_head)
-        if record and not _ledger_damaged(report):
+        report = verify_locked(workspace, expect_head, allowed_signers=allowed_signers)
+        if record and not _ledger_damaged(report) and _may_sign(report):
             from .flags import flag_locked
 
             reason = None if report.ok else f"verify failed: {report.problems[0]}"
@@ -116,13 +127,27 @@ def verify_workspace(
         return report
 
 
+def _may_sign(report: VerifyReport) -> bool:
+    """A signed ledger gets no unsigned verdict entry from a verifier without the key (it
+    would read as a rewrite); the verdict is printed, not recorded, and that is said."""
+    if not (report.signatures or {}).get("signed") or signing.configured_key() is not None:
+        return True
+    report.warnings.append(
+        "verdict not recorded in the ledger: its entries are signed and no signing key is "
+        "configured here"
+    )
+    return False
+
+
 def _ledger_damaged(report: VerifyReport) -> bool:
     return any(p.startswith("ledger.jsonl") for p in report.problems)
 
 
-def verify_locked(workspace: Workspace, expect_head: str | None) -> VerifyReport:
+def verify_locked(
+    workspace: Workspace, expect_head: str | None, *, allowed_signers: Path | None = None
+) -> VerifyReport:
     """Verify a workspace whose lock the caller holds (changes nothing)."""
-    audit = Audit(workspace, expect_head)
+    audit = Audit(workspace, expect_head, allowed_signers=allowed_signers)
     for step in STEPS:
         step(audit)
     return VerifyReport(
@@ -133,7 +158,21 @@ def verify_locked(workspace: Workspace, expect_head: str | None) -> VerifyReport
         files_checked=audit.checked,
         ledger_entries=len(audit.entries),
         ledger_head=str(audit.entries[-1]["hash"]) if audit.entries else None,
+        signatures=_signature_summary(audit),
     )
+
+
+def _signature_summary(audit: Audit) -> dict[str, Any] | None:
+    found = audit.signatures
+    if found is None:
+        return None
+    return {
+        "summary": found.summary(len(audit.entries)),
+        "signed": found.signed,
+        "required": found.required,
+        "checked_against": str(audit.allowed_signers) if audit.allowed_signers else None,
+        "entries": found.signers,
+    }
 
 
 # --- the steps ---------------------------------------------------------------------------
@@ -527,6 +566,30 @@ def check_unfinished(audit: Audit) -> None:
         )
 
 
+def check_signatures(audit: Audit) -> None:
+    if audit.allowed_signers is not None and not audit.allowed_signers.is_file():
+        audit.problems.append(f"--allowed-signers {audit.allowed_signers}: not a readable file")
+        return
+    found = signing.check_entries(audit.entries, audit.allowed_signers)
+    audit.signatures = found
+    audit.problems.extend(found.problems)
+    audit.warnings.extend(found.warnings)
+
+
+def check_attestations(audit: Audit) -> None:
+    """Each recorded attestation signed by its entry's key, naming the entry's files."""
+    for entry in audit.entries:
+        for output in entry["data"].get("outputs") or []:
+            path = output.get("path") if isinstance(output, dict) else None
+            if not isinstance(path, str) or not path.endswith(attestation.SUFFIX):
+                continue
+            try:
+                data = read_regular(audit.evidence / path, base=audit.evidence)
+            except (OSError, NotRegularError):
+                continue  # missing or not a file: the evidence step names it
+            audit.problems.extend(attestation.check(data, entry, f"10_evidence/{path}"))
+
+
 def evidence_torn(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in entries if e["kind"] == evidence.TORN]
 
@@ -564,4 +627,6 @@ STEPS: tuple[Callable[[Audit], None], ...] = (
     check_record,
     check_unfinished,
     check_head,
+    check_signatures,
+    check_attestations,
 )

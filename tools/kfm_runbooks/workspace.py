@@ -87,7 +87,13 @@ def _headers(record: incident_mod.Incident) -> dict[str, str]:
     }
 
 
-def _write_layout(folder: Path, record: incident_mod.Incident, actor: str, declared: str) -> None:
+def _write_layout(
+    folder: Path,
+    record: incident_mod.Incident,
+    actor: str,
+    declared: str,
+    require_signatures: bool = False,
+) -> None:
     for sub in LAYOUT_DIRS:
         (folder / sub).mkdir(parents=True, exist_ok=True)
     text = record.to_yaml()
@@ -109,6 +115,7 @@ def _write_layout(folder: Path, record: incident_mod.Incident, actor: str, decla
             "roles": record.roles.model_dump(exclude_none=True),
             "record": record.model_dump(mode="json"),
             "incident_yaml_sha256": sha256_bytes(text.encode()),
+            **({"require_signatures": True} if require_signatures else {}),
         },
         views=views,
     )
@@ -124,6 +131,7 @@ def create_incident(
     root: str | Path | None = None,
     actor: str | None = None,
     incident_id: str | None = None,
+    require_signatures: bool = False,
 ) -> Workspace:
     """Allocate the next INC-YYYYMMDD-### under the root and build its workspace.
 
@@ -166,7 +174,7 @@ def create_incident(
             f"; IC {commander}" if commander else ""
         )
         try:
-            _write_layout(staging, record, actor, declared)
+            _write_layout(staging, record, actor, declared, require_signatures)
             staging.chmod(0o755)
             staging.rename(base / incident_id)
         except BaseException:

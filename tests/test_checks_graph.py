@@ -4,6 +4,7 @@ freeze, re-sync, backups; KFM's STAC link-closure cases; hostile input."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kfm_runbooks import checks
 from kfm_runbooks.checks import (
     graph_backup,
     graph_closure,
@@ -591,6 +593,28 @@ def test_take_backup_is_verified_idempotent_and_undoable(faulty: Graph) -> None:
     assert graph_backup.read_pointer(folder)[0] == before
     assert not (folder / result["file"]).exists()
     assert not list(folder.glob(".*partial"))
+
+
+@pytest.mark.parametrize("kind", ["symlink", "oversize", "fifo"])
+def test_a_latest_pointer_that_is_not_a_small_regular_file_is_refused(
+    faulty: Graph, tmp_path: Path, kind: str
+) -> None:
+    folder = faulty.config.backups
+    assert folder is not None
+    latest, _ = graph_backup.read_pointer(folder)
+    pointer = folder / graph_backup.POINTER
+    pointer.unlink()
+    if kind == "symlink":  # a valid name, but read through a link swapped in: never followed
+        (tmp_path / "elsewhere").write_text(f"{latest}\n")
+        pointer.symlink_to(tmp_path / "elsewhere")
+    elif kind == "oversize":  # a valid name padded past the limit: refused unread
+        pointer.write_text(f"{latest}\n" + " " * (1 << 20))
+    else:
+        os.mkfifo(pointer)
+    name, problems = graph_backup.read_pointer(folder)
+    assert name is None
+    assert _codes(problems) == ["GRAPH_BACKUP_POINTER_INVALID"]
+    assert checks.verdict(problems) == "FAIL"  # what the runbook reports
 
 
 def test_hostile_backup_folders_are_findings(faulty: Graph, tmp_path: Path) -> None:

@@ -31,11 +31,13 @@ from .._time import now_iso, parse_iso
 from ..vocab import Verdict
 from . import BLOCKING, HOLD, Finding
 from .catalog import read_json_object
+from .common.files import FileProblem, read_bounded
 from .common.findings import FindingsReport
 from .graphdb import ContentDigest, GraphBackend, GraphUnavailable, graph_digest
 
 PROFILE = "kfm.graph-backup-manifest.v1"
 POINTER = "LATEST"
+MAX_POINTER_BYTES = 4096  # LATEST holds one file name
 MANIFEST_SUFFIX = ".manifest.json"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
@@ -75,10 +77,13 @@ def read_pointer(folder: Path | None) -> tuple[str | None, list[Finding]]:
     """The manifest LATEST names, or findings saying why there is none."""
     if folder is None:
         return None, [Finding("GRAPH_BACKUP_NOT_CONFIGURED", "graph.backups", "/", HOLD)]
-    pointer = folder / POINTER
-    if not pointer.is_file():
+    data, problem = read_bounded(folder / POINTER, MAX_POINTER_BYTES)
+    if problem is FileProblem.MISSING:
         return None, [Finding("GRAPH_BACKUP_MISSING", POINTER, "/", BLOCKING, "no LATEST pointer")]
-    name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+    if data is None:  # a link (never followed), a FIFO, a folder, too large: refused unread
+        why = f"LATEST is refused unread: {problem}"
+        return None, [Finding("GRAPH_BACKUP_POINTER_INVALID", POINTER, "/", BLOCKING, why)]
+    name = data.decode("utf-8", errors="replace").strip()
     path, code = _file_in(folder, name)
     if path is None or not name.endswith(MANIFEST_SUFFIX):
         why = f"LATEST names {name[:80]!r}: {code or 'not a manifest'}"
@@ -88,10 +93,10 @@ def read_pointer(folder: Path | None) -> tuple[str | None, list[Finding]]:
 
 def _raw_pointer(folder: Path) -> str | None:
     """LATEST's text as it is (valid or not), so an undo can put it back exactly."""
-    pointer = folder / POINTER
-    if not pointer.is_file():
+    data, _ = read_bounded(folder / POINTER, MAX_POINTER_BYTES)
+    if data is None:  # missing, or not a small regular file (never followed)
         return None
-    return pointer.read_text(encoding="utf-8", errors="replace").strip() or None
+    return data.decode("utf-8", errors="replace").strip() or None
 
 
 def list_manifests(folder: Path | None) -> list[str]:
@@ -340,8 +345,7 @@ def point_latest(folder: Path, manifest: str) -> dict[str, Any]:
 
 def restore_pointer(folder: Path, previous: str | None, created: list[str]) -> dict[str, Any]:
     """Undo `take_backup`: LATEST back to what it was; the new backup's files removed."""
-    pointer = folder / POINTER
-    before = pointer.read_text().strip() if pointer.is_file() else None
+    before = _raw_pointer(folder)
     if previous:
         replace_atomic(folder / POINTER, f"{previous}\n".encode())
     else:

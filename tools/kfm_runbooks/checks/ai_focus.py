@@ -20,16 +20,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._fs import replace_atomic
+from .._fs import open_regular, replace_atomic
 from ..errors import TargetError
 from ..target import Target
 from . import ai_reference, undoable
-from .live import Live
+from .common.files import read_regular
+from .live import MAX_STATE_BYTES, Live
 
 PROBE_CLIENT = "kfm-runbook-probe"
 PROBE_AGENT = "kfm-runbook/ai-probe"
@@ -209,17 +211,19 @@ class FocusSystem:
         return self.live.state_dir / INDEX_FILE
 
     def index_bytes(self) -> bytes | None:
+        """The running index's bytes; None when missing. A link swapped in, a FIFO or an
+        oversized index raises `FileProblemError` (an OSError), never followed."""
         try:
-            return self.index_path().read_bytes()
+            return read_regular(self.index_path(), MAX_STATE_BYTES)
         except FileNotFoundError:
             return None
 
     def index(self) -> dict[str, Any] | None:
         """The running index, parsed (None when missing or unreadable)."""
-        raw = self.index_bytes()
         try:
+            raw = self.index_bytes()
             value = json.loads(raw) if raw is not None else None
-        except (ValueError, UnicodeDecodeError, RecursionError):
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
             return None
         return value if isinstance(value, dict) else None
 
@@ -304,15 +308,16 @@ class FocusSystem:
 
 def read_log(path: Path, since: int = 0, last: int | None = None) -> LogSample:
     """Parse a focus.jsonl file defensively (bad lines are counted, not raised)."""
-    try:
-        size = path.stat().st_size
+    try:  # a link is refused (O_NOFOLLOW), never followed; a FIFO never blocks
+        stream = os.fdopen(open_regular(path), "rb")
     except OSError:
         return LogSample([], 0, True, False)
-    start = max(since, size - LOG_TAIL_BYTES)
-    truncated = start > since
-    with path.open("rb") as stream:
+    with stream:
+        size = os.fstat(stream.fileno()).st_size
+        start = max(since, size - LOG_TAIL_BYTES)
+        truncated = start > since
         stream.seek(start)
-        raw = stream.read()
+        raw = stream.read(max(0, size - start))
     lines = raw.decode("utf-8", errors="replace").split("\n")
     if truncated and lines:
         lines = lines[1:]  # the first line may be cut in half

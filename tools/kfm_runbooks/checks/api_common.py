@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,11 +20,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .._fs import open_regular
 from ..errors import TargetError
 from . import Finding
-from .live import ACCESS_RE, Live
+from .common import json as strict_json
+from .live import ACCESS_RE, MAX_STATE_BYTES, Live
 
 AGENT_PREFIX = "kfm-runbook/"
+MAX_LOG_READ_BYTES = 256 << 20  # one read of the access log; the rest waits for the next
 TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
 
 
@@ -179,10 +183,10 @@ def parse_line(text: str) -> LogLine | None:
 def read_log(live: Live, start: int = 0) -> LogRead:
     """Whole lines of access.log from byte offset `start` (a torn last line waits)."""
     path = log_path(live)
-    try:
-        with path.open("rb") as handle:
+    try:  # a link is refused, never followed (O_NOFOLLOW); a FIFO never blocks
+        with os.fdopen(open_regular(path), "rb") as handle:
             handle.seek(start)
-            data = handle.read()
+            data = handle.read(MAX_LOG_READ_BYTES)
     except OSError:
         return LogRead([], 0, start)
     cut = data.rfind(b"\n") + 1
@@ -225,7 +229,7 @@ def percentile(values: Iterable[float], q: float) -> float:
 def reference(live: Live) -> tuple[dict[str, Any], list[Finding]]:
     """live/config.json, the intended reference; unreadable means HOLD, not a crash."""
     try:
-        value = json.loads(live.config_path.read_text(encoding="utf-8"))
+        value = strict_json.load_file(live.config_path, MAX_STATE_BYTES)
     except (OSError, ValueError) as exc:
         return {}, [
             Finding(

@@ -45,7 +45,7 @@ from . import BLOCKING, HOLD, Finding, digests, undoable, verdict
 from .catalog_json import READ_PROBLEM_CODES, collection_license
 from .catalog_stac import stac_version_judged
 from .common import json as strict_json
-from .common.files import FileProblem, read_bounded
+from .common.files import FileProblem, read_bounded, read_regular
 from .common.findings import FindingsReport
 from .common.paths import rel
 
@@ -828,12 +828,12 @@ def quarantine_item(
     item_id = str(record.get("id")) if record and _text(record.get("id")) else item_path.stem
     folder = _quarantine_dir(config, item_id)
     if (folder / "record.json").is_file() and not item_path.exists():
-        existing: dict[str, Any] = json.loads((folder / "record.json").read_text())
+        existing: dict[str, Any] = strict_json.load_file(folder / "record.json", MAX_RECORD_BYTES)
         existing["already"] = True
         return existing
     folder.mkdir(parents=True, exist_ok=True)
     parents = _parents_linking(config, item_path)
-    data = item_path.read_bytes()
+    data = read_regular(item_path, MAX_RECORD_BYTES)  # a link or FIFO: refused, not followed
     meta: dict[str, Any] = {
         "item_id": item_id,
         "original_path": rel(item_path, config.base),
@@ -865,10 +865,10 @@ def restore_item(config: CatalogConfig, item_id: str) -> dict[str, Any]:
     record_path = folder / "record.json"
     if not record_path.is_file():
         return {"item_id": item_id, "restored": False, "reason": "not quarantined"}
-    meta = json.loads(record_path.read_text())
+    meta = strict_json.load_file(record_path, MAX_RECORD_BYTES)
     original = config.base / meta["original_path"]
     if not original.exists():
-        create_new(original, (folder / "item.json").read_bytes())
+        create_new(original, read_regular(folder / "item.json", MAX_RECORD_BYTES))
     for entry in meta["parent_links"]:
         parent = config.base / entry["parent"]
         doc, _ = read_json_object(parent)

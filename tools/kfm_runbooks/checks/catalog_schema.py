@@ -9,12 +9,14 @@ others. "date-time" and the other formats KFM's schemas use are still checked.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .common import json as strict_json
 from .common.json import pointer
+
+MAX_SCHEMA_BYTES = 4 << 20
 
 MAX_SCHEMA_ERRORS = 100
 
@@ -45,7 +47,7 @@ def _jsonschema() -> Any:
 def _validator(path: str, mtime_ns: int, size: int) -> Any:
     jsonschema = _jsonschema()
     try:
-        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+        schema = strict_json.load_file(Path(path), MAX_SCHEMA_BYTES)
         jsonschema.Draft202012Validator.check_schema(schema)
     except (OSError, UnicodeError, ValueError, jsonschema.SchemaError) as exc:
         raise SchemaUnavailable(f"{Path(path).name}: {type(exc).__name__}") from exc

@@ -23,10 +23,19 @@ from .._time import now_iso
 from ..errors import TargetError
 from ..target import Target
 from . import undoable
+from .common import json as strict_json
+from .common.files import read_regular
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 META = "withdrawn.json"
 RECORD = "record"
+MAX_RECORD_BYTES = 64 << 20  # a published record moved whole; larger ones are refused
+MAX_META_BYTES = 1 << 20
+
+
+def _read(path: Path) -> bytes:
+    """A record's bytes: a link swapped in, a FIFO or an oversized file raises, unread."""
+    return read_regular(path, MAX_RECORD_BYTES)
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,7 @@ def held(holding: Holding) -> list[dict[str, Any]]:
     out = []
     for meta in sorted(holding.folder.glob(f"*/{META}")):
         try:
-            out.append(json.loads(meta.read_text(encoding="utf-8")))
+            out.append(strict_json.load_file(meta, MAX_META_BYTES))
         except (OSError, ValueError):
             continue
     return sorted(out, key=lambda m: str(m.get("path")))
@@ -90,7 +99,7 @@ def withdraw(
     folder = slot(holding, rel)
     meta_path = folder / META
     if meta_path.is_file() and not os.path.lexists(path):
-        existing: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+        existing: dict[str, Any] = strict_json.load_file(meta_path, MAX_META_BYTES)
         return {**existing, "already": True}
     folder.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
@@ -101,11 +110,11 @@ def withdraw(
         "withdrawn_at": now_iso(),
     }
     if meta_path.is_file():  # held before, and published again since: same bytes only
-        held_meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        held_meta = strict_json.load_file(meta_path, MAX_META_BYTES)
         same = (
             held_meta.get("symlink") == str(path.readlink())
             if path.is_symlink()
-            else held_meta.get("sha256") == hashlib.sha256(path.read_bytes()).hexdigest()
+            else held_meta.get("sha256") == hashlib.sha256(_read(path)).hexdigest()
         )
         if not same:
             raise FileExistsError(
@@ -116,11 +125,11 @@ def withdraw(
     if path.is_symlink():
         meta["symlink"] = str(path.readlink())
     else:
-        data = path.read_bytes()
+        data = _read(path)
         meta["sha256"] = hashlib.sha256(data).hexdigest()
         if not (folder / RECORD).exists():
             create_new(folder / RECORD, data)
-        elif (folder / RECORD).read_bytes() != data:  # left by an interrupted withdrawal
+        elif _read(folder / RECORD) != data:  # left by an interrupted withdrawal
             raise FileExistsError(f"{rel}: the holding slot has other bytes; inspect it first")
     replace_atomic(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     path.unlink()
@@ -134,7 +143,7 @@ def restore(holding: Holding, rel: str) -> dict[str, Any]:
     meta_path = folder / META
     if not meta_path.is_file():
         return {"path": rel, "restored": False, "reason": "not withdrawn"}
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = strict_json.load_file(meta_path, MAX_META_BYTES)
     original = holding.base / rel
     if os.path.lexists(original):
         return {"path": rel, "restored": False, "reason": "a file is published there already"}
@@ -142,7 +151,7 @@ def restore(holding: Holding, rel: str) -> dict[str, Any]:
     if "symlink" in meta:
         original.symlink_to(meta["symlink"])
     else:
-        data = (folder / RECORD).read_bytes()
+        data = _read(folder / RECORD)
         if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
             return {"path": rel, "restored": False, "reason": "held bytes changed: not restored"}
         create_new(original, data)

@@ -15,9 +15,12 @@ Files are hashed in 1 MiB chunks, never read whole.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from .._fs import open_regular
 
 # multihash code -> (name, digest length in bytes, hashlib name)
 VERIFIABLE = {0x12: ("sha2-256", 32, "sha256"), 0x13: ("sha2-512", 64, "sha512")}
@@ -127,7 +130,7 @@ def parse(value: object) -> Declared:
 def file_hexdigest(path: Path, hashlib_name: str) -> str:
     """The file's digest, streamed in 1 MiB chunks."""
     digest = hashlib.new(hashlib_name)
-    with path.open("rb") as stream:
+    with os.fdopen(open_regular(path), "rb") as stream:  # links refused: OSError
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

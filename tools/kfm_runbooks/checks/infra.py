@@ -12,14 +12,15 @@ Light imports only: used inside kernels.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import TargetError
 from ..target import Target
+from .common import json as strict_json
 
+MAX_CONFIG_BYTES = 16 << 20  # services / reference JSON: refused unread beyond
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -69,7 +70,7 @@ class InfraConfig:
         if name is None:
             return None
         try:
-            value = json.loads(self.path(name, "infra.services").read_text())
+            value = strict_json.load_file(self.path(name, "infra.services"), MAX_CONFIG_BYTES)
         except (OSError, ValueError):
             return None
         return value if isinstance(value, dict) else None
@@ -79,7 +80,7 @@ class InfraConfig:
         if name is None:
             return {}
         try:
-            value = json.loads(self.path(name, "infra.reference").read_text())
+            value = strict_json.load_file(self.path(name, "infra.reference"), MAX_CONFIG_BYTES)
         except (OSError, ValueError):
             return {}
         return value if isinstance(value, dict) else {}

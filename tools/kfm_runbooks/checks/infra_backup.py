@@ -31,7 +31,8 @@ from ..errors import TargetError
 from ..target import Target
 from ..vocab import Verdict
 from . import HOLD, INFO, Finding, undoable, verdict
-from .common.files import sha256_file
+from .common import json as strict_json
+from .common.files import FileProblemError, read_regular, sha256_file
 from .common.findings import FindingsReport
 from .infra import InfraConfig
 
@@ -46,6 +47,8 @@ NOT_RESTORABLE = "INFRA_BACKUP_NOT_RESTORABLE"
 RESTORE_MISMATCH = "INFRA_BACKUP_RESTORE_MISMATCH"
 UNVERIFIABLE = "INFRA_BACKUP_UNVERIFIABLE"
 MALFORMED = "INFRA_BACKUP_RECORD_MALFORMED"
+MAX_STATE_BYTES = 16 << 20  # the job and LATEST JSON: refused unread beyond
+MAX_HISTORY_BYTES = 256 << 20  # runs.jsonl, read whole
 RESTORE_CODES = frozenset({FILE_MISSING, CHECKSUM, NOT_RESTORABLE, RESTORE_MISMATCH})
 
 
@@ -99,20 +102,25 @@ def parse_time(value: Any) -> datetime | None:
 
 def read_job(config: BackupConfig) -> dict[str, Any] | None:
     try:
-        value = json.loads(config.job_file.read_text())
+        value = strict_json.load_file(config.job_file, MAX_STATE_BYTES)
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
 
 
 def read_history(config: BackupConfig) -> tuple[list[dict[str, Any]], int]:
-    """Run records (events such as removals applied), and how many lines were malformed."""
-    if not config.runs_file.exists():
+    """Run records (events such as removals applied), and how many lines were malformed.
+
+    A history that is a link, a FIFO or too large raises `FileProblemError`, unread.
+    """
+    try:
+        data = read_regular(config.runs_file, MAX_HISTORY_BYTES)
+    except FileNotFoundError:
         return [], 0
     runs: list[dict[str, Any]] = []
     removed: set[str] = set()
     bad = 0
-    for line in config.runs_file.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in data.decode("utf-8", errors="replace").splitlines():
         try:
             row = json.loads(line)
         except ValueError:
@@ -132,7 +140,7 @@ def read_history(config: BackupConfig) -> tuple[list[dict[str, Any]], int]:
 
 def read_latest(config: BackupConfig) -> dict[str, Any] | None:
     try:
-        value = json.loads(config.latest_file.read_text())
+        value = strict_json.load_file(config.latest_file, MAX_STATE_BYTES)
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
@@ -169,10 +177,22 @@ def _good(config: BackupConfig, row: dict[str, Any]) -> str | None:
 def assess(config: BackupConfig, now: datetime | None = None) -> BackupReport:
     now = datetime.now(UTC) if now is None else now
     job = read_job(config)
-    runs, bad = read_history(config)
+    try:
+        runs, bad, refused = *read_history(config), None
+    except FileProblemError as exc:
+        runs, bad, refused = [], 0, exc
     report = BackupReport(job, runs, read_latest(config), None)
     add = report.findings.append
     job_name = config.infra.rel(config.job_file)
+    if refused is not None:
+        add(
+            Finding(
+                MALFORMED,
+                config.infra.rel(config.runs_file),
+                severity=HOLD,
+                message=f"the run history is refused unread: {refused.reason}",
+            )
+        )
     if bad:
         add(
             Finding(

@@ -22,11 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .._fs import replace_atomic
+from .._fs import open_regular, replace_atomic
+from .common import json as strict_json
+from .common.files import read_regular
 
 JOB = "live/state/backup_job.json"
 RUNS = "live/state/backups/runs.jsonl"
 LATEST = "live/state/backups/LATEST.json"
+MAX_STATE_BYTES = 16 << 20
+MAX_HISTORY_BYTES = 256 << 20
 
 
 def _now() -> datetime:
@@ -46,7 +50,9 @@ def _dsn_parts(dsn: str) -> dict[str, str]:
 
 
 def read_job(folder: Path) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads((folder / JOB).read_text())
+    value = strict_json.load_file(folder / JOB, MAX_STATE_BYTES)
+    if not isinstance(value, dict):
+        raise ValueError(f"{folder / JOB}: not a JSON object")
     return value
 
 
@@ -56,11 +62,12 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def read_runs(folder: Path) -> list[dict[str, Any]]:
-    path = folder / RUNS
-    if not path.exists():
+    try:  # a link, a FIFO or an oversized history raises FileProblemError, unread
+        data = read_regular(folder / RUNS, MAX_HISTORY_BYTES)
+    except FileNotFoundError:
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in data.decode("utf-8").splitlines():
         try:
             row = json.loads(line)
         except ValueError:
@@ -81,7 +88,7 @@ def append_run(folder: Path, record: dict[str, Any]) -> None:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as stream:
+    with os.fdopen(open_regular(path), "rb") as stream:  # links refused: OSError
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import TargetError
 from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding, undoable
+from .common import json as strict_json
 from .common.files import sha256_file
 from .common.findings import FindingsReport
 from .infra import InfraConfig
@@ -44,6 +45,7 @@ PRESSURE_CODES = frozenset({SPACE_LOW, INODES_LOW})
 GROWTH_WINDOW_H = 6
 FILLING_HORIZON_H = 24
 MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 64 << 20  # a reclaim batch manifest (one entry per file)
 
 
 @dataclass(frozen=True)
@@ -543,7 +545,7 @@ def restore_batch(quarantine: Path, batch: str) -> dict[str, Any]:
     folder = quarantine / batch
     if not (folder / MANIFEST).is_file():
         return {"batch": batch, "restored": 0, "note": "batch already restored or unknown"}
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = strict_json.load_file(folder / MANIFEST, MAX_MANIFEST_BYTES)  # links refused
     root = Path(manifest["root"])
     pending = []
     skipped, conflicts = 0, []

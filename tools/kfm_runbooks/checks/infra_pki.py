@@ -19,8 +19,10 @@ import tempfile
 from pathlib import Path
 
 from ..errors import SetupError
+from .common.files import read_regular
 
 CURVE = "prime256v1"
+MAX_PEM_BYTES = 1 << 20  # a certificate (chain) file: refused unread beyond
 
 
 def openssl() -> str:
@@ -112,7 +114,12 @@ def issue(
     return cert, key
 
 
+def read_pem(path: Path) -> str:
+    """A PEM file's text: a link, a FIFO or an oversized file raises `FileProblemError`."""
+    return read_regular(path, MAX_PEM_BYTES).decode("utf-8")
+
+
 def fingerprint(cert: Path) -> str:
     """sha256 of the certificate's DER bytes (what a TLS client sees), hex."""
-    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    der = ssl.PEM_cert_to_DER_cert(read_pem(cert))
     return hashlib.sha256(der).hexdigest()

@@ -33,7 +33,9 @@ from typing import Any
 from ..errors import TargetError
 from ..target import Target
 from . import HOLD, Finding, undoable
+from .common.files import FileProblem, read_bounded, read_regular
 from .infra import LOOPBACK, InfraConfig
+from .infra_pki import MAX_PEM_BYTES, read_pem
 
 EXPIRING = "INFRA_TLS_CERT_EXPIRING"
 EXPIRED = "INFRA_TLS_CERT_EXPIRED"
@@ -43,6 +45,7 @@ CHAIN = "INFRA_TLS_CHAIN_UNTRUSTED"
 STALE_SERVED = "INFRA_TLS_SERVED_NOT_INSTALLED"
 UNREACHABLE = "INFRA_TLS_UNREACHABLE"
 KEY_MISMATCH = "INFRA_TLS_KEY_MISMATCH"
+INSTALLED_REFUSED = "INFRA_TLS_INSTALLED_REFUSED"
 EXPIRY_CODES = frozenset({EXPIRING, EXPIRED, NOT_YET_VALID})
 
 
@@ -209,10 +212,12 @@ def hostname_matches(served: Served, hostname: str) -> bool:
 
 
 def installed_fingerprint(config: TLSConfig) -> str | None:
-    if config.cert_file is None or not config.cert_file.is_file():
+    """sha256 of the installed certificate; None when absent, unreadable or refused."""
+    if config.cert_file is None:
         return None
-    try:
-        der = ssl.PEM_cert_to_DER_cert(config.cert_file.read_text())
+    try:  # a link swapped in, a FIFO or an oversized file: refused unread
+        pem = read_regular(config.cert_file, MAX_PEM_BYTES).decode("utf-8")
+        der = ssl.PEM_cert_to_DER_cert(pem)
     except (ValueError, OSError):
         return None
     return hashlib.sha256(der).hexdigest()
@@ -277,6 +282,17 @@ def evaluate(
             Finding(CHAIN, subject, severity=HOLD, message="no CA bundle configured: chain unknown")
         )
     installed = installed_fingerprint(config)
+    refused = None if config.cert_file is None else read_bounded(config.cert_file, MAX_PEM_BYTES)[1]
+    if refused in (FileProblem.LINK, FileProblem.NOT_REGULAR, FileProblem.TOO_LARGE):
+        findings.append(
+            Finding(
+                INSTALLED_REFUSED,
+                subject,
+                severity=HOLD,
+                message=f"the installed certificate is refused unread ({refused}): "
+                "cannot compare it with the served one",
+            )
+        )
     if installed is not None and installed != served.sha256:
         findings.append(
             Finding(
@@ -288,7 +304,7 @@ def evaluate(
     if (
         config.cert_file is not None
         and config.key_file is not None
-        and config.cert_file.is_file()
+        and refused is None
         and not key_matches(config.cert_file, config.key_file)
     ):
         findings.append(
@@ -395,7 +411,7 @@ def renew(config: TLSConfig) -> dict[str, Any]:
         _verify_file(new_cert, ca)
         if not key_matches(new_cert, new_key):
             raise TargetError("the issued certificate does not load with its key")
-        checked = decode_der(ssl.PEM_cert_to_DER_cert(new_cert.read_text()))
+        checked = decode_der(ssl.PEM_cert_to_DER_cert(read_pem(new_cert)))
         if not hostname_matches(checked, config.hostname):
             raise TargetError(f"the issued certificate does not cover {config.hostname}")
         archived = archive_root / f"{stamp}-{fingerprint(cert)[:12]}" if cert.is_file() else None

@@ -29,7 +29,7 @@ from ..target import Target
 from . import BLOCKING, HOLD, INFO, Finding, undoable
 from .common import holding
 from .common import matchers as expected_error
-from .common.files import sha256_tagged
+from .common.files import read_bounded, sha256_tagged
 from .common.jcs import content_bytes, content_hash
 from .pipelines_common import (
     SHA256_RE,
@@ -44,6 +44,7 @@ from .pipelines_common import (
 )
 
 SECTION = "pipelines_determinism"
+MAX_OUTPUT_BYTES = 64 << 20  # one output copy compared in a diff
 DRIFT_CODES = frozenset(
     {"ARTIFACT_HASH_DRIFT", "DETERMINISM_OUTPUT_DRIFT", "RUN_OUTPUT_HASH_MISMATCH"}
 )
@@ -506,8 +507,9 @@ def output_diff(config: DeterminismConfig, name: str, limit: int = 8) -> list[st
             continue
         folder, _ = contained(path.parent, value.get("output_root"))
         local, _ = contained(folder, name) if folder else (None, None)
-        if local is not None and local.is_file():
-            copies.setdefault(local.read_bytes(), str(value.get("run_id")))
+        data, _ = read_bounded(local, MAX_OUTPUT_BYTES) if local is not None else (None, None)
+        if data is not None:  # a link, FIFO or oversized copy is refused, never followed
+            copies.setdefault(data, str(value.get("run_id")))
     if len(copies) < 2:
         return [f"{name}: fewer than two distinct copies on disk"]
     (first, run_a), (second, run_b) = list(copies.items())[:2]

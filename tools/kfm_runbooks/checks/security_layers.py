@@ -543,7 +543,10 @@ def restore_layer(config: LayersConfig, subject: str) -> dict[str, Any]:
     if path.exists():
         return {"path": subject, "restored": False, "reason": "a file is already there"}
     path.parent.mkdir(parents=True, exist_ok=True)
-    create_new(path, (slot / "layer").read_bytes())
+    data, code = read_bytes(slot / "layer")
+    if data is None:
+        raise ValueError(f"{subject}: the withheld copy cannot be read ({code})")
+    create_new(path, data)
     (slot / "layer").unlink()
     (slot / "record.json").unlink()
     slot.rmdir()

@@ -40,6 +40,7 @@ from .security_common import (
     parse_yaml,
     private_folder,
     read_bytes,
+    read_json,
     read_yaml,
     rel,
     walk_files,
@@ -492,7 +493,9 @@ def quarantine_record(config: SecretsConfig, subject: str) -> dict[str, Any] | N
     record = _slot(config, subject) / "record.json"
     if not record.is_file():
         return None
-    value: dict[str, Any] = json.loads(record.read_text(encoding="utf-8"))
+    value, code = read_json(record)  # a link or oversized record raises, never followed
+    if not isinstance(value, dict):
+        raise ValueError(f"{subject}: the quarantine record cannot be read ({code})")
     return value
 
 
@@ -501,7 +504,10 @@ def quarantined(config: SecretsConfig) -> list[dict[str, Any]]:
         return []
     out = []
     for record in sorted(config.quarantine.glob("*/record.json")):
-        out.append(json.loads(record.read_text(encoding="utf-8")))
+        value, code = read_json(record)
+        if not isinstance(value, dict):
+            raise ValueError(f"{record.parent.name}: the quarantine record cannot be read ({code})")
+        out.append(value)
     return out
 
 
@@ -581,7 +587,10 @@ def restore_file(config: SecretsConfig, subject: str) -> dict[str, Any]:
     current = sha256_bytes(data) if data is not None else None
     if current != record["sha256_after"]:
         return {"path": subject, "restored": False, "reason": "file changed since quarantine"}
-    replace_atomic(path, (slot / "original").read_bytes())
+    original, code = read_bytes(slot / "original")
+    if original is None:
+        raise ValueError(f"{subject}: the quarantined original cannot be read ({code})")
+    replace_atomic(path, original)
     (slot / "original").unlink()
     (slot / "record.json").unlink()
     slot.rmdir()

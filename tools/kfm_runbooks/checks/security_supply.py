@@ -30,13 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._fs import create_new
+from .._fs import create_new, open_regular
 from .._time import now_iso
 from ..target import Target
 from ..vocab import Verdict
 from . import BLOCKING, HOLD, INFO, Finding, undoable
 from .common.findings import FindingsReport
-from .security_common import inside, rel
+from .security_common import inside, read_bytes, read_json, rel
+
+MAX_DIST_FILE_BYTES = 64 << 20  # a dist-info METADATA / RECORD file
 
 INTEGRITY_CODES = frozenset(
     {
@@ -137,12 +139,16 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
 def parse_lock(path: Path) -> tuple[dict[str, Pin], list[Finding]]:
     """`name==version [--hash=sha256:...]` lines; anything else is reported, not guessed."""
     subject = path.name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    data, code = read_bytes(path)  # a link, FIFO or oversized lock: refused, not followed
+    if code == "SEC_FILE_NOT_FOUND":
         return {}, [Finding("SEC_LOCK_MISSING", subject, "/", HOLD, "lock file not found")]
-    except (OSError, UnicodeDecodeError):
-        return {}, [Finding("SEC_LOCK_UNREADABLE", subject, "/", HOLD, "lock not readable")]
+    try:
+        text = data.decode("utf-8") if data is not None else None
+    except UnicodeDecodeError:
+        text = None
+    if text is None:
+        why = f"lock not readable ({code})" if code else "lock not readable"
+        return {}, [Finding("SEC_LOCK_UNREADABLE", subject, "/", HOLD, why)]
     pins: dict[str, Pin] = {}
     findings: list[Finding] = []
     for number, line in _logical_lines(text):
@@ -220,10 +226,10 @@ class DistReport(FindingsReport):
 
 
 def _metadata(dist_info: Path) -> tuple[str, str] | None:
-    try:
-        text = (dist_info / "METADATA").read_text(encoding="utf-8", errors="replace")
-    except OSError:
+    data, _ = read_bytes(dist_info / "METADATA", MAX_DIST_FILE_BYTES)
+    if data is None:  # missing, a link (never followed), not regular, too large
         return None
+    text = data.decode("utf-8", errors="replace")
     header = text.split("\n\n", 1)[0]
     name = re.search(r"^Name:\s*(\S.*?)\s*$", header, re.M)
     version = re.search(r"^Version:\s*(\S.*?)\s*$", header, re.M)
@@ -234,16 +240,19 @@ def _metadata(dist_info: Path) -> tuple[str, str] | None:
 
 def _digest(path: Path, algorithm: str) -> str:
     digest = hashlib.new(algorithm)
-    with path.open("rb") as stream:
+    with os.fdopen(open_regular(path), "rb") as stream:  # a link swapped in: OSError
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
 
 def record_rows(dist_info: Path) -> list[list[str]] | None:
+    data, _ = read_bytes(dist_info / "RECORD", MAX_DIST_FILE_BYTES)
     try:
-        text = (dist_info / "RECORD").read_text(encoding="utf-8")
-    except OSError:
+        text = data.decode("utf-8") if data is not None else None
+    except UnicodeDecodeError:
+        text = None
+    if text is None:  # missing, a link (never followed), not regular, too large, not UTF-8
         return None
     return [row for row in csv.reader(text.splitlines()) if row]
 
@@ -483,11 +492,10 @@ def reinstall_command(config: EnvConfig, names: list[str]) -> str:
 
 
 def untrusted(config: EnvConfig) -> dict[str, Any] | None:
-    if not config.flag.is_file():
+    if not os.path.lexists(config.flag):
         return None
-    try:
-        value: dict[str, Any] = json.loads(config.flag.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    value, _ = read_json(config.flag)  # a link or oversized flag: refused, still blocks
+    if not isinstance(value, dict):
         return {"untrusted": True, "reason": "unreadable flag (still blocks promotion)"}
     return value
 

@@ -25,7 +25,7 @@ from ..target import Target
 from ..vocab import Verdict
 from . import undoable
 from .common.files import sha256_file
-from .security_common import inside, rel
+from .security_common import inside, read_json, rel
 from .security_supply import EnvConfig, Pin, normalize, parse_lock, record_path, record_rows, scan
 
 
@@ -164,7 +164,9 @@ def restore_backup(config: EnvConfig, backup_id: str) -> dict[str, Any]:
     record_path = folder / "record.json"
     if not record_path.is_file():
         return {"backup_id": backup_id, "restored": False, "reason": "no such backup"}
-    record = json.loads(record_path.read_text(encoding="utf-8"))
+    record, code = read_json(record_path)  # a link or oversized record: refused, not followed
+    if not isinstance(record, dict):
+        raise ValueError(f"backup {backup_id}: record.json cannot be read ({code})")
     for name in record["installed"]:
         path = config.root / name
         if inside(path, config.root) and path.is_file():

@@ -26,7 +26,8 @@ from .._fs import replace_atomic
 from ..errors import TargetError
 from ..target import Target
 from . import BLOCKING, HOLD, Finding
-from .live import Live, Response
+from .common import json as strict_json
+from .live import MAX_STATE_BYTES, Live, Response
 
 LAYER_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")  # the API's own route pattern
 TILE = "/tiles/0/0/0"
@@ -94,7 +95,7 @@ class UiSystem:
 
     def reference(self) -> tuple[dict[str, Any], Finding | None]:
         try:
-            value = json.loads(self.live.config_path.read_text())
+            value = strict_json.load_file(self.live.config_path, MAX_STATE_BYTES)
         except (OSError, ValueError) as exc:
             return {}, Finding("UI_STATE_UNREADABLE", "config.json", "/", HOLD, type(exc).__name__)
         if not isinstance(value, dict):
@@ -132,10 +133,8 @@ class UiSystem:
         if not valid_id(layer_id):
             return "invalid", None
         path = self.live.state_dir / "tiles" / layer_id / "source.json"
-        if path.is_symlink():
-            return "invalid", None
-        try:
-            value = json.loads(path.read_text())
+        try:  # a link swapped in is refused (never followed): "invalid"
+            value = strict_json.load_file(path, MAX_STATE_BYTES)
         except FileNotFoundError:
             return "missing", None
         except (OSError, ValueError):

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from kfm_runbooks import paths
-from kfm_runbooks.checks import api_common, api_errors, api_queries
-from kfm_runbooks.checks.api_common import Probe
+from kfm_runbooks.checks.api import base as api_common
+from kfm_runbooks.checks.api import queries as api_queries
+from kfm_runbooks.checks.api import server_errors as api_errors
+from kfm_runbooks.checks.api.base import Probe
 from kfm_runbooks.checks.live import MAX_STATE_BYTES, Live
 from kfm_runbooks.errors import TargetError
 from kfm_runbooks.sandbox import create_sandbox
@@ -46,9 +48,9 @@ def _live(tmp_path: Path, log: str = "", config: Any = None) -> Live:
 
 def test_importing_the_api_checks_stays_light() -> None:
     code = (
-        "import sys, kfm_runbooks.checks.api_abuse, kfm_runbooks.checks.api_auth, "
-        "kfm_runbooks.checks.api_common, kfm_runbooks.checks.api_errors, "
-        "kfm_runbooks.checks.api_queries\n"
+        "import sys, kfm_runbooks.checks.api.abuse, kfm_runbooks.checks.api.auth, "
+        "kfm_runbooks.checks.api.base, kfm_runbooks.checks.api.server_errors, "
+        "kfm_runbooks.checks.api.queries\n"
         "heavy = [m for m in ('scrapbook', 'papermill', 'pandas', 'pydantic', 'pyarrow', "
         "'nbformat', 'prov', 'jupyter_client', 'psycopg') if m in sys.modules]\n"
         "print(','.join(heavy))"

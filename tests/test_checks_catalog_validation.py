@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from kfm_runbooks.checks import catalog_json, catalog_prov, catalog_stac
-from kfm_runbooks.checks import catalog_validation as validation
+from kfm_runbooks.checks.catalog import json_docs as catalog_json
+from kfm_runbooks.checks.catalog import prov as catalog_prov
+from kfm_runbooks.checks.catalog import stac as catalog_stac
+from kfm_runbooks.checks.catalog import validation
 from kfm_runbooks.errors import TargetError
 from kfm_runbooks.sandbox import catalog_records
 from kfm_runbooks.target import load_target

@@ -16,17 +16,15 @@ import pytest
 import yaml
 
 from kfm_runbooks import checks
-from kfm_runbooks.checks import (
-    graph_backup,
-    graph_closure,
-    graph_counts,
-    graph_orphans,
-    graph_schema,
-    graph_sync,
-    graphdb,
-)
-from kfm_runbooks.checks.graph_sqlite import SqliteGraph
-from kfm_runbooks.checks.graphdb import GraphConfig, NodeRow, RelRow, SchemaDecl
+from kfm_runbooks.checks.graph import backup as graph_backup
+from kfm_runbooks.checks.graph import closure as graph_closure
+from kfm_runbooks.checks.graph import counts as graph_counts
+from kfm_runbooks.checks.graph import db as graphdb
+from kfm_runbooks.checks.graph import orphans as graph_orphans
+from kfm_runbooks.checks.graph import schema as graph_schema
+from kfm_runbooks.checks.graph import sync as graph_sync
+from kfm_runbooks.checks.graph.db import GraphConfig, NodeRow, RelRow, SchemaDecl
+from kfm_runbooks.checks.graph.sqlite_backend import SqliteGraph
 from kfm_runbooks.sandbox import catalog as catalog_part
 from kfm_runbooks.sandbox import graph as graph_part
 from kfm_runbooks.target import load_target

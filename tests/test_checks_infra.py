@@ -26,8 +26,11 @@ from typing import Any
 import pytest
 import yaml
 
-from kfm_runbooks.checks import infra_backup, infra_disk, infra_pki, infra_tls
-from kfm_runbooks.checks.infra import InfraConfig
+from kfm_runbooks.checks.infra import backup as infra_backup
+from kfm_runbooks.checks.infra import disk as infra_disk
+from kfm_runbooks.checks.infra import pki as infra_pki
+from kfm_runbooks.checks.infra import tls as infra_tls
+from kfm_runbooks.checks.infra.config import InfraConfig
 from kfm_runbooks.errors import SetupError, TargetError
 from kfm_runbooks.live import tls, volumes
 from kfm_runbooks.target import load_target
@@ -44,8 +47,8 @@ def _target(folder: Path, infra: dict[str, Any]) -> Path:
 def test_checks_import_light() -> None:
     code = (
         "import sys\n"
-        "import kfm_runbooks.checks.infra_disk, kfm_runbooks.checks.infra_tls\n"
-        "import kfm_runbooks.checks.infra_backup, kfm_runbooks.live.tls\n"
+        "import kfm_runbooks.checks.infra.disk, kfm_runbooks.checks.infra.tls\n"
+        "import kfm_runbooks.checks.infra.backup, kfm_runbooks.live.tls\n"
         "heavy = [m for m in ('pandas', 'scrapbook', 'papermill', 'pydantic', 'nbformat',"
         " 'jupyter_client', 'psycopg') if m in sys.modules]\n"
         "print(','.join(heavy))"

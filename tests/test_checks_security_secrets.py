@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfm_runbooks.checks import security_secrets as secrets
-from kfm_runbooks.checks.security_common import MAX_FILE_BYTES
+from kfm_runbooks.checks.security import leaks as secrets
+from kfm_runbooks.checks.security.base import MAX_FILE_BYTES
 from kfm_runbooks.sandbox import create_sandbox
 from kfm_runbooks.sandbox.security_secrets import fake_credentials
 from kfm_runbooks.target import load_target
@@ -56,9 +56,9 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_importing_the_security_checks_stays_light() -> None:
     code = (
         "import sys\n"
-        "import kfm_runbooks.checks.security_secrets, kfm_runbooks.checks.security_supply\n"
-        "import kfm_runbooks.checks.security_access, kfm_runbooks.checks.security_layers\n"
-        "import kfm_runbooks.checks.security_wheels\n"
+        "import kfm_runbooks.checks.security.leaks, kfm_runbooks.checks.security.supply\n"
+        "import kfm_runbooks.checks.security.access, kfm_runbooks.checks.security.layers\n"
+        "import kfm_runbooks.checks.security.wheels\n"
         "heavy = [m for m in ('scrapbook', 'papermill', 'pandas', 'pydantic', 'nbformat', "
         "'jupyter_client', 'jsonschema') if m in sys.modules]\n"
         "print(','.join(heavy))"

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from kfm_runbooks.checks import security_supply as supply
-from kfm_runbooks.checks import security_wheels as wheels
-from kfm_runbooks.checks.security_common import MAX_FILE_BYTES
+from kfm_runbooks.checks.security import supply, wheels
+from kfm_runbooks.checks.security.base import MAX_FILE_BYTES
 from kfm_runbooks.sandbox import create_sandbox
 from kfm_runbooks.target import load_target
 

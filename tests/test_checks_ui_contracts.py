@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kfm_runbooks.checks import ui_admission, ui_contracts, ui_layer_manifest
+from kfm_runbooks.checks.ui import admission as ui_admission
+from kfm_runbooks.checks.ui import contracts as ui_contracts
+from kfm_runbooks.checks.ui import layer_manifest as ui_layer_manifest
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE

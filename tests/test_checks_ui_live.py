@@ -16,10 +16,13 @@ from typing import Any
 
 import pytest
 
-from kfm_runbooks.checks import Finding, ui_registry, ui_stories, ui_timeline
+from kfm_runbooks.checks import Finding
 from kfm_runbooks.checks.live import MAX_STATE_BYTES
-from kfm_runbooks.checks.ui_common import UiSystem
-from kfm_runbooks.checks.ui_story_html import NodeView, check_html, render_story
+from kfm_runbooks.checks.ui import registry as ui_registry
+from kfm_runbooks.checks.ui import stories as ui_stories
+from kfm_runbooks.checks.ui import timeline as ui_timeline
+from kfm_runbooks.checks.ui.base import UiSystem
+from kfm_runbooks.checks.ui.story_html import NodeView, check_html, render_story
 from kfm_runbooks.live.faults import set_fault
 from kfm_runbooks.target import load_target
 

@@ -110,8 +110,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_scan_sees_the_package() -> None:
     assert f"{NAME}.checks.undo" in MODULES and f"{NAME}.live.focus" in MODULES
     edges = _edges()
-    assert f"{NAME}.checks.ai_reference" in edges[f"{NAME}.live.focus"]  # sandbox -> checks
-    assert f"{NAME}.checks.catalog" in edges[f"{NAME}.checks.graph_backup"]
+    assert f"{NAME}.checks.ai.reference" in edges[f"{NAME}.live.focus"]  # sandbox -> checks
+    assert f"{NAME}.checks.catalog.health" in edges[f"{NAME}.checks.graph.backup"]
 
 
 def test_no_check_imports_the_sandbox() -> None:

@@ -3,7 +3,7 @@
 Small but real: the gate blocks prompt-injection patterns before retrieval; the
 retriever scores documents of the retrieval index (state/focus_index.json, built from
 the corpus by `build_index`) by term overlap (the index build, retriever and gate are
-the reference algorithms of checks/ai_reference.py, which the checks judge any Focus
+the reference algorithms of checks/ai/reference.py, which the checks judge any Focus
 Mode by); every answer cites the documents it used, and the citation policy can refuse
 uncited answers. Faults break one of those pieces each (the index is deleted, built
 inverted, the gate or the citations are switched off).
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..checks.ai_reference import INDEX_VERSION, build_index, gate, retrieve, terms
+from ..checks.ai.reference import INDEX_VERSION, build_index, gate, retrieve, terms
 
 __all__ = ["INDEX_VERSION", "answer", "build_index", "gate", "retrieve", "terms"]
 

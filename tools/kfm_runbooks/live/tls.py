@@ -10,7 +10,7 @@ new pair loads, uses it — a renewed certificate is picked up without restartin
 A pair that does not load (half-written, key not matching) is ignored and the previous
 one keeps serving.
 
-`issue` and `fingerprint` are the checks' own (checks/infra_pki.py), which the runbooks'
+`issue` and `fingerprint` are the checks' own (checks/infra/pki.py), which the runbooks'
 renewal uses against any target; the sandbox builds its PKI from them.
 """
 
@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..checks.infra_pki import CURVE, fingerprint, issue, openssl, run_openssl
+from ..checks.infra.pki import CURVE, fingerprint, issue, openssl, run_openssl
 
 __all__ = ["fingerprint", "issue", "load_pair", "make_ca", "openssl", "serve_tls"]
 

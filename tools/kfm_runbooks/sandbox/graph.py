@@ -1,7 +1,7 @@
 """Sandbox part: KFM's graph, derived from the sandbox's STAC catalog and provenance.
 
 Reads the catalog the `catalog` part wrote (parts build in name order) and loads it into
-a SQLite graph (`graph/graph.sqlite`, see checks/graph_sqlite.py) with the declared
+a SQLite graph (`graph/graph.sqlite`, see checks/graph/sqlite_backend.py) with the declared
 constraints (`graph/schema.json`), a last known-good count snapshot
 (`graph/snapshot.json`) and two verified backups (`graph/backups/`, LATEST -> the newer).
 
@@ -19,10 +19,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..checks.graph_backup import POINTER, take_backup
-from ..checks.graph_sqlite import SqliteGraph
-from ..checks.graph_sync import Derived, derive_from_catalog
-from ..checks.graphdb import NodeRow, RelRow, SchemaDecl
+from ..checks.graph.backup import POINTER, take_backup
+from ..checks.graph.db import NodeRow, RelRow, SchemaDecl
+from ..checks.graph.sqlite_backend import SqliteGraph
+from ..checks.graph.sync import Derived, derive_from_catalog
 
 OLD_STAMP = "2026-05-31T00:00:00.000Z"
 STAMP = "2026-06-01T00:00:00.000Z"

@@ -18,7 +18,7 @@ from kfm_runbooks.checks.catalog import prov as catalog_prov
 from kfm_runbooks.checks.catalog import stac as catalog_stac
 from kfm_runbooks.checks.catalog import validation
 from kfm_runbooks.errors import TargetError
-from kfm_runbooks.sandbox import catalog_records
+from kfm_runbooks.sandbox.parts import catalog_records
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE

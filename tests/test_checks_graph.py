@@ -25,8 +25,8 @@ from kfm_runbooks.checks.graph import schema as graph_schema
 from kfm_runbooks.checks.graph import sync as graph_sync
 from kfm_runbooks.checks.graph.db import GraphConfig, NodeRow, RelRow, SchemaDecl
 from kfm_runbooks.checks.graph.sqlite_backend import SqliteGraph
-from kfm_runbooks.sandbox import catalog as catalog_part
-from kfm_runbooks.sandbox import graph as graph_part
+from kfm_runbooks.sandbox.parts import catalog as catalog_part
+from kfm_runbooks.sandbox.parts import graph as graph_part
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE

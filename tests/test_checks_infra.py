@@ -32,7 +32,7 @@ from kfm_runbooks.checks.infra import pki as infra_pki
 from kfm_runbooks.checks.infra import tls as infra_tls
 from kfm_runbooks.checks.infra.config import InfraConfig
 from kfm_runbooks.errors import SetupError, TargetError
-from kfm_runbooks.live import tls, volumes
+from kfm_runbooks.sandbox.services import tls, volumes
 from kfm_runbooks.target import load_target
 
 from . import hostile
@@ -48,7 +48,7 @@ def test_checks_import_light() -> None:
     code = (
         "import sys\n"
         "import kfm_runbooks.checks.infra.disk, kfm_runbooks.checks.infra.tls\n"
-        "import kfm_runbooks.checks.infra.backup, kfm_runbooks.live.tls\n"
+        "import kfm_runbooks.checks.infra.backup, kfm_runbooks.sandbox.services.tls\n"
         "heavy = [m for m in ('pandas', 'scrapbook', 'papermill', 'pydantic', 'nbformat',"
         " 'jupyter_client', 'psycopg') if m in sys.modules]\n"
         "print(','.join(heavy))"
@@ -480,8 +480,8 @@ def test_without_mount_permission_the_volume_is_a_plain_folder(
 
 
 def test_a_refused_fault_is_not_recorded_as_on(tmp_path: Path) -> None:
-    from kfm_runbooks.live import faults, supervisor
     from kfm_runbooks.sandbox import create_sandbox
+    from kfm_runbooks.sandbox.services import faults, supervisor
 
     folder = create_sandbox(tmp_path / "sandbox").parent
     volumes.data_dir(folder).mkdir(parents=True)  # a plain folder, not the sandbox's own volume

@@ -319,7 +319,7 @@ def test_sandbox_drift_and_clean(sandbox: Path, clean_sandbox: Path) -> None:
 def test_sandbox_parts_are_deterministic(tmp_path: Path, part: str) -> None:
     import importlib
 
-    build = importlib.import_module(f"kfm_runbooks.sandbox.pipelines_{part}").build
+    build = importlib.import_module(f"kfm_runbooks.sandbox.parts.pipelines_{part}").build
 
     def tree(folder: Path) -> dict[str, bytes | str]:
         build(folder, False)

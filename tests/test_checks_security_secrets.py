@@ -20,7 +20,7 @@ import yaml
 from kfm_runbooks.checks.security import leaks as secrets
 from kfm_runbooks.checks.security.base import MAX_FILE_BYTES
 from kfm_runbooks.sandbox import create_sandbox
-from kfm_runbooks.sandbox.security_secrets import fake_credentials
+from kfm_runbooks.sandbox.parts.security_secrets import fake_credentials
 from kfm_runbooks.target import load_target
 
 from . import hostile

@@ -23,7 +23,7 @@ from kfm_runbooks.checks.ui import stories as ui_stories
 from kfm_runbooks.checks.ui import timeline as ui_timeline
 from kfm_runbooks.checks.ui.base import UiSystem
 from kfm_runbooks.checks.ui.story_html import NodeView, check_html, render_story
-from kfm_runbooks.live.faults import set_fault
+from kfm_runbooks.sandbox.services.faults import set_fault
 from kfm_runbooks.target import load_target
 
 from . import hostile

@@ -17,7 +17,7 @@ from kfm_runbooks.checks.pipelines import gate as pipelines_gate
 from kfm_runbooks.checks.pipelines import watchers as pipelines_watchers
 from kfm_runbooks.checks.ui import layer_manifest as ui_layer_manifest
 from kfm_runbooks.checks.ui import view_registry as ui_view_registry
-from kfm_runbooks.sandbox import pipelines_watchers as sandbox_watchers
+from kfm_runbooks.sandbox.parts import pipelines_watchers as sandbox_watchers
 
 SAMPLE = Path(__file__).parent / "kfm_sample"
 

@@ -36,8 +36,8 @@ from kfm_runbooks.checks.graph.db import GraphConfig, SchemaDecl
 from kfm_runbooks.checks.graph.neo4j_backend import Neo4jGraph
 from kfm_runbooks.checks.graph.sqlite_backend import SqliteGraph
 from kfm_runbooks.errors import TargetError
-from kfm_runbooks.sandbox import catalog as catalog_part
-from kfm_runbooks.sandbox import graph as graph_part
+from kfm_runbooks.sandbox.parts import catalog as catalog_part
+from kfm_runbooks.sandbox.parts import graph as graph_part
 from kfm_runbooks.target import load_target
 
 READ_QUERIES = [

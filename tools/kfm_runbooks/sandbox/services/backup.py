@@ -3,7 +3,7 @@
 The job runner itself is the checks' (checks/infra/backup_job.py); this module is the
 sandbox's schedule around it, and its fault.
 
-    python -m kfm_runbooks.live.backup --folder SANDBOX     # what the nightly schedule runs
+    python -m kfm_runbooks.sandbox.services.backup --folder SANDBOX  # the nightly schedule runs
 
 One run reads the job's configuration (live/state/backup_job.json: target folder,
 database), dumps the database with `pg_dump --format=custom` into the target folder
@@ -29,8 +29,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .._fs import replace_atomic
-from ..checks.infra.backup_job import (
+from ..._fs import replace_atomic
+from ...checks.infra.backup_job import (
     JOB,
     LATEST,
     RUNS,

@@ -20,7 +20,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from ..errors import SetupError
+from ...errors import SetupError
 from . import backup, tls, volumes
 
 REFERENCE = "live/infra.json"

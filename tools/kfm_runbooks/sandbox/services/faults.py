@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._fs import replace_atomic
-from ..errors import InputError
+from ..._fs import replace_atomic
+from ...errors import InputError
 
 FAULTS: dict[str, str] = {
     "5xx-burst": "a bad feature flag (new_serializer) makes every 3rd /api request fail with 500",

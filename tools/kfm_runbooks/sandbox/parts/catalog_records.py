@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..checks.common.jcs import spec_hash
+from ...checks.common.jcs import spec_hash
 from ._catalog_schemas import SCHEMAS
 
 ROOT = "catalog_records"

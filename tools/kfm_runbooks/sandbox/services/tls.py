@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..checks.infra.pki import CURVE, fingerprint, issue, openssl, run_openssl
+from ...checks.infra.pki import CURVE, fingerprint, issue, openssl, run_openssl
 
 __all__ = ["fingerprint", "issue", "load_pair", "make_ca", "openssl", "serve_tls"]
 

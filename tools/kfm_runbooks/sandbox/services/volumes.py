@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import SetupError
+from ...errors import SetupError
 
 SOURCE = "kfm-sbx-data"
 SIZE_MIB = 16

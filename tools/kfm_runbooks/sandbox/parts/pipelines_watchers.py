@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..checks.common.jcs import spec_hash_without
+from ...checks.common.jcs import spec_hash_without
 
 ROOT = "pipelines/watchers"
 AS_OF = dt.datetime(2026, 6, 2, 12, 0, tzinfo=dt.UTC)

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._fs import file_lock, sha256_bytes
-from ..errors import SetupError
+from ..._fs import file_lock, sha256_bytes
+from ...errors import SetupError
 
 DATABASE = "kfm"
 USER = "kfm"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..checks.ai.reference import INDEX_VERSION, build_index, gate, retrieve, terms
+from ...checks.ai.reference import INDEX_VERSION, build_index, gate, retrieve, terms
 
 __all__ = ["INDEX_VERSION", "answer", "build_index", "gate", "retrieve", "terms"]
 

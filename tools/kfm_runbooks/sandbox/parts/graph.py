@@ -19,10 +19,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..checks.graph.backup import POINTER, take_backup
-from ..checks.graph.db import NodeRow, RelRow, SchemaDecl
-from ..checks.graph.sqlite_backend import SqliteGraph
-from ..checks.graph.sync import Derived, derive_from_catalog
+from ...checks.graph.backup import POINTER, take_backup
+from ...checks.graph.db import NodeRow, RelRow, SchemaDecl
+from ...checks.graph.sqlite_backend import SqliteGraph
+from ...checks.graph.sync import Derived, derive_from_catalog
 
 OLD_STAMP = "2026-05-31T00:00:00.000Z"
 STAMP = "2026-06-01T00:00:00.000Z"

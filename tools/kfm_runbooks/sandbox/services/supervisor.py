@@ -24,10 +24,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .._fs import replace_atomic
-from .._proc import ProcessRef
-from .._time import now_iso
-from ..errors import InputError, SetupError
+from ..._fs import replace_atomic
+from ..._proc import ProcessRef
+from ..._time import now_iso
+from ...errors import InputError, SetupError
 from . import infra, postgres
 from .faults import EXTERNAL, FAULTS, active, set_fault
 
@@ -153,7 +153,7 @@ def _apply_external(folder: Path, state: dict[str, Any], name: str, on: bool) ->
                 [
                     sys.executable,
                     "-m",
-                    "kfm_runbooks.live.abuser",
+                    "kfm_runbooks.sandbox.services.abuser",
                     "--url",
                     state["api"]["url"],
                     "--client",
@@ -203,7 +203,7 @@ def up(folder: Path, *, owner: int | None = None) -> dict[str, Any]:
             [
                 sys.executable,
                 "-m",
-                "kfm_runbooks.live.api",
+                "kfm_runbooks.sandbox.services.api",
                 "--folder",
                 str(folder),
                 "--port",
@@ -238,7 +238,7 @@ def _keeper_argv(folder: Path, owner: int | None) -> list[str] | None:
     return [
         sys.executable,
         "-m",
-        "kfm_runbooks.live.keeper",
+        "kfm_runbooks.sandbox.services.keeper",
         "--owner",
         str(ref),
         "--folder",

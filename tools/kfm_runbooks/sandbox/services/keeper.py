@@ -3,7 +3,7 @@
 `supervisor.up(folder, owner=PID)` (tests, golden generation, anything that wants the
 services only for its own lifetime) starts this process in its own session:
 
-    python -m kfm_runbooks.live.keeper --owner PID:START --folder DIR
+    python -m kfm_runbooks.sandbox.services.keeper --owner PID:START --folder DIR
 
 It waits until the owner is gone, by pid *and* start time (a recycled pid is not the
 owner), then runs `supervisor.down(DIR)`: API, fault client, PostgreSQL (a daemon, not
@@ -19,7 +19,7 @@ import signal
 import time
 from pathlib import Path
 
-from .._proc import ProcessRef
+from ..._proc import ProcessRef
 
 POLL_S = 0.25
 

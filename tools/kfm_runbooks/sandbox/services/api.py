@@ -1,6 +1,6 @@
 """The live sandbox's KFM-like API: a real HTTP server process on loopback.
 
-    python -m kfm_runbooks.live.api --folder SANDBOX --port PORT [--dsn DSN]
+    python -m kfm_runbooks.sandbox.services.api --folder SANDBOX --port PORT [--dsn DSN]
 
 Serves, from the sandbox: /health, /metrics (Prometheus text), /api/v1/catalog/items,
 /api/v1/layers[/<id>[/times|/tiles/<z>/<x>/<y>]], /api/v1/stories/<id>, POST
@@ -301,7 +301,7 @@ class App:
         return _json(200, {"bbox": bbox, "observations": int(count), "mean": round(float(mean), 3)})
 
     def set_flags(self, body: bytes) -> Response:
-        from .._fs import replace_atomic
+        from ..._fs import replace_atomic
 
         try:
             update = json.loads(body or b"{}")

@@ -151,7 +151,7 @@ def _dump(path: Path, value: Any) -> None:
 
 def write_state(live: Path, reference: dict[str, Any]) -> None:
     """The running system's state as intended (faults later break parts of it)."""
-    from ..live.focus import build_index
+    from ..services.focus import build_index
 
     state = live / "state"
     _dump(state / "flags.json", reference["flags"])

@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import scrapbook
 
-from kfm_runbooks import ledger
+from kfm_runbooks import golden, ledger
 
 from .conftest import Cli
 
@@ -69,3 +70,47 @@ def wait_for_log(folder: Path, needle: str, more_than: int, patience: float = 12
             return log
         assert time.monotonic() < deadline, f"only {log.count(needle)} lines with {needle!r}"
         time.sleep(0.1)
+
+
+_SCRAP_MIME = "application/scrapbook.scrap.json+json"
+
+
+def golden_run(runbook: str, case: str) -> dict[str, Any]:
+    """What the committed golden of `runbook`'s `case` recorded: statuses, checks, non-info
+    finding codes and every scrap by name (the last one of a name wins, as in scrapbook).
+
+    A test that only needs the verdicts of a read-only run on a golden case's target asserts
+    on this instead of running the kernel again: tests/test_golden.py proves the golden is
+    fresh (built from this very runbook) and re-runs identically with this code, so its
+    scraps are what the code gives today. Scraps of cells whose output nbval ignores
+    (volatile, e.g. measured latency) are left out: nothing proves them current; a case
+    with a check in such a cell is refused (its verdicts need a kernel run).
+    """
+    [found] = [c for c in golden.load_cases() if (c.runbook, c.case) == (runbook, case)]
+    assert not found.parameters, "golden_run stands only for a run with default parameters"
+    book = nbformat.read(found.path, as_version=4)
+    scraps: dict[str, Any] = {}
+    for cell in book.cells:
+        ignored = golden.IGNORE_OUTPUT_TAG in cell.metadata.get("tags", [])
+        for output in cell.get("outputs", []):
+            scrap = output.get("data", {}).get(_SCRAP_MIME)
+            if scrap is None:
+                continue
+            assert not (ignored and scrap["name"].startswith("kfm.check.")), (
+                f"{found.path.name}: check {scrap['name']} is volatile; run the kernel instead"
+            )
+            if not ignored:
+                scraps[scrap["name"]] = scrap["data"]
+    checks = [data for name, data in scraps.items() if name.startswith("kfm.check.")]
+    assert checks, f"the golden {found.path.name} records no check"
+    assert_pass_coverage(checks)
+    return {
+        "statuses": {c["name"]: c["status"] for c in checks},
+        "checks": checks,
+        "codes": sorted(
+            data["code"]
+            for name, data in scraps.items()
+            if name.startswith("kfm.finding.") and data["severity"] != "info"
+        ),
+        "scraps": scraps,
+    }

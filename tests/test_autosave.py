@@ -19,17 +19,14 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from kfm_runbooks import ledger
 
-from .conftest import KFM_BIN
+from .conftest import KFM_BIN, ROOT
 
 pytestmark = pytest.mark.slow
 
-PARAMETERS = (
-    'incident_id = "INC-00000000-000"  # the incident this run belongs to\n'
-    'workspace = ""  # absolute path of the incident workspace\n'
-    'target = ""  # target YAML describing the system this runbook inspects\n'
-    "apply = False  # containment and recovery change nothing unless True"
-)
-SETUP = "import kfm_runbooks.record as rb\nrun = rb.start(incident_id, workspace, target, apply)"
+_CELLS = ("parameters", "setup")
+# The parameters and setup cells every runbook starts with, from the library's template
+_TEMPLATE = nbformat.read(ROOT / "runbooks/TEMPLATE_runbook.ipynb", as_version=4)
+PARAMETERS, SETUP = (next(c.source for c in _TEMPLATE.cells if c.id == i) for i in _CELLS)
 
 
 def _notebook(path: Path, cells: int, tail: list[str], *, setup: bool = True) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -25,40 +24,12 @@ def runbook_paths() -> list[Path]:
     return runbook.discover()
 
 
-# pytest + nbval in a fresh process, with the same deferral of a slow optional import
-# (rfc3987_syntax, seconds per process) as the CLI, the worker and the kernel.
-_PYTEST_DEFERRED = (
-    "import sys\n"
-    "from kfm_runbooks._speedups import defer_slow_optional_imports\n"
-    "defer_slow_optional_imports()\n"
-    "import pytest\n"
-    "sys.exit(pytest.main(sys.argv[1:]))\n"
-)
-
-
 def _nbval(*notebooks: Path, junit: Path | None = None) -> subprocess.CompletedProcess[str]:
     """One pytest process replaying `notebooks` (each in its own folder: nbval starts each
-    notebook's kernel there)."""
+    notebook's kernel there), with the very argv of `kfm-runbook golden --replay`."""
     rootdir = Path(os.path.commonpath([str(n.parent) for n in notebooks]))
     return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _PYTEST_DEFERRED,
-            "--nbval",
-            *(str(n.relative_to(rootdir)) for n in notebooks),
-            "--nbval-sanitize-with",
-            str(golden.sanitize_file()),
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--no-header",
-            "-o",
-            "addopts=",
-            "--rootdir",
-            str(rootdir),
-            *([f"--junitxml={junit}"] if junit else []),
-        ],
+        golden.nbval_argv(list(notebooks), rootdir, junit),
         cwd=rootdir,
         capture_output=True,
         text=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import nbformat
 import pytest
@@ -224,3 +225,41 @@ def test_windows_stay_small_and_linear_on_one_long_line() -> None:
     found = windows(text)
     assert found is not None and len(found) <= 10
     assert sum(end - start for start, end in found) < len(text) // 4
+
+
+def _spellings(pattern: str) -> set[str]:
+    """Every string a finite regex (literals, classes, alternatives, `?`) matches."""
+    from re import _constants as c  # type: ignore[attr-defined]
+    from re import _parser  # type: ignore[attr-defined]
+
+    def expand(items: Any) -> set[str]:
+        out = {""}
+        for op, arg in items:
+            if op is c.LITERAL:
+                options = {chr(arg)}
+            elif op is c.IN:
+                assert all(o is c.LITERAL for o, _ in arg), arg
+                options = {chr(v) for _, v in arg}
+            elif op is c.BRANCH:
+                options = set().union(*(expand(b) for b in arg[1]))
+            elif op is c.SUBPATTERN:
+                options = expand(arg[3])
+            elif op is c.MAX_REPEAT and arg[:2] == (0, 1):
+                options = {""} | expand(arg[2])
+            else:
+                raise AssertionError(f"not a finite pattern: {op}")
+            out = {a + b for a in out for b in options}
+        return out
+
+    return expand(_parser.parse(pattern))
+
+
+def test_every_sensitive_word_has_its_literal_trigger() -> None:
+    """The fast pre-filter (_SENSITIVE) must find every word _SENSITIVE_WORD names, or a
+    large text would skip a secret the regex alone would scrub."""
+    words = _spellings(redact._SENSITIVE_WORD.removeprefix("(?:").removesuffix(")"))
+    assert {"password", "api-key", "credentials", "privatekey"} <= words
+    for word in words:
+        for spelling in (word, word.upper(), word.title()):
+            spans = redact._SENSITIVE.spans(spelling, spelling.lower())
+            assert spans, f"{spelling!r} is sensitive but no trigger word finds it"

@@ -4,7 +4,6 @@ against the live sandbox (API + PostgreSQL on loopback) and KFM's own fixtures."
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 import scrapbook
 import yaml
 
+from kfm_runbooks import redact
 from kfm_runbooks.checks.ai import citations as ai_citations
 from kfm_runbooks.checks.ai import focus as ai_focus
 from kfm_runbooks.checks.ai import retrieval as ai_retrieval
@@ -22,6 +22,7 @@ from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE, Cli, sha256sum_check
 from .helpers import applied_actions as _actions
+from .helpers import golden_run
 from .helpers import run_json as _run
 
 pytestmark = pytest.mark.slow
@@ -198,14 +199,8 @@ def test_services_down_is_hold_never_pass(
     assert _actions(ws) == []
 
 
-def test_kfm_citation_contracts_reach_every_expected_verdict(
-    cli: Cli, incident: tuple[str, Path], tmp_path: Path
-) -> None:
-    incident_id, ws = incident
-    shutil.copytree(KFM_SAMPLE, tmp_path / "kfm")
-    out = _run(cli, CITATIONS, incident_id, tmp_path / "kfm/ai_citations.target.yaml")
-    assert out["_exit"] == 1 and out["outcome"] == "failed"  # KFM's DENY/ABSTAIN reports
-    scraps = _scraps(ws, out)
+def test_kfm_citation_contracts_reach_every_expected_verdict() -> None:
+    scraps = golden_run(CITATIONS, "kfm-citation-contracts")["scraps"]  # see golden_run
     expected = json.loads(
         (
             KFM_SAMPLE / "fixtures/contracts/v1/evidence/citation_validation_report/cases.json"
@@ -225,15 +220,11 @@ def test_kfm_citation_contracts_reach_every_expected_verdict(
     assert scraps["kfm.check.provenance-panels"]["status"] == "FAIL"
 
 
-def test_kfm_query_safety_fixture_is_denied(
-    cli: Cli, incident: tuple[str, Path], tmp_path: Path
-) -> None:
-    incident_id, ws = incident
-    shutil.copytree(KFM_SAMPLE, tmp_path / "kfm")
-    out = _run(cli, INJECTION, incident_id, tmp_path / "kfm/ai_query_safety.target.yaml")
-    assert out["_exit"] == 1 and out["outcome"] == "failed"  # KFM: semantic_invalid
-    scraps = _scraps(ws, out)
+def test_kfm_query_safety_fixture_is_denied() -> None:
+    out = golden_run(INJECTION, "kfm-query-safety")  # KFM: semantic_invalid
+    assert "FAIL" in out["statuses"].values()
+    scraps = out["scraps"]
     assert [
         (d["code"], d["field"]) for n, d in sorted(scraps.items()) if n.startswith("kfm.finding.")
     ] == [("OCCURRENCE_RETRIEVAL_QUERY_SECRET_VALUE_DENIED", "/query_snapshot/predicates/4/value")]
-    assert out["redactions"] == {}
+    assert redact.find(json.dumps(scraps)) == []  # nothing credential-shaped was printed

@@ -2,7 +2,8 @@
 
 Per runbook: the seeded sandbox fault is reported and the run exits 1; --apply contains it
 (exit 0) and a second --apply changes nothing; an applied step rolls back; the clean
-sandbox passes; KFM's fixtures reach their stated verdicts through the notebook. The four
+sandbox passes; KFM's fixtures reach their stated verdicts through the notebook (those
+read-only verdicts are read from the golden of the same case: `golden_run`). The four
 runbooks' runs are independent, so each group runs them in parallel (one kernel each).
 """
 
@@ -25,7 +26,7 @@ from kfm_runbooks.target import load_target
 from kfm_runbooks.workspace import create_incident
 
 from .conftest import KFM_BIN, KFM_SAMPLE, sha256sum_check
-from .helpers import assert_pass_coverage, coverage
+from .helpers import assert_pass_coverage, coverage, golden_run
 
 pytestmark = pytest.mark.slow
 RUNBOOKS = [
@@ -197,49 +198,31 @@ def test_concurrent_runs_leave_intact_evidence(
     assert sha256sum_check(ws.path).returncode == 0
 
 
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, dict[str, Any]]]:
-    base = tmp_path_factory.mktemp("pipelines-clean")
-    target = create_sandbox(base / "sandbox", clean=True)
-    ws = create_incident("Pipelines clean", "Sev3", root=base / "incidents", actor="tester")
-    return ws, _parallel(lambda rb: _run(base / "incidents", rb, ws.incident_id, target), RUNBOOKS)
-
-
 @pytest.mark.parametrize("runbook", RUNBOOKS)
-def test_clean_sandbox_passes(clean: tuple[Any, dict[str, dict[str, Any]]], runbook: str) -> None:
-    ws, runs = clean
-    out = runs[runbook]
-    assert out["_exit"] == 0 and out["outcome"] == "passed", out["_stderr"]
-    assert set(_statuses(out).values()) == {"PASS"} and out["findings"] == 0
-    assert _actions(ws.path) == []
+def test_clean_sandbox_passes(runbook: str) -> None:
+    out = golden_run(runbook, "sandbox-clean")  # golden_run: why no kernel run is needed
+    assert set(_statuses(out).values()) == {"PASS"} and out["codes"] == [], out["statuses"]
 
 
-KFM_TARGETS = {
-    "RBK-pipelines-watcher-stuck": "pipelines_watcher_fixtures.target.yaml",
-    "RBK-pipelines-etag-loop": "pipelines_run_receipts.target.yaml",
-    "RBK-pipelines-partial-write": "pipelines_ingestion_plans.target.yaml",
-    "RBK-pipelines-determinism-drift": "pipelines_generated_receipts.target.yaml",
+# KFM's fixtures, read-only, through each runbook: the golden case of each (golden_run)
+KFM_CASES = {
+    "RBK-pipelines-watcher-stuck": "kfm-watcher-fixtures",
+    "RBK-pipelines-etag-loop": "kfm-run-receipts",
+    "RBK-pipelines-partial-write": "kfm-ingestion-plans",
+    "RBK-pipelines-determinism-drift": "kfm-generated-receipts",
 }
 
 
-@pytest.fixture(scope="module")
-def kfm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, Any]]]:
-    """KFM's fixtures, read-only (no --apply), through each runbook."""
-    root = tmp_path_factory.mktemp("pipelines-kfm") / "incidents"
-    ws = create_incident("Pipelines KFM cases", "Sev3", root=root, actor="tester")
-    runs = _parallel(
-        lambda rb: _run(root, rb, ws.incident_id, KFM_SAMPLE / KFM_TARGETS[rb]), RUNBOOKS
-    )
-    return ws.path, {rb: {**out, "scraps": _scraps(ws.path, out)} for rb, out in runs.items()}
+def _kfm(runbook: str) -> dict[str, Any]:
+    return golden_run(runbook, KFM_CASES[runbook])
 
 
 def _manifest(path: str) -> Any:
     return json.loads((KFM_SAMPLE / path).read_text(encoding="utf-8"))
 
 
-def test_kfm_watcher_fixture_verdicts(kfm: tuple[Path, dict[str, dict[str, Any]]]) -> None:
-    out = kfm[1]["RBK-pipelines-watcher-stuck"]
-    assert out["_exit"] == 1, out["_stderr"]
+def test_kfm_watcher_fixture_verdicts() -> None:
+    out = _kfm("RBK-pipelines-watcher-stuck")
     assert _statuses(out) == {
         "watcher-registry": "FAIL",
         "watcher-gate-packets": "FAIL",
@@ -271,9 +254,8 @@ def test_kfm_watcher_fixture_verdicts(kfm: tuple[Path, dict[str, dict[str, Any]]
         assert (packets[name]["outcome"], packets[name]["codes"]) == ("ERROR", sorted(codes))
 
 
-def test_kfm_run_receipt_verdicts(kfm: tuple[Path, dict[str, dict[str, Any]]]) -> None:
-    out = kfm[1]["RBK-pipelines-etag-loop"]
-    assert out["_exit"] == 1, out["_stderr"]
+def test_kfm_run_receipt_verdicts() -> None:
+    out = _kfm("RBK-pipelines-etag-loop")
     assert _statuses(out) == {
         "run-receipt-contract": "FAIL",
         "conditional-fetch-settles": "PASS",
@@ -294,9 +276,9 @@ def test_kfm_run_receipt_verdicts(kfm: tuple[Path, dict[str, dict[str, Any]]]) -
     assert sum("/invalid/" in r["file"] for r in rows) == 10 and len(rows) == 15
 
 
-def test_kfm_ingestion_plan_verdicts(kfm: tuple[Path, dict[str, dict[str, Any]]]) -> None:
-    out = kfm[1]["RBK-pipelines-partial-write"]
-    assert out["_exit"] == 1 and _statuses(out) == {"ingestion-plans": "FAIL"}, out["_stderr"]
+def test_kfm_ingestion_plan_verdicts() -> None:
+    out = _kfm("RBK-pipelines-partial-write")
+    assert _statuses(out) == {"ingestion-plans": "FAIL"}
     rows = {
         Path(r["file"]).name: (r["outcome"], r["codes"])
         for r in out["scraps"]["kfm.table.plan_verdicts"]
@@ -314,9 +296,8 @@ def test_kfm_ingestion_plan_verdicts(kfm: tuple[Path, dict[str, dict[str, Any]]]
     }
 
 
-def test_kfm_generated_receipt_audit(kfm: tuple[Path, dict[str, dict[str, Any]]]) -> None:
-    out = kfm[1]["RBK-pipelines-determinism-drift"]
-    assert out["_exit"] == 1, out["_stderr"]
+def test_kfm_generated_receipt_audit() -> None:
+    out = _kfm("RBK-pipelines-determinism-drift")
     assert _statuses(out) == {
         "generated-receipt-contract": "FAIL",
         "receipt-artifact-hashes": "FAIL",

@@ -26,13 +26,14 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
 BIN = Path(sys.executable).parent
-PARAMETERS = (
-    'incident_id = "INC-00000000-000"  # the incident this run belongs to\n'
-    'workspace = ""  # absolute path of the incident workspace\n'
-    'target = ""  # target YAML describing the system this runbook inspects\n'
-    "apply = False  # containment and recovery change nothing unless True"
+_CELLS = ("parameters", "setup")
+# The parameters and setup cells every runbook starts with, from the library's template
+_TEMPLATE = nbformat.read(
+    Path(__file__).resolve().parents[2] / "runbooks/TEMPLATE_runbook.ipynb", as_version=4
 )
-SETUP = "import kfm_runbooks.record as rb\nrun = rb.start(incident_id, workspace, target, apply)"
+PARAMETERS, SETUP = (
+    next(c.source for c in _TEMPLATE.cells if c.id == i) for i in ("parameters", "setup")
+)
 
 
 def many_cells(path: Path, cells: int) -> Path:
@@ -41,7 +42,10 @@ def many_cells(path: Path, cells: int) -> Path:
         new_code_cell(PARAMETERS, id="parameters", metadata={"tags": ["parameters"]}),
         new_code_cell(SETUP, id="setup"),
         *(new_code_cell(f"print('cell {n}')", id=f"cell-{n}") for n in range(cells)),
-        new_code_cell('run.check("all-cells-ran", "PASS")', id="check"),
+        new_code_cell(
+            f'run.check("all-cells-ran", "PASS", examined={cells}, in_scope={cells}, unit="cells")',
+            id="check",
+        ),
     ]
     nb = new_notebook(cells=body)
     nb.metadata = {

@@ -25,9 +25,13 @@ RUNBOOK = paths.packaged_library() / "catalog/RBK-catalog-checksum-mismatch.ipyn
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of `cmd`; a failed run ends the bench (a failure is not a timing)."""
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, capture_output=True, check=False)
-    return time.perf_counter() - start
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"{Path(cmd[0]).name} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return elapsed
 
 
 def main() -> None:

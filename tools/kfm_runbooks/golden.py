@@ -272,6 +272,31 @@ _PYTEST_DEFERRED = (
 )
 
 
+def nbval_argv(notebooks: list[Path], rootdir: Path, junit: Path | None = None) -> list[str]:
+    """argv of one pytest + nbval process replaying `notebooks` (paths under `rootdir`, the
+    process's working folder) with the golden sanitizer, isolated from any pytest config."""
+    import sys
+
+    return [
+        sys.executable,
+        "-c",
+        _PYTEST_DEFERRED,
+        "--nbval",
+        *(str(n.relative_to(rootdir)) for n in notebooks),
+        "--nbval-sanitize-with",
+        str(sanitize_file()),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--no-header",
+        "-o",
+        "addopts=",
+        "--rootdir",
+        str(rootdir),
+        *([f"--junitxml={junit}"] if junit else []),
+    ]
+
+
 def replay(case: Case, scratch: Path, timeout: float = 600.0) -> str | None:
     """Re-run the golden of `case` with nbval in a rebuilt folder: None when every cell's
     output matches, else nbval's report (the `golden --replay` of a runbook repository)."""
@@ -289,23 +314,7 @@ def replay(case: Case, scratch: Path, timeout: float = 600.0) -> str | None:
         return reason
     with stage(case, scratch) as notebook:
         done = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                _PYTEST_DEFERRED,
-                "--nbval",
-                notebook.name,
-                "--nbval-sanitize-with",
-                str(sanitize_file()),
-                "-p",
-                "no:cacheprovider",
-                "-q",
-                "--no-header",
-                "-o",
-                "addopts=",
-                "--rootdir",
-                str(scratch),
-            ],
+            nbval_argv([notebook], scratch),
             cwd=scratch,
             capture_output=True,
             text=True,

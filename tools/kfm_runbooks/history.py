@@ -7,6 +7,7 @@ same views, so they never disagree about what ran, what changed and what was rol
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,63 +112,71 @@ class History:
         return bool(self.of("integrity.flagged"))
 
 
+def _run_line(kind: str, d: dict[str, Any]) -> str:
+    runbook = (d.get("runbook") or {}).get("id")
+    what = "session sealed" if kind == LedgerKind.SESSION_SEALED else "run"
+    return f"{what} {d.get('run_id')} {runbook} → {d.get('outcome')} ({d.get('detail')})"
+
+
+def _action_line(d: dict[str, Any]) -> str:
+    state = "applied" if d.get("ok") else f"FAILED ({d.get('error')})"
+    return f"action {d.get('action_id')} {state}: {d.get('title')}"
+
+
+def _started_line(d: dict[str, Any]) -> str:
+    mode = "APPLY" if d.get("apply") else "read-only"
+    return f"run {d.get('run_id')} {(d.get('runbook') or {}).get('id')} started ({mode})"
+
+
+def _notes_line(d: dict[str, Any]) -> str:
+    hidden = ("incident_yaml_sha256", "record")
+    return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in d.items() if k not in hidden)
+
+
+# ledger kind -> one factual line from the entry's data (kinds not listed: the kind itself)
+_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
+    LedgerKind.INCIDENT_OPENED: lambda d: (
+        f"incident declared: {d.get('title')} ({d.get('severity')})"
+    ),
+    LedgerKind.RUN: lambda d: _run_line(LedgerKind.RUN, d),
+    LedgerKind.SESSION_SEALED: lambda d: _run_line(LedgerKind.SESSION_SEALED, d),
+    LedgerKind.ACTION: _action_line,
+    LedgerKind.ROLLBACK: lambda d: f"rollback of {d.get('action_id')}: {d.get('title')}",
+    LedgerKind.STATUS: lambda d: f"status {d.get('from')} → {d.get('to')}: {d.get('note')}",
+    LedgerKind.SEVERITY: lambda d: f"severity {d.get('from')} → {d.get('to')}: {d.get('reason')}",
+    LedgerKind.ASSIGN: lambda d: f"{d.get('role')}: {d.get('from') or '-'} → {d.get('to')}",
+    LedgerKind.NOTES: _notes_line,
+    LedgerKind.FINDING: lambda d: (
+        f"finding {d.get('code')} on {d.get('subject')} (run {d.get('run_id')})"
+    ),
+    LedgerKind.CHECK: lambda d: f"check {d.get('name')} {d.get('status')} (run {d.get('run_id')})",
+    LedgerKind.EVIDENCE: lambda d: f"evidence saved: {d.get('path')}",
+    LedgerKind.INTEGRITY_FLAGGED: lambda d: (
+        f"integrity unproven ({d.get('source')}): {d.get('reason')}"
+    ),
+    LedgerKind.INTEGRITY_CLEARED: lambda d: f"integrity proven again ({d.get('source')})",
+    LedgerKind.COMMS_UPDATE: lambda d: (
+        f"{d.get('audience')} update published (next due {d.get('next_update_due')})"
+    ),
+    LedgerKind.SESSION_OPENED: lambda d: (
+        f"session {d.get('session_id')} opened for {d.get('runbook', {}).get('id')}"
+    ),
+    LedgerKind.POSTMORTEM: lambda d: "postmortem drafted",
+    LedgerKind.INCIDENT_RESOLVED: lambda d: "incident resolved",
+    LedgerKind.RUN_STARTED: _started_line,
+    LedgerKind.GATE_WAIVED: lambda d: (
+        f"{d.get('runbook')}'s FAIL/HOLD waived for resolve: {d.get('reason')}"
+    ),
+    LedgerKind.PUBLISH_TORN: lambda d: (
+        f"publication torn by a kill: lost {', '.join(d.get('lost') or [])}"
+    ),
+    LedgerKind.RECOVERED: lambda d: "leftovers of killed runs removed (recovery)",
+    LedgerKind.REPORT: lambda d: f"report written: {d.get('path')}",
+}
+
+
 def describe(entry: dict[str, Any]) -> str:
     """One factual line for an entry (postmortem timeline, report)."""
-    data = entry.get("data", {})
     kind = entry.get("kind")
-    if kind == LedgerKind.INCIDENT_OPENED:
-        return f"incident declared: {data.get('title')} ({data.get('severity')})"
-    if kind in RUN_KINDS:
-        runbook = (data.get("runbook") or {}).get("id")
-        what = "session sealed" if kind == LedgerKind.SESSION_SEALED else "run"
-        return (
-            f"{what} {data.get('run_id')} {runbook} → {data.get('outcome')} ({data.get('detail')})"
-        )
-    if kind == LedgerKind.ACTION:
-        state = "applied" if data.get("ok") else f"FAILED ({data.get('error')})"
-        return f"action {data.get('action_id')} {state}: {data.get('title')}"
-    if kind == LedgerKind.ROLLBACK:
-        return f"rollback of {data.get('action_id')}: {data.get('title')}"
-    if kind == LedgerKind.STATUS:
-        return f"status {data.get('from')} → {data.get('to')}: {data.get('note')}"
-    if kind == LedgerKind.SEVERITY:
-        return f"severity {data.get('from')} → {data.get('to')}: {data.get('reason')}"
-    if kind == LedgerKind.ASSIGN:
-        return f"{data.get('role')}: {data.get('from') or '-'} → {data.get('to')}"
-    if kind == LedgerKind.NOTES:
-        return "; ".join(
-            f"{k.replace('_', ' ')}: {v}"
-            for k, v in data.items()
-            if k not in ("incident_yaml_sha256", "record")
-        )
-    if kind == LedgerKind.FINDING:
-        return f"finding {data.get('code')} on {data.get('subject')} (run {data.get('run_id')})"
-    if kind == LedgerKind.CHECK:
-        return f"check {data.get('name')} {data.get('status')} (run {data.get('run_id')})"
-    if kind == LedgerKind.EVIDENCE:
-        return f"evidence saved: {data.get('path')}"
-    if kind == LedgerKind.INTEGRITY_FLAGGED:
-        return f"integrity unproven ({data.get('source')}): {data.get('reason')}"
-    if kind == LedgerKind.INTEGRITY_CLEARED:
-        return f"integrity proven again ({data.get('source')})"
-    if kind == LedgerKind.COMMS_UPDATE:
-        return f"{data.get('audience')} update published (next due {data.get('next_update_due')})"
-    if kind == LedgerKind.SESSION_OPENED:
-        return f"session {data.get('session_id')} opened for {data.get('runbook', {}).get('id')}"
-    if kind == LedgerKind.POSTMORTEM:
-        return "postmortem drafted"
-    if kind == LedgerKind.INCIDENT_RESOLVED:
-        return "incident resolved"
-    if kind == RUN_STARTED:
-        mode = "APPLY" if data.get("apply") else "read-only"
-        runbook = (data.get("runbook") or {}).get("id")
-        return f"run {data.get('run_id')} {runbook} started ({mode})"
-    if kind == LedgerKind.GATE_WAIVED:
-        return f"{data.get('runbook')}'s FAIL/HOLD waived for resolve: {data.get('reason')}"
-    if kind == LedgerKind.PUBLISH_TORN:
-        return f"publication torn by a kill: lost {', '.join(data.get('lost') or [])}"
-    if kind == LedgerKind.RECOVERED:
-        return "leftovers of killed runs removed (recovery)"
-    if kind == LedgerKind.REPORT:
-        return f"report written: {data.get('path')}"
-    return str(kind)
+    line = _LINES.get(str(kind))
+    return line(entry.get("data", {})) if line else str(kind)

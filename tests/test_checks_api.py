@@ -230,8 +230,8 @@ GEOM = api_queries.IndexSpec("observations_geom_idx", "observations", "geom", "g
 
 
 def test_the_known_statement_is_the_apis_own() -> None:
-    """Guard: the runbook explains exactly what live/api.py sends."""
-    source = (paths.package_dir() / "live" / "api.py").read_text()
+    """Guard: the runbook explains exactly what sandbox/services/api.py sends."""
+    source = (paths.package_dir() / "sandbox" / "services" / "api.py").read_text()
     first, second = api_queries.SEARCH_SQL.split("FROM observations ")
     assert f'"{first}FROM observations "' in source and f'"{second}"' in source
 

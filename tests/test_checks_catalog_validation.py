@@ -24,15 +24,15 @@ from kfm_runbooks.target import load_target
 from .conftest import KFM_SAMPLE
 
 MODULES = (
-    "catalog_json",
-    "catalog_schema",
-    "catalog_stac",
-    "catalog_prov",
-    "catalog_validation",
-    "catalog_labels",
-    "catalog_provenance",
-    "catalog_trust_spine",
-    "catalog_withdraw",
+    "catalog.json_docs",
+    "catalog.schema",
+    "catalog.stac",
+    "catalog.prov",
+    "catalog.validation",
+    "catalog.labels",
+    "catalog.provenance",
+    "catalog.trust_spine",
+    "catalog.withdraw",
 )
 
 
@@ -108,7 +108,7 @@ def _config(tmp_path: Path, records: list[str], **schemas: str) -> validation.Va
         json.dumps(
             {
                 "name": "t",
-                "catalog_validation": {
+                "catalog.validation": {
                     "base": "base",
                     "records": records,
                     "schemas": schemas,

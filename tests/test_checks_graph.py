@@ -91,8 +91,8 @@ def test_importing_graph_checks_stays_light() -> None:
     code = (
         "import sys\n"
         "import kfm_runbooks.record\n"
-        "from kfm_runbooks.checks import graph, graphdb, graph_backup, graph_closure, "
-        "graph_counts, graph_orphans, graph_schema, graph_sync, graph_sqlite\n"
+        "from kfm_runbooks.checks.graph import undo_ops, db, backup, closure, counts, "
+        "orphans, schema, sync, sqlite_backend\n"
         "heavy = [m for m in ('scrapbook', 'papermill', 'pandas', 'pydantic', 'nbformat', "
         "'jupyter_client', 'neo4j', 'jsonschema') if m in sys.modules]\n"
         "print(','.join(heavy))"

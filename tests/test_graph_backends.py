@@ -88,7 +88,7 @@ def test_the_driver_is_imported_only_for_a_bolt_uri(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from kfm_runbooks.checks import graph_orphans, graphdb\n"
+        "from kfm_runbooks.checks.graph import orphans as graph_orphans, db as graphdb\n"
         f"config = graphdb.GraphConfig(Path({str(tmp_path)!r}), None, "
         f"Path({str(tmp_path / 'graph/graph.sqlite')!r}))\n"
         "db = graphdb.connect(config)\n"

@@ -108,7 +108,7 @@ def _config(tmp_path: Path, records: list[str], **schemas: str) -> validation.Va
         json.dumps(
             {
                 "name": "t",
-                "catalog.validation": {
+                "catalog_validation": {
                     "base": "base",
                     "records": records,
                     "schemas": schemas,

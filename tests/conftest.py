@@ -182,9 +182,10 @@ def sha256sum_check(workspace: Path) -> subprocess.CompletedProcess[str]:
 def live_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A sandbox with its live side up (API + PostgreSQL) for one test module; yields its
     target.yaml. Always brought down, also when a test fails. Switch faults with
-    `kfm_runbooks.live.supervisor.fault(target.parent, NAME, on)` and switch them off again."""
-    from kfm_runbooks.live import supervisor
+    `kfm_runbooks.sandbox.services.supervisor.fault(target.parent, NAME, on)` and switch
+    them off again."""
     from kfm_runbooks.sandbox import create_sandbox
+    from kfm_runbooks.sandbox.services import supervisor
 
     target = create_sandbox(tmp_path_factory.mktemp("live") / "sandbox")
     try:

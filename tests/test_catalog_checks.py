@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from kfm_runbooks.checks import catalog
+from kfm_runbooks.checks.catalog import health as catalog
 from kfm_runbooks.target import load_target
 
+from . import hostile
 from .conftest import KFM_SAMPLE
 
 FIXTURE = KFM_SAMPLE / "fixtures/data/catalog_health"
@@ -158,3 +159,23 @@ def test_hostile_json_is_a_finding_not_a_crash(tmp_path: Path, content: bytes, c
     path = tmp_path / "item.json"
     path.write_bytes(content)
     assert catalog.read_json_object(path) == (None, code)
+
+
+@pytest.mark.parametrize("kind", hostile.KINDS)
+def test_quarantine_refuses_what_is_not_a_small_regular_file(sandbox: Path, kind: str) -> None:
+    config = catalog.CatalogConfig.from_target(load_target(sandbox))
+    item = config.base / "landcover/items/kfm-sbx-landcover-2021.json"
+    honest = item.read_bytes()
+    hostile.plant(item, kind, honest, catalog.MAX_RECORD_BYTES)
+    with pytest.raises(OSError, match="refused"):
+        catalog.quarantine_item(config, item, reason="test", incident="INC-20260101-001")
+    assert os.path.lexists(item)  # nothing moved, nothing unlinked
+    # the way back refuses a held copy swapped for a link / FIFO / giant just the same
+    item.unlink()
+    item.write_bytes(honest)
+    catalog.quarantine_item(config, item, reason="test", incident="INC-20260101-001")
+    held = config.quarantine / "kfm-sbx-landcover-2021/item.json"
+    hostile.plant(held, kind, honest, catalog.MAX_RECORD_BYTES)
+    with pytest.raises(OSError, match="refused"):
+        catalog.restore_item(config, "kfm-sbx-landcover-2021")
+    assert not item.exists()

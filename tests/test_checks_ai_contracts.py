@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from kfm_runbooks.checks import ai_citation_reports as reports
-from kfm_runbooks.checks import ai_gate
+from kfm_runbooks.checks.ai import citation_reports as reports
+from kfm_runbooks.checks.ai import gate as ai_gate
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE
@@ -39,9 +39,9 @@ def _manifest() -> dict[str, Any]:
 def test_importing_the_ai_checks_stays_light() -> None:
     code = (
         "import sys\n"
-        "import kfm_runbooks.checks.ai_focus, kfm_runbooks.checks.ai_citations\n"
-        "import kfm_runbooks.checks.ai_citation_reports, kfm_runbooks.checks.ai_gate\n"
-        "import kfm_runbooks.checks.ai_retrieval, kfm_runbooks.checks.ai_eval\n"
+        "import kfm_runbooks.checks.ai.focus, kfm_runbooks.checks.ai.citations\n"
+        "import kfm_runbooks.checks.ai.citation_reports, kfm_runbooks.checks.ai.gate\n"
+        "import kfm_runbooks.checks.ai.retrieval, kfm_runbooks.checks.ai.evaluation\n"
         "heavy = [m for m in ('scrapbook', 'papermill', 'pandas', 'pydantic', 'nbformat', "
         "'jupyter_client', 'jsonschema', 'psycopg') if m in sys.modules]\n"
         "print(','.join(heavy))"

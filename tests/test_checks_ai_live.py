@@ -17,9 +17,14 @@ import pytest
 import yaml
 
 from kfm_runbooks._proc import die_with_parent
-from kfm_runbooks.checks import ai_citations, ai_eval, ai_focus, ai_gate, ai_retrieval, undo_op
-from kfm_runbooks.live import faults
-from kfm_runbooks.sandbox import live as sandbox_live
+from kfm_runbooks.checks import undo_op
+from kfm_runbooks.checks.ai import citations as ai_citations
+from kfm_runbooks.checks.ai import evaluation as ai_eval
+from kfm_runbooks.checks.ai import focus as ai_focus
+from kfm_runbooks.checks.ai import gate as ai_gate
+from kfm_runbooks.checks.ai import retrieval as ai_retrieval
+from kfm_runbooks.sandbox.parts import live as sandbox_live
+from kfm_runbooks.sandbox.services import faults
 from kfm_runbooks.target import Target, load_target
 
 USER = "198.51.100.23"  # TEST-NET-2: a documentation address
@@ -43,7 +48,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         [
             sys.executable,
             "-m",
-            "kfm_runbooks.live.api",
+            "kfm_runbooks.sandbox.services.api",
             "--folder",
             str(folder),
             "--port",

@@ -11,11 +11,16 @@ from typing import Any
 import pytest
 
 from kfm_runbooks import paths
-from kfm_runbooks.checks import api_common, api_errors, api_queries
-from kfm_runbooks.checks.api_common import Probe
-from kfm_runbooks.checks.live import Live
+from kfm_runbooks.checks.api import base as api_common
+from kfm_runbooks.checks.api import queries as api_queries
+from kfm_runbooks.checks.api import server_errors as api_errors
+from kfm_runbooks.checks.api.base import Probe
+from kfm_runbooks.checks.live import MAX_STATE_BYTES, Live
+from kfm_runbooks.errors import TargetError
 from kfm_runbooks.sandbox import create_sandbox
 from kfm_runbooks.target import load_target
+
+from . import hostile
 
 OWN = api_common.agent("RBK-api-5xx-spike")
 
@@ -43,9 +48,9 @@ def _live(tmp_path: Path, log: str = "", config: Any = None) -> Live:
 
 def test_importing_the_api_checks_stays_light() -> None:
     code = (
-        "import sys, kfm_runbooks.checks.api_abuse, kfm_runbooks.checks.api_auth, "
-        "kfm_runbooks.checks.api_common, kfm_runbooks.checks.api_errors, "
-        "kfm_runbooks.checks.api_queries\n"
+        "import sys, kfm_runbooks.checks.api.abuse, kfm_runbooks.checks.api.auth, "
+        "kfm_runbooks.checks.api.base, kfm_runbooks.checks.api.server_errors, "
+        "kfm_runbooks.checks.api.queries\n"
         "heavy = [m for m in ('scrapbook', 'papermill', 'pandas', 'pydantic', 'pyarrow', "
         "'nbformat', 'prov', 'jupyter_client', 'psycopg') if m in sys.modules]\n"
         "print(','.join(heavy))"
@@ -225,8 +230,8 @@ GEOM = api_queries.IndexSpec("observations_geom_idx", "observations", "geom", "g
 
 
 def test_the_known_statement_is_the_apis_own() -> None:
-    """Guard: the runbook explains exactly what live/api.py sends."""
-    source = (paths.package_dir() / "live" / "api.py").read_text()
+    """Guard: the runbook explains exactly what sandbox/services/api.py sends."""
+    source = (paths.package_dir() / "sandbox" / "services" / "api.py").read_text()
     first, second = api_queries.SEARCH_SQL.split("FROM observations ")
     assert f'"{first}FROM observations "' in source and f'"{second}"' in source
 
@@ -362,3 +367,29 @@ def test_statement_ranking_falls_back_and_filters() -> None:
     new = _FakeConn(rows, toplevel=True)
     assert api_queries.statements(new, 5) is not None and len(new.sent) == 1
     assert api_queries.statements(_FakeConn(None, toplevel=True), 5) is None
+
+
+@pytest.mark.parametrize("kind", hostile.KINDS)
+def test_a_reference_or_state_file_that_is_not_a_small_regular_file_is_held(
+    tmp_path: Path, kind: str
+) -> None:
+    live = _live(tmp_path)
+    hostile.plant(live.config_path, kind, b'{"tokens": {}}', MAX_STATE_BYTES)
+    value, problems = api_common.reference(live)
+    assert value == {} and [(p.code, p.severity) for p in problems] == [
+        ("API_REFERENCE_UNREADABLE", "hold")
+    ]
+    hostile.plant(live.state_dir / "flags.json", kind, b"{}", MAX_STATE_BYTES)
+    flags, problems = api_errors.current_flags(live)
+    assert flags == {} and [(p.code, p.severity) for p in problems] == [
+        ("API_STATE_UNREADABLE", "hold")
+    ]
+
+
+def test_an_access_log_that_is_a_link_is_refused_not_followed(tmp_path: Path) -> None:
+    live = _live(tmp_path)
+    line = _line(1, "/api/x", 200).encode()
+    hostile.plant(live.logs_dir / "access.log", "symlink", line, 1 << 20)
+    assert api_common.read_log(live).lines == []  # tail reader: nothing read through it
+    with pytest.raises(TargetError, match="symbolic link"):
+        live.access_log()  # whole-log reader: says why instead of an empty timeline

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kfm_runbooks.checks import api_abuse, api_auth, api_common
+from kfm_runbooks.checks.api import abuse as api_abuse
+from kfm_runbooks.checks.api import auth as api_auth
+from kfm_runbooks.checks.api import base as api_common
 from kfm_runbooks.checks.live import Live
 from kfm_runbooks.sandbox import create_sandbox
 from kfm_runbooks.target import load_target

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from kfm_runbooks.checks import catalog_labels as labels
-from kfm_runbooks.checks import catalog_withdraw as withdraw
-from kfm_runbooks.checks.catalog_schema import SchemaError
+from kfm_runbooks.checks.catalog import labels, withdraw
+from kfm_runbooks.checks.catalog.schema import SchemaError
 from kfm_runbooks.checks.common import matchers as expected_error
-from kfm_runbooks.sandbox import catalog_records
+from kfm_runbooks.sandbox.parts import catalog_records
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE

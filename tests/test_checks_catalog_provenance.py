@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kfm_runbooks.checks import catalog_provenance as provenance
-from kfm_runbooks.checks import catalog_trust_spine as spine
-from kfm_runbooks.sandbox import catalog_records
+from kfm_runbooks.checks.catalog import provenance
+from kfm_runbooks.checks.catalog import trust_spine as spine
+from kfm_runbooks.sandbox.parts import catalog_records
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE

@@ -13,24 +13,26 @@ from pathlib import Path
 
 import pytest
 
-from kfm_runbooks.checks import catalog_json, catalog_prov, catalog_stac
-from kfm_runbooks.checks import catalog_validation as validation
+from kfm_runbooks.checks.catalog import json_docs as catalog_json
+from kfm_runbooks.checks.catalog import prov as catalog_prov
+from kfm_runbooks.checks.catalog import stac as catalog_stac
+from kfm_runbooks.checks.catalog import validation
 from kfm_runbooks.errors import TargetError
-from kfm_runbooks.sandbox import catalog_records
+from kfm_runbooks.sandbox.parts import catalog_records
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE
 
 MODULES = (
-    "catalog_json",
-    "catalog_schema",
-    "catalog_stac",
-    "catalog_prov",
-    "catalog_validation",
-    "catalog_labels",
-    "catalog_provenance",
-    "catalog_trust_spine",
-    "catalog_withdraw",
+    "catalog.json_docs",
+    "catalog.schema",
+    "catalog.stac",
+    "catalog.prov",
+    "catalog.validation",
+    "catalog.labels",
+    "catalog.provenance",
+    "catalog.trust_spine",
+    "catalog.withdraw",
 )
 
 

@@ -4,6 +4,7 @@ freeze, re-sync, backups; KFM's STAC link-closure cases; hostile input."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -14,19 +15,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfm_runbooks.checks import (
-    graph_backup,
-    graph_closure,
-    graph_counts,
-    graph_orphans,
-    graph_schema,
-    graph_sync,
-    graphdb,
-)
-from kfm_runbooks.checks.graph_sqlite import SqliteGraph
-from kfm_runbooks.checks.graphdb import GraphConfig, NodeRow, RelRow, SchemaDecl
-from kfm_runbooks.sandbox import catalog as catalog_part
-from kfm_runbooks.sandbox import graph as graph_part
+from kfm_runbooks import checks
+from kfm_runbooks.checks.graph import backup as graph_backup
+from kfm_runbooks.checks.graph import closure as graph_closure
+from kfm_runbooks.checks.graph import counts as graph_counts
+from kfm_runbooks.checks.graph import db as graphdb
+from kfm_runbooks.checks.graph import orphans as graph_orphans
+from kfm_runbooks.checks.graph import schema as graph_schema
+from kfm_runbooks.checks.graph import sync as graph_sync
+from kfm_runbooks.checks.graph.db import GraphConfig, NodeRow, RelRow, SchemaDecl
+from kfm_runbooks.checks.graph.sqlite_backend import SqliteGraph
+from kfm_runbooks.sandbox.parts import catalog as catalog_part
+from kfm_runbooks.sandbox.parts import graph as graph_part
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE
@@ -91,8 +91,8 @@ def test_importing_graph_checks_stays_light() -> None:
     code = (
         "import sys\n"
         "import kfm_runbooks.record\n"
-        "from kfm_runbooks.checks import graph, graphdb, graph_backup, graph_closure, "
-        "graph_counts, graph_orphans, graph_schema, graph_sync, graph_sqlite\n"
+        "from kfm_runbooks.checks.graph import undo_ops, db, backup, closure, counts, "
+        "orphans, schema, sync, sqlite_backend\n"
         "heavy = [m for m in ('scrapbook', 'papermill', 'pandas', 'pydantic', 'nbformat', "
         "'jupyter_client', 'neo4j', 'jsonschema') if m in sys.modules]\n"
         "print(','.join(heavy))"
@@ -591,6 +591,28 @@ def test_take_backup_is_verified_idempotent_and_undoable(faulty: Graph) -> None:
     assert graph_backup.read_pointer(folder)[0] == before
     assert not (folder / result["file"]).exists()
     assert not list(folder.glob(".*partial"))
+
+
+@pytest.mark.parametrize("kind", ["symlink", "oversize", "fifo"])
+def test_a_latest_pointer_that_is_not_a_small_regular_file_is_refused(
+    faulty: Graph, tmp_path: Path, kind: str
+) -> None:
+    folder = faulty.config.backups
+    assert folder is not None
+    latest, _ = graph_backup.read_pointer(folder)
+    pointer = folder / graph_backup.POINTER
+    pointer.unlink()
+    if kind == "symlink":  # a valid name, but read through a link swapped in: never followed
+        (tmp_path / "elsewhere").write_text(f"{latest}\n")
+        pointer.symlink_to(tmp_path / "elsewhere")
+    elif kind == "oversize":  # a valid name padded past the limit: refused unread
+        pointer.write_text(f"{latest}\n" + " " * (1 << 20))
+    else:
+        os.mkfifo(pointer)
+    name, problems = graph_backup.read_pointer(folder)
+    assert name is None
+    assert _codes(problems) == ["GRAPH_BACKUP_POINTER_INVALID"]
+    assert checks.verdict(problems) == "FAIL"  # what the runbook reports
 
 
 def test_hostile_backup_folders_are_findings(faulty: Graph, tmp_path: Path) -> None:

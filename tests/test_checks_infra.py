@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,11 +26,16 @@ from typing import Any
 import pytest
 import yaml
 
-from kfm_runbooks.checks import infra_backup, infra_disk, infra_tls
-from kfm_runbooks.checks.infra import InfraConfig
+from kfm_runbooks.checks.infra import backup as infra_backup
+from kfm_runbooks.checks.infra import disk as infra_disk
+from kfm_runbooks.checks.infra import pki as infra_pki
+from kfm_runbooks.checks.infra import tls as infra_tls
+from kfm_runbooks.checks.infra.config import InfraConfig
 from kfm_runbooks.errors import SetupError, TargetError
-from kfm_runbooks.live import tls, volumes
+from kfm_runbooks.sandbox.services import tls, volumes
 from kfm_runbooks.target import load_target
+
+from . import hostile
 
 
 def _target(folder: Path, infra: dict[str, Any]) -> Path:
@@ -41,8 +47,8 @@ def _target(folder: Path, infra: dict[str, Any]) -> Path:
 def test_checks_import_light() -> None:
     code = (
         "import sys\n"
-        "import kfm_runbooks.checks.infra_disk, kfm_runbooks.checks.infra_tls\n"
-        "import kfm_runbooks.checks.infra_backup, kfm_runbooks.live.tls\n"
+        "import kfm_runbooks.checks.infra.disk, kfm_runbooks.checks.infra.tls\n"
+        "import kfm_runbooks.checks.infra.backup, kfm_runbooks.sandbox.services.tls\n"
         "heavy = [m for m in ('pandas', 'scrapbook', 'papermill', 'pydantic', 'nbformat',"
         " 'jupyter_client', 'psycopg') if m in sys.modules]\n"
         "print(','.join(heavy))"
@@ -474,8 +480,8 @@ def test_without_mount_permission_the_volume_is_a_plain_folder(
 
 
 def test_a_refused_fault_is_not_recorded_as_on(tmp_path: Path) -> None:
-    from kfm_runbooks.live import faults, supervisor
     from kfm_runbooks.sandbox import create_sandbox
+    from kfm_runbooks.sandbox.services import faults, supervisor
 
     folder = create_sandbox(tmp_path / "sandbox").parent
     volumes.data_dir(folder).mkdir(parents=True)  # a plain folder, not the sandbox's own volume
@@ -484,3 +490,41 @@ def test_a_refused_fault_is_not_recorded_as_on(tmp_path: Path) -> None:
     with pytest.raises(SetupError, match="real disk"):
         supervisor.fault(folder, "disk-pressure", True)
     assert "disk-pressure" not in faults.active(folder)
+
+
+@pytest.mark.parametrize("kind", hostile.KINDS)
+def test_an_installed_certificate_that_is_not_a_small_regular_file_is_held(
+    pki: Path, tmp_path: Path, kind: str
+) -> None:
+    folder = tmp_path / "pki"
+    shutil.copytree(pki, folder)
+    tls.issue(folder / "ca/ca.crt", folder / "ca/ca.key", folder / "server", days=30)
+    shutil.copytree(folder / "server", folder / "served")  # the listener keeps its own copy
+    cert = folder / "server/server.crt"
+    served = cert.read_bytes()
+    server = tls.serve_tls(
+        ("127.0.0.1", 0), _Hello, folder / "served/server.crt", folder / "served/server.key"
+    )
+    try:
+        config = _tls_config(folder, server.server_address[1])  # resolves configured paths
+        hostile.plant(cert, kind, served, infra_pki.MAX_PEM_BYTES)  # swapped in after
+        findings = infra_tls.probe(config).findings
+        assert [(f.code, f.severity) for f in findings] == [(infra_tls.INSTALLED_REFUSED, "hold")]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("kind", hostile.KINDS)
+def test_backup_state_that_is_not_a_small_regular_file_is_held(tmp_path: Path, kind: str) -> None:
+    good = _good_run(tmp_path, "BKP-1", 1)
+    config = _backup_config(tmp_path, {"target_dir": "live/backups"}, [good], {"run": "BKP-1"})
+    assert infra_backup.assess(config).codes == []
+    line = (json.dumps(good) + "\n").encode()
+    hostile.plant(config.runs_file, kind, line, infra_backup.MAX_HISTORY_BYTES)
+    report = infra_backup.assess(config)
+    refused = [f for f in report.findings if f.code == infra_backup.MALFORMED]
+    assert [f.severity for f in refused] == ["hold"] and "refused unread" in refused[0].message
+    assert report.outcome != "PASS"
+    hostile.plant(config.job_file, kind, b'{"target_dir": "live/backups"}', 16 << 20)
+    assert infra_backup.TARGET_INVALID in infra_backup.assess(config).codes

@@ -12,10 +12,7 @@ from typing import Any
 
 import pytest
 
-from kfm_runbooks.checks import pipelines_determinism as determinism
-from kfm_runbooks.checks import pipelines_releases as releases
-from kfm_runbooks.checks import pipelines_sync as sync
-from kfm_runbooks.checks import pipelines_watchers as watchers
+from kfm_runbooks.checks.pipelines import determinism, releases, sync, watchers
 from kfm_runbooks.target import Target, load_target
 
 from .conftest import KFM_SAMPLE
@@ -35,9 +32,9 @@ def _target(name: str, base: Path = KFM_SAMPLE) -> Target:
 
 def test_importing_the_pipelines_checks_stays_light() -> None:
     code = (
-        "import sys, kfm_runbooks.record, kfm_runbooks.checks.pipelines_determinism, "
-        "kfm_runbooks.checks.pipelines_releases, kfm_runbooks.checks.pipelines_sync, "
-        "kfm_runbooks.checks.pipelines_watchers\n"
+        "import sys, kfm_runbooks.record, kfm_runbooks.checks.pipelines.determinism, "
+        "kfm_runbooks.checks.pipelines.releases, kfm_runbooks.checks.pipelines.sync, "
+        "kfm_runbooks.checks.pipelines.watchers\n"
         "heavy = [m for m in ('scrapbook', 'papermill', 'pandas', 'pydantic', 'nbformat', "
         "'jupyter_client', 'jsonschema') if m in sys.modules]\n"
         "print(','.join(heavy))"
@@ -165,7 +162,7 @@ def test_sandbox_sync_loop_and_clean(sandbox: Path, clean_sandbox: Path) -> None
 
 
 def test_sandbox_receipts_honour_kfm_run_receipt_schema(sandbox: Path) -> None:
-    from kfm_runbooks.checks.pipelines_common import SchemaValidator, read_json
+    from kfm_runbooks.checks.pipelines.base import SchemaValidator, read_json
 
     schema = SchemaValidator(KFM_SAMPLE / "schemas/contracts/v1/runtime/run_receipt.schema.json")
     receipts = sorted((sandbox.parent / "pipelines/sync/receipts").glob("*.json"))
@@ -322,7 +319,7 @@ def test_sandbox_drift_and_clean(sandbox: Path, clean_sandbox: Path) -> None:
 def test_sandbox_parts_are_deterministic(tmp_path: Path, part: str) -> None:
     import importlib
 
-    build = importlib.import_module(f"kfm_runbooks.sandbox.pipelines_{part}").build
+    build = importlib.import_module(f"kfm_runbooks.sandbox.parts.pipelines_{part}").build
 
     def tree(folder: Path) -> dict[str, bytes | str]:
         build(folder, False)

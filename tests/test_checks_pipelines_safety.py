@@ -10,12 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kfm_runbooks.checks import UNDO_OPS, undo_op
-from kfm_runbooks.checks import pipelines_determinism as determinism
-from kfm_runbooks.checks import pipelines_releases as releases
-from kfm_runbooks.checks import pipelines_sync as sync
-from kfm_runbooks.checks import pipelines_watchers as watchers
 from kfm_runbooks.checks.common.matchers import parse as parse_matcher
-from kfm_runbooks.checks.pipelines_common import contained, read_json
+from kfm_runbooks.checks.pipelines import determinism, releases, sync, watchers
+from kfm_runbooks.checks.pipelines.base import contained, read_json
 from kfm_runbooks.target import load_target
 
 INCIDENT = "INC-20260101-001"

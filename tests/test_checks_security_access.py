@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfm_runbooks.checks import security_access as access
+from kfm_runbooks.checks.security import access
 from kfm_runbooks.sandbox import create_sandbox
 from kfm_runbooks.target import load_target
 

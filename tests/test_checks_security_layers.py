@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from kfm_runbooks.checks import security_layers as layers
+from kfm_runbooks.checks.security import layers
 from kfm_runbooks.sandbox import create_sandbox
 from kfm_runbooks.target import load_target
 

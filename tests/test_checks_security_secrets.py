@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfm_runbooks.checks import security_secrets as secrets
+from kfm_runbooks.checks.security import leaks as secrets
+from kfm_runbooks.checks.security.base import MAX_FILE_BYTES
 from kfm_runbooks.sandbox import create_sandbox
-from kfm_runbooks.sandbox.security_secrets import fake_credentials
+from kfm_runbooks.sandbox.parts.security_secrets import fake_credentials
 from kfm_runbooks.target import load_target
 
+from . import hostile
 from .conftest import KFM_SAMPLE
 
 KFM_TARGET = "security_secret_exposure.target.yaml"
@@ -54,9 +56,9 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_importing_the_security_checks_stays_light() -> None:
     code = (
         "import sys\n"
-        "import kfm_runbooks.checks.security_secrets, kfm_runbooks.checks.security_supply\n"
-        "import kfm_runbooks.checks.security_access, kfm_runbooks.checks.security_layers\n"
-        "import kfm_runbooks.checks.security_wheels\n"
+        "import kfm_runbooks.checks.security.leaks, kfm_runbooks.checks.security.supply\n"
+        "import kfm_runbooks.checks.security.access, kfm_runbooks.checks.security.layers\n"
+        "import kfm_runbooks.checks.security.wheels\n"
         "heavy = [m for m in ('scrapbook', 'papermill', 'pandas', 'pydantic', 'nbformat', "
         "'jupyter_client', 'jsonschema') if m in sys.modules]\n"
         "print(','.join(heavy))"
@@ -239,3 +241,19 @@ def test_hostile_inputs_become_findings(tmp_path: Path) -> None:
     assert all(f.severity == "hold" for f in scan.unscanned)
     # broken JSON: scanned as text, no crash; the password is still found in the text
     assert [(e.file, e.kind) for e in scan.exposures] == [("scan/broken.json", "assigned-secret")]
+
+
+@pytest.mark.parametrize("kind", hostile.KINDS)
+def test_restore_refuses_a_held_original_swapped_for_a_link_fifo_or_giant(
+    tmp_path: Path, kind: str
+) -> None:
+    config = _config(create_sandbox(tmp_path / "sbx"))
+    file = "security/secrets/ingest-service/settings.env"
+    items = secrets.scan(config).by_file()[file]
+    secrets.quarantine_file(config, file, incident="INC-20260601-001", exposures=items)
+    redacted = (config.base / file).read_bytes()
+    original = next(config.quarantine.glob("*/original"))
+    hostile.plant(original, kind, b"SECRET=swapped-in\n", MAX_FILE_BYTES)
+    with pytest.raises(ValueError, match="cannot be read"):
+        secrets.restore_file(config, file)
+    assert (config.base / file).read_bytes() == redacted  # nothing written through it

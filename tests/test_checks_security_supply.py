@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from kfm_runbooks.checks import security_supply as supply
-from kfm_runbooks.checks import security_wheels as wheels
+from kfm_runbooks.checks.security import supply, wheels
+from kfm_runbooks.checks.security.base import MAX_FILE_BYTES
 from kfm_runbooks.sandbox import create_sandbox
 from kfm_runbooks.target import load_target
 
+from . import hostile
 from .conftest import ROOT
 
 SITE = ROOT / ".venv" / "lib" / "python3.11" / "site-packages"
@@ -234,3 +235,25 @@ def test_reinstall_command_is_hash_checked_when_the_lock_has_hashes(env: supply.
     assert supply.reinstall_command(env, ["sbx-tile-cache"]) == (
         "python -m pip install --force-reinstall --no-deps -c constraints.txt sbx-tile-cache==0.9.0"
     )
+
+
+@pytest.mark.parametrize("kind", hostile.KINDS)
+def test_a_lock_or_flag_that_is_not_a_small_regular_file_is_held(tmp_path: Path, kind: str) -> None:
+    lock = tmp_path / "constraints.txt"
+    hostile.plant(lock, kind, b"foo==1.0\n", MAX_FILE_BYTES)
+    pins, findings = supply.parse_lock(lock)
+    assert pins == {} and [(f.code, f.severity) for f in findings] == [
+        ("SEC_LOCK_UNREADABLE", "hold")
+    ]
+
+
+@pytest.mark.parametrize("kind", hostile.KINDS)
+def test_an_untrusted_flag_that_is_not_a_small_regular_file_still_blocks(
+    env: supply.EnvConfig, kind: str
+) -> None:
+    hostile.plant(env.flag, kind, b'{"untrusted": false}', MAX_FILE_BYTES)
+    assert supply.untrusted(env) == {
+        "untrusted": True,
+        "reason": "unreadable flag (still blocks promotion)",
+    }
+    assert not supply.promotion_allowed(env)

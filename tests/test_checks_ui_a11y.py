@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from kfm_runbooks.checks import ui_a11y
-from kfm_runbooks.checks.ui_common import UiSystem
+from kfm_runbooks.checks.ui import a11y as ui_a11y
+from kfm_runbooks.checks.ui.base import UiSystem
 from kfm_runbooks.target import load_target
 
 MIXED = """<!DOCTYPE html><html lang="en"><head><title>t</title></head>

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kfm_runbooks.checks import ui_admission, ui_contracts, ui_layer_manifest
+from kfm_runbooks.checks.ui import admission as ui_admission
+from kfm_runbooks.checks.ui import contracts as ui_contracts
+from kfm_runbooks.checks.ui import layer_manifest as ui_layer_manifest
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE
@@ -165,8 +167,8 @@ def test_manifest_rules_on_a_broken_representation() -> None:
 def test_importing_the_ui_checks_stays_light() -> None:
     code = (
         "import sys\n"
-        "from kfm_runbooks.checks import ui_a11y, ui_contracts, ui_plots, ui_registry, "
-        "ui_stories, ui_timeline\n"
+        "from kfm_runbooks.checks.ui import a11y, contracts, plots, registry, stories, "
+        "timeline\n"
         "heavy = [m for m in ('scrapbook', 'papermill', 'pandas', 'pydantic', 'nbformat', "
         "'jupyter_client', 'playwright', 'matplotlib', 'jsonschema') if m in sys.modules]\n"
         "print(','.join(heavy))"

@@ -16,12 +16,17 @@ from typing import Any
 
 import pytest
 
-from kfm_runbooks.checks import Finding, ui_registry, ui_stories, ui_timeline
-from kfm_runbooks.checks.ui_common import UiSystem
-from kfm_runbooks.checks.ui_story_html import NodeView, check_html, render_story
-from kfm_runbooks.live.faults import set_fault
+from kfm_runbooks.checks import Finding
+from kfm_runbooks.checks.live import MAX_STATE_BYTES
+from kfm_runbooks.checks.ui import registry as ui_registry
+from kfm_runbooks.checks.ui import stories as ui_stories
+from kfm_runbooks.checks.ui import timeline as ui_timeline
+from kfm_runbooks.checks.ui.base import UiSystem
+from kfm_runbooks.checks.ui.story_html import NodeView, check_html, render_story
+from kfm_runbooks.sandbox.services.faults import set_fault
 from kfm_runbooks.target import load_target
 
+from . import hostile
 from .ui_api import api_only, reset_state
 
 
@@ -327,3 +332,24 @@ def test_the_html_checker_can_fail() -> None:
     assert any(p.startswith("unbalanced") or p.startswith("unclosed") for p in problems)
     _, per_node = check_html(page.replace('id="node-a"', 'id="node-b"'), [node])
     assert per_node["a"] == ["no rendered section"]
+
+
+@pytest.mark.parametrize("kind", hostile.KINDS)
+def test_state_or_reference_that_is_not_a_small_regular_file_is_held(
+    system: UiSystem, kind: str
+) -> None:
+    layers = system.live.state_dir / "layers.json"
+    config = system.live.config_path
+    saved = {path: path.read_bytes() for path in (layers, config)}
+    try:
+        for path, honest in saved.items():
+            hostile.plant(path, kind, honest, MAX_STATE_BYTES)
+        scan = ui_registry.scan(system)
+        assert ("UI_STATE_UNREADABLE", "state/layers.json") in _codes(scan.findings)
+        reference, problem = system.reference()
+        assert reference == {} and problem is not None
+        assert (problem.code, problem.severity) == ("UI_STATE_UNREADABLE", "hold")
+    finally:
+        for path, honest in saved.items():
+            path.unlink()
+            path.write_bytes(honest)

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from kfm_runbooks.checks import ai_citation_reports, catalog, catalog_json, security_common
+from kfm_runbooks.checks.ai import citation_reports as ai_citation_reports
+from kfm_runbooks.checks.catalog import health as catalog
+from kfm_runbooks.checks.catalog import json_docs as catalog_json
 from kfm_runbooks.checks.common import files
 from kfm_runbooks.checks.common.files import FileProblem, FileProblemError
+from kfm_runbooks.checks.security import base as security_common
 
 
 def test_reads_a_regular_file_within_its_limit(tmp_path: Path) -> None:

@@ -9,12 +9,12 @@ from typing import ClassVar
 import yaml
 
 from kfm_runbooks.checks import BLOCKING, HOLD, INFO, Finding, verdict
-from kfm_runbooks.checks.catalog_labels import LabelReport
+from kfm_runbooks.checks.catalog.labels import LabelReport
 from kfm_runbooks.checks.common.findings import FindingsReport
-from kfm_runbooks.checks.infra_backup import BackupReport
-from kfm_runbooks.checks.infra_disk import VolumeReport
-from kfm_runbooks.checks.pipelines_common import FileReport
-from kfm_runbooks.checks.security_supply import DistReport
+from kfm_runbooks.checks.infra.backup import BackupReport
+from kfm_runbooks.checks.infra.disk import VolumeReport
+from kfm_runbooks.checks.pipelines.base import FileReport
+from kfm_runbooks.checks.security.supply import DistReport
 from kfm_runbooks.vocab import CheckStatus, LedgerKind, RunOutcome, Severity, Verdict
 
 

@@ -9,17 +9,15 @@ from typing import Any
 
 import pytest
 
-from kfm_runbooks.checks import (
-    ai_citation_reports,
-    catalog_stac,
-    graph_closure,
-    pipelines_gate,
-    pipelines_watchers,
-    ui_layer_manifest,
-    ui_view_registry,
-)
+from kfm_runbooks.checks.ai import citation_reports as ai_citation_reports
+from kfm_runbooks.checks.catalog import stac as catalog_stac
 from kfm_runbooks.checks.common import jcs
-from kfm_runbooks.sandbox import pipelines_watchers as sandbox_watchers
+from kfm_runbooks.checks.graph import closure as graph_closure
+from kfm_runbooks.checks.pipelines import gate as pipelines_gate
+from kfm_runbooks.checks.pipelines import watchers as pipelines_watchers
+from kfm_runbooks.checks.ui import layer_manifest as ui_layer_manifest
+from kfm_runbooks.checks.ui import view_registry as ui_view_registry
+from kfm_runbooks.sandbox.parts import pipelines_watchers as sandbox_watchers
 
 SAMPLE = Path(__file__).parent / "kfm_sample"
 

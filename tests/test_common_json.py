@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kfm_runbooks.checks.common import json as cj
+from kfm_runbooks.checks.common.files import FileProblem, FileProblemError
+
+from . import hostile
 
 
 @pytest.mark.parametrize(
@@ -60,3 +64,30 @@ def test_set_at_replaces_in_place_with_a_copy() -> None:
         cj.set_at(document, "/missing/x", 1)
     node, key = cj.parent_of(document, "/a~1b/0")
     assert key == 0 and node is document["a/b"]
+
+
+@pytest.mark.parametrize("kind", hostile.KINDS)
+def test_load_file_refuses_links_fifos_and_oversized_files(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "doc.json"
+    hostile.plant(path, kind, b'{"a": 1}', 1024)
+    with pytest.raises(FileProblemError) as caught:
+        cj.load_file(path, 1024)
+    assert (
+        caught.value.problem
+        == {
+            "symlink": FileProblem.LINK,
+            "oversize": FileProblem.TOO_LARGE,
+            "fifo": FileProblem.NOT_REGULAR,
+        }[kind]
+    )
+
+
+def test_load_file_reads_strict_json_and_a_missing_file_is_file_not_found(tmp_path: Path) -> None:
+    path = tmp_path / "doc.json"
+    path.write_bytes(b'{"a": 1}')
+    assert cj.load_file(path, 1024) == {"a": 1}
+    path.write_bytes(b'{"a": 1, "a": 2}')
+    with pytest.raises(cj.JsonFileError, match="DUPLICATE_KEY"):
+        cj.load_file(path, 1024)
+    with pytest.raises(FileNotFoundError):  # "absent means default" callers keep working
+        cj.load_file(tmp_path / "none.json", 1024)

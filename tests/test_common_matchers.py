@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kfm_runbooks.checks import pipelines_sync as sync
 from kfm_runbooks.checks.common import matchers as expected_error
-from kfm_runbooks.checks.pipelines_common import SchemaError
+from kfm_runbooks.checks.pipelines import sync
+from kfm_runbooks.checks.pipelines.base import SchemaError
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE

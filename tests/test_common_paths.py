@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kfm_runbooks.checks import catalog_json, security_common
+from kfm_runbooks.checks.catalog import json_docs as catalog_json
 from kfm_runbooks.checks.common.paths import inside, lexically_inside, rel
+from kfm_runbooks.checks.security import base as security_common
 
 
 def test_inside_resolves_folders_but_not_the_last_component(tmp_path: Path) -> None:

@@ -27,13 +27,17 @@ import pytest
 import yaml
 from neo4j.time import DateTime
 
-from kfm_runbooks.checks import graph_counts, graph_neo4j, graph_orphans, graph_schema, graphdb
-from kfm_runbooks.checks.graph_neo4j import Neo4jGraph
-from kfm_runbooks.checks.graph_sqlite import SqliteGraph
-from kfm_runbooks.checks.graphdb import GraphConfig, SchemaDecl
+from kfm_runbooks.checks.graph import counts as graph_counts
+from kfm_runbooks.checks.graph import db as graphdb
+from kfm_runbooks.checks.graph import neo4j_backend as graph_neo4j
+from kfm_runbooks.checks.graph import orphans as graph_orphans
+from kfm_runbooks.checks.graph import schema as graph_schema
+from kfm_runbooks.checks.graph.db import GraphConfig, SchemaDecl
+from kfm_runbooks.checks.graph.neo4j_backend import Neo4jGraph
+from kfm_runbooks.checks.graph.sqlite_backend import SqliteGraph
 from kfm_runbooks.errors import TargetError
-from kfm_runbooks.sandbox import catalog as catalog_part
-from kfm_runbooks.sandbox import graph as graph_part
+from kfm_runbooks.sandbox.parts import catalog as catalog_part
+from kfm_runbooks.sandbox.parts import graph as graph_part
 from kfm_runbooks.target import load_target
 
 READ_QUERIES = [
@@ -84,7 +88,7 @@ def test_the_driver_is_imported_only_for_a_bolt_uri(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from kfm_runbooks.checks import graph_orphans, graphdb\n"
+        "from kfm_runbooks.checks.graph import orphans as graph_orphans, db as graphdb\n"
         f"config = graphdb.GraphConfig(Path({str(tmp_path)!r}), None, "
         f"Path({str(tmp_path / 'graph/graph.sqlite')!r}))\n"
         "db = graphdb.connect(config)\n"

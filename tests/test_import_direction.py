@@ -15,7 +15,7 @@ import kfm_runbooks
 
 PACKAGE = Path(kfm_runbooks.__file__).resolve().parent
 NAME = "kfm_runbooks"
-SIMULATORS = (f"{NAME}.sandbox", f"{NAME}.live")
+SIMULATORS = (f"{NAME}.sandbox",)  # parts/ and services/ (the live processes)
 
 
 def _module_name(path: Path) -> str:
@@ -108,10 +108,12 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_scan_sees_the_package() -> None:
-    assert f"{NAME}.checks.undo" in MODULES and f"{NAME}.live.focus" in MODULES
+    assert f"{NAME}.checks.undo" in MODULES and f"{NAME}.sandbox.services.focus" in MODULES
     edges = _edges()
-    assert f"{NAME}.checks.ai_reference" in edges[f"{NAME}.live.focus"]  # sandbox -> checks
-    assert f"{NAME}.checks.catalog" in edges[f"{NAME}.checks.graph_backup"]
+    assert (
+        f"{NAME}.checks.ai.reference" in edges[f"{NAME}.sandbox.services.focus"]
+    )  # sandbox -> checks
+    assert f"{NAME}.checks.catalog.health" in edges[f"{NAME}.checks.graph.backup"]
 
 
 def test_no_check_imports_the_sandbox() -> None:

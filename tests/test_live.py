@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from kfm_runbooks._proc import ProcessRef
-from kfm_runbooks.live import supervisor
+from kfm_runbooks.sandbox.services import supervisor
 
 from .conftest import ROOT
 from .helpers import wait_for_log
@@ -239,7 +239,7 @@ from tests.conftest import live_sandbox  # noqa: F401  the suite's own fixture
 
 
 def test_hold(live_sandbox):
-    from kfm_runbooks.live import supervisor
+    from kfm_runbooks.sandbox.services import supervisor
     state = supervisor.read_state(live_sandbox.parent)
     with open(os.environ["KFM_TEST_STATE_OUT"], "w") as out:
         import json

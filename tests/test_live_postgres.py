@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from kfm_runbooks.live import postgres
+from kfm_runbooks.sandbox.services import postgres
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from kfm_runbooks.layout import Workspace
 
 def test_importing_the_helper_stays_light() -> None:
     code = (
-        "import sys, kfm_runbooks.record, kfm_runbooks.checks.catalog\n"
+        "import sys, kfm_runbooks.record, kfm_runbooks.checks.catalog.health\n"
         "heavy = [m for m in ('scrapbook', 'papermill', 'pandas', 'pydantic', 'pyarrow', "
         "'nbformat', 'prov', 'jupyter_client') if m in sys.modules]\n"
         "print(','.join(heavy))"

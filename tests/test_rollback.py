@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kfm_runbooks import ledger
-from kfm_runbooks.checks import catalog
+from kfm_runbooks.checks.catalog import health as catalog
 from kfm_runbooks.target import load_target
 
 from .conftest import CHECKSUM, KFM_BIN, Cli

@@ -13,9 +13,11 @@ import scrapbook
 import yaml
 
 from kfm_runbooks import redact
-from kfm_runbooks.checks import ai_citations, ai_focus, ai_retrieval
-from kfm_runbooks.live import supervisor
-from kfm_runbooks.sandbox import live as sandbox_live
+from kfm_runbooks.checks.ai import citations as ai_citations
+from kfm_runbooks.checks.ai import focus as ai_focus
+from kfm_runbooks.checks.ai import retrieval as ai_retrieval
+from kfm_runbooks.sandbox.parts import live as sandbox_live
+from kfm_runbooks.sandbox.services import supervisor
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE, Cli, sha256sum_check

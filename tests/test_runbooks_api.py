@@ -16,9 +16,12 @@ from typing import Any
 import pytest
 import scrapbook
 
-from kfm_runbooks.checks import api_abuse, api_auth, api_errors, api_queries
+from kfm_runbooks.checks.api import abuse as api_abuse
+from kfm_runbooks.checks.api import auth as api_auth
+from kfm_runbooks.checks.api import queries as api_queries
+from kfm_runbooks.checks.api import server_errors as api_errors
 from kfm_runbooks.checks.live import Live
-from kfm_runbooks.live import supervisor
+from kfm_runbooks.sandbox.services import supervisor
 from kfm_runbooks.target import load_target
 
 from .conftest import Cli, sha256sum_check

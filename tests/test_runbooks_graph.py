@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 
-from kfm_runbooks.checks import graph_backup, graph_orphans, graph_schema, graphdb
+from kfm_runbooks.checks.graph import backup as graph_backup
+from kfm_runbooks.checks.graph import db as graphdb
+from kfm_runbooks.checks.graph import orphans as graph_orphans
+from kfm_runbooks.checks.graph import schema as graph_schema
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE, Cli, sha256sum_check

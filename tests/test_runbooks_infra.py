@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
-from kfm_runbooks.checks import infra_backup, infra_disk, infra_tls
-from kfm_runbooks.checks.infra import InfraConfig
-from kfm_runbooks.live import supervisor
+from kfm_runbooks.checks.infra import backup as infra_backup
+from kfm_runbooks.checks.infra import disk as infra_disk
+from kfm_runbooks.checks.infra import tls as infra_tls
+from kfm_runbooks.checks.infra.config import InfraConfig
+from kfm_runbooks.sandbox.services import supervisor
 from kfm_runbooks.target import load_target
 
 from .conftest import Cli, sha256sum_check

@@ -20,10 +20,7 @@ import pytest
 import scrapbook
 
 from kfm_runbooks import ledger
-from kfm_runbooks.checks import pipelines_determinism as determinism
-from kfm_runbooks.checks import pipelines_releases as releases
-from kfm_runbooks.checks import pipelines_sync as sync
-from kfm_runbooks.checks import pipelines_watchers as watchers
+from kfm_runbooks.checks.pipelines import determinism, releases, sync, watchers
 from kfm_runbooks.sandbox import create_sandbox
 from kfm_runbooks.target import load_target
 from kfm_runbooks.workspace import create_incident

@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 import scrapbook
 
-from kfm_runbooks.checks import security_access, security_layers, security_secrets, security_supply
-from kfm_runbooks.sandbox.security_secrets import fake_credentials
+from kfm_runbooks.checks.security import access as security_access
+from kfm_runbooks.checks.security import layers as security_layers
+from kfm_runbooks.checks.security import leaks as security_secrets
+from kfm_runbooks.checks.security import supply as security_supply
+from kfm_runbooks.sandbox.parts.security_secrets import fake_credentials
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_SAMPLE, ROOT, Cli, sha256sum_check

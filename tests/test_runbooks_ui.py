@@ -28,10 +28,13 @@ import pytest
 import scrapbook
 
 from kfm_runbooks import ledger
-from kfm_runbooks.checks import ui_a11y, ui_registry, ui_stories, ui_timeline
-from kfm_runbooks.checks.ui_common import UiSystem
-from kfm_runbooks.live import supervisor
-from kfm_runbooks.sandbox import live as live_part
+from kfm_runbooks.checks.ui import a11y as ui_a11y
+from kfm_runbooks.checks.ui import registry as ui_registry
+from kfm_runbooks.checks.ui import stories as ui_stories
+from kfm_runbooks.checks.ui import timeline as ui_timeline
+from kfm_runbooks.checks.ui.base import UiSystem
+from kfm_runbooks.sandbox.parts import live as live_part
+from kfm_runbooks.sandbox.services import supervisor
 from kfm_runbooks.target import load_target
 
 from .conftest import KFM_BIN

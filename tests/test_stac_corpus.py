@@ -24,7 +24,8 @@ import pytest
 import yaml
 from pystac.extensions.file import FileExtension
 
-from kfm_runbooks.checks import catalog, digests
+from kfm_runbooks.checks.catalog import digests
+from kfm_runbooks.checks.catalog import health as catalog
 from kfm_runbooks.errors import EXIT_BAD_INPUT, TargetError
 from kfm_runbooks.target import load_target
 

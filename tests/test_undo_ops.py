@@ -113,8 +113,8 @@ def test_table_entry_resolves_to_the_function_marked_with_its_name(name: str) ->
 
 def test_every_marked_function_is_in_the_table() -> None:
     marked: dict[str, str] = {}
-    for info in pkgutil.iter_modules(checks.__path__):
-        module = importlib.import_module(f"{checks.__name__}.{info.name}")
+    for info in pkgutil.walk_packages(checks.__path__, f"{checks.__name__}."):
+        module = importlib.import_module(info.name)
         for attribute, value in vars(module).items():
             name = getattr(value, "__undo_op__", None)
             if name is not None and getattr(value, "__module__", None) == module.__name__:
@@ -133,7 +133,7 @@ def test_resolving_imports_only_the_module_named() -> None:
         "print(sorted(m for m in sys.modules if m.startswith('kfm_runbooks.checks.')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "kfm_runbooks.checks.catalog_withdraw" in out.stdout
+    assert "kfm_runbooks.checks.catalog.withdraw" in out.stdout
     assert "ui_stories" not in out.stdout and "graph" not in out.stdout
 
 

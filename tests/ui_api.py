@@ -1,7 +1,8 @@
 """Test helper for the ui checks: the sandbox's real API process alone (no PostgreSQL).
 
 The ui runbooks only talk to the HTTP API, so their unit tests start just that process on
-loopback — the same `kfm_runbooks.live.api` server `sandbox up` starts — and always stop it.
+loopback — the same `kfm_runbooks.sandbox.services.api` server `sandbox up` starts — and
+always stop it.
 `reset_state` puts the running system's state back to the intended one between tests.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from kfm_runbooks._proc import die_with_parent
 from kfm_runbooks.sandbox import create_sandbox
-from kfm_runbooks.sandbox import live as live_part
+from kfm_runbooks.sandbox.parts import live as live_part
 
 
 def _free_port() -> int:
@@ -51,7 +52,7 @@ def api_only(folder: Path) -> Iterator[Path]:
         [
             sys.executable,
             "-m",
-            "kfm_runbooks.live.api",
+            "kfm_runbooks.sandbox.services.api",
             "--folder",
             str(folder),
             "--port",

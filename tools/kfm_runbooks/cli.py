@@ -829,7 +829,7 @@ sandbox_dir_option = click.option(
 @handle_errors
 def sandbox_up(directory: Path | None, as_json: bool) -> None:
     """Start the live side on loopback: the sandbox API and PostgreSQL + PostGIS."""
-    from .live.supervisor import up
+    from .sandbox.services.supervisor import up
 
     state = up(_sandbox_dir(directory))
     if as_json:
@@ -845,7 +845,7 @@ def sandbox_up(directory: Path | None, as_json: bool) -> None:
 @handle_errors
 def sandbox_down(directory: Path | None) -> None:
     """Stop everything `sandbox up` started (nothing is left running)."""
-    from .live.supervisor import down
+    from .sandbox.services.supervisor import down
 
     stopped = down(_sandbox_dir(directory))
     click.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -856,7 +856,7 @@ def sandbox_down(directory: Path | None) -> None:
 @handle_errors
 def sandbox_status(directory: Path | None) -> None:
     """Show whether the live side is up, its addresses and the active faults."""
-    from .live.supervisor import status
+    from .sandbox.services.supervisor import status
 
     _emit_json(status(_sandbox_dir(directory)))
 
@@ -868,7 +868,7 @@ def sandbox_status(directory: Path | None) -> None:
 @handle_errors
 def sandbox_fault(name: str, on: bool, directory: Path | None) -> None:
     """Switch a live fault NAME on or off (see `kfm-runbook sandbox faults`)."""
-    from .live.supervisor import fault
+    from .sandbox.services.supervisor import fault
 
     now = fault(_sandbox_dir(directory), name, on)
     click.echo("active faults: " + (", ".join(sorted(now)) or "none"))
@@ -877,7 +877,7 @@ def sandbox_fault(name: str, on: bool, directory: Path | None) -> None:
 @sandbox.command("faults")
 def sandbox_faults() -> None:
     """List the live faults and what each does."""
-    from .live.faults import FAULTS
+    from .sandbox.services.faults import FAULTS
 
     for name, what in sorted(FAULTS.items()):
         click.echo(f"{name:<24} {what}")

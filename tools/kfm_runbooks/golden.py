@@ -139,7 +139,7 @@ def environment(case: Case, scratch: Path) -> Iterator[dict[str, Any]]:
     if faults is None:
         yield parameters
         return
-    from .live import supervisor
+    from .sandbox.services import supervisor
 
     folder = scratch / "sandbox"
     try:

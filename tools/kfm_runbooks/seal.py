@@ -33,12 +33,7 @@ from . import __version__, attestation, provenance, redact, scraps
 from . import runbook as runbook_mod
 from ._fs import sha256_bytes
 from ._time import iso
-from .errors import (
-    EXIT_CHECK_FAILED,
-    EXIT_OK,
-    EXIT_RUN_ABORTED,
-    EXIT_RUNBOOK_ERROR,
-)
+from .errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUN_ABORTED, EXIT_RUNBOOK_ERROR
 from .evidence import publish_locked
 from .history import History
 from .layout import CHECKS, METRICS, TIMELINE, Workspace, timeline_line

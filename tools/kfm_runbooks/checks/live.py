@@ -11,6 +11,7 @@ reaches out by accident. Light imports only (urllib, json): used inside kernels.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import urllib.error
@@ -22,7 +23,11 @@ from typing import Any
 
 from ..errors import TargetError
 from ..target import Target
+from .common import json as strict_json
+from .common.files import FileProblemError, read_regular
 
+MAX_STATE_BYTES = 16 << 20  # config, services and state files: refused unread beyond
+MAX_LOG_BYTES = 256 << 20  # the access log a runbook reads whole
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 # Combined Log Format + response time in microseconds (our API's access log).
 ACCESS_RE = re.compile(
@@ -69,12 +74,14 @@ class Live:
 
     @property
     def config(self) -> dict[str, Any]:
-        value: dict[str, Any] = json.loads(self.config_path.read_text())
+        value = strict_json.load_file(self.config_path, MAX_STATE_BYTES)
+        if not isinstance(value, dict):
+            raise ValueError(f"{self.config_path}: not a JSON object")
         return value
 
     def services(self) -> dict[str, Any]:
         try:
-            value: dict[str, Any] = json.loads(self.services_path.read_text())
+            value: dict[str, Any] = strict_json.load_file(self.services_path, MAX_STATE_BYTES)
         except (OSError, ValueError) as exc:
             raise TargetError(
                 f"the live services are not running ({self.services_path} missing): start them "
@@ -137,9 +144,13 @@ class Live:
         """Parsed access-log lines (unparseable lines are skipped and counted as 'bad')."""
         rows: list[dict[str, Any]] = []
         path = self.logs_dir / "access.log"
-        if not path.exists():
+        if not os.path.lexists(path):
             return rows
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:  # a link (never followed), a FIFO or an oversized log: refused unread
+            data = read_regular(path, MAX_LOG_BYTES)
+        except FileProblemError as exc:
+            raise TargetError(f"the access log cannot be read: {exc}") from exc
+        for line in data.decode("utf-8", errors="replace").splitlines():
             match = ACCESS_RE.match(line)
             if match:
                 row: dict[str, Any] = match.groupdict()
@@ -149,7 +160,7 @@ class Live:
         return rows
 
     def read_state(self, name: str) -> Any:
-        return json.loads((self.state_dir / name).read_text())
+        return strict_json.load_file(self.state_dir / name, MAX_STATE_BYTES)
 
     def write_state(self, name: str, value: Any) -> None:
         """Atomically replace one state file (used only inside run.action changes)."""

@@ -22,17 +22,20 @@ from ..errors import InputError
 
 SANDBOX_ENV = paths.SANDBOX_ENV
 
-# A part is a module in this package with `build(folder, clean)` that writes its files
+# A part is a module in `parts/` with `build(folder, clean)` that writes its files
 # under the sandbox folder and returns {target section name: section} and the faults it
 # seeded (one line each, naming the finding code and the runbook that finds it). Parts
 # are built in module-name order, so the sandbox stays byte-for-byte deterministic.
 Part = Callable[[Path, bool], tuple[dict[str, Any], list[str]]]
 
 
-def parts() -> list[tuple[str, Part]]:
+def builders() -> list[tuple[str, Part]]:
+    """Every part's `build`, in module-name order (the modules of `sandbox/parts/`)."""
+    from . import parts
+
     found = []
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{__name__}.{info.name}")
+    for info in sorted(pkgutil.iter_modules(parts.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{parts.__name__}.{info.name}")
         if callable(getattr(module, "build", None)):
             found.append((info.name, module.build))
     return found
@@ -59,7 +62,7 @@ def create_sandbox(dest: str | Path, *, clean: bool = False) -> Path:
         "network": "deny",
     }
     faults: list[str] = []
-    for name, build in parts():
+    for name, build in builders():
         sections, seeded = build(folder, clean)
         for section, config in sections.items():
             if section in target:

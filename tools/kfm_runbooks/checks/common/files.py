@@ -42,12 +42,16 @@ class FileProblemError(OSError):
         return f"{self.path}: {self.reason}"
 
 
+class MissingFileError(FileProblemError, FileNotFoundError):
+    """No such file: still a `FileNotFoundError`, so "absent means default" keeps working."""
+
+
 def read_regular(path: Path, limit: int) -> bytes:
     """All bytes of the regular file `path` (links, FIFOs, devices refused; <= `limit`)."""
     try:
         fd = open_regular(path)
     except FileNotFoundError as exc:
-        raise FileProblemError(path, FileProblem.MISSING, "no such file") from exc
+        raise MissingFileError(path, FileProblem.MISSING, "no such file") from exc
     except NotRegularError as exc:
         kind = FileProblem.LINK if exc.kind == "a symbolic link" else FileProblem.NOT_REGULAR
         raise FileProblemError(path, kind, f"{exc.kind}, not a regular file: refused") from exc

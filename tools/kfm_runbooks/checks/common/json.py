@@ -14,7 +14,10 @@ import copy
 import json
 import math
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+
+from .files import read_regular
 
 KINDS = ("NOT_UTF8", "DUPLICATE_KEY", "NONFINITE_NUMBER", "INVALID", "TOO_DEEP")
 
@@ -117,3 +120,27 @@ def set_at(document: Any, text: str, value: Any) -> None:
     """Replace what the pointer names with a deep copy of `value` (in place)."""
     node, key = parent_of(document, text)
     node[key] = copy.deepcopy(value)
+
+
+# --- a JSON file a check judges --------------------------------------------------------
+
+
+class JsonFileError(ValueError):
+    """A file that holds no strict JSON document, with the problem kind (one of KINDS)."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__(f"{path}: not strict JSON ({kind})")
+        self.path = path
+        self.kind = kind
+
+
+def load_file(path: Path, limit: int) -> Any:
+    """The strict JSON document in the regular file `path` (bounded read, links refused).
+
+    Raises `FileProblemError` (an OSError: missing, link, not regular, too large) or
+    `JsonFileError` (a ValueError): callers that catch (OSError, ValueError) fail closed.
+    """
+    value, kind = parse(read_regular(path, limit))
+    if kind is not None:
+        raise JsonFileError(path, kind)
+    return value

@@ -1,0 +1,1 @@
+"""AI / Focus Mode checks: citations, retrieval, the input gate, evaluation drift."""

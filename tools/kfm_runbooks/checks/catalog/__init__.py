@@ -1,0 +1,1 @@
+"""STAC catalog checks: record health, digests, JSON documents, labels, provenance, withdrawal."""

@@ -1,0 +1,1 @@
+"""Graph checks: the access layer and its back ends, closure, orphans, schema, backups."""

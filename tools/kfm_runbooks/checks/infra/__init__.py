@@ -1,0 +1,1 @@
+"""Infrastructure checks: disk pressure, TLS certificates, backups."""

@@ -1,0 +1,1 @@
+"""Pipeline checks: determinism, the promotion gate, releases, sync, watchers."""

@@ -1,0 +1,1 @@
+"""Security checks: access logs, layer policy, exposed secrets, supply chain, wheels."""

@@ -1,0 +1,1 @@
+"""UI checks: accessibility, layer registry, stories, timeline, UI contracts."""

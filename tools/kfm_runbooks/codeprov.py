@@ -25,14 +25,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PACKAGE = "kfm_runbooks"
-DISTRIBUTION = "kfm-runbooks"
+from .paths import DISTRIBUTION, PACKAGE, package_dir
+
 _NAME_SEPARATORS = re.compile(r"[-_.]+")
 
 
 def package_root() -> Path:
-    """The folder the `kfm_runbooks` package is imported from here."""
-    return Path(__file__).resolve().parent
+    """The folder the `kfm_runbooks` package is imported from here (paths.package_dir)."""
+    return package_dir()
 
 
 def _sha256_file(path: Path) -> str | None:
@@ -97,7 +97,7 @@ class ModuleDigests:
             if name in self._seen or not (name == PACKAGE or name.startswith(f"{PACKAGE}.")):
                 continue
             self._seen[name] = ""
-            file = getattr(module, "__file__", None)
+            file = getattr(getattr(module, "__spec__", None), "origin", None)
             if not isinstance(file, str):
                 continue  # a namespace package: no bytes
             path = Path(file).resolve()

@@ -461,6 +461,14 @@ def runbook_options(function: F) -> F:
     show_default=True,
     help="Wall-clock limit for the whole run, in seconds; the kernel is stopped then.",
 )
+@click.option(
+    "--push",
+    "push",
+    metavar="REMOTE",
+    default=None,
+    help="With --apply: push each PR-first fix's branch to this git remote (and open a PR "
+    "when gh / glab is on PATH).",
+)
 @handle_errors
 def run_cmd(
     runbook: str,
@@ -469,6 +477,7 @@ def run_cmd(
     params_file: Path | None,
     apply: bool,
     timeout: float,
+    push: str | None,
     target: Path | None,
     actor: str | None,
     root: Path | None,
@@ -488,6 +497,7 @@ def run_cmd(
             timeout=timeout,
             target=target,
             actor=actor,
+            push=push,
         )
     )
     if as_json:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import EXIT_CHECK_FAILED, RunbookError
+from .errors import EXIT_CHECK_FAILED, InputError, RunbookError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -325,6 +325,54 @@ def incident_waive(
         f"{incident_id}: {runbook} waived (ledger #{entry['seq']} {entry['hash'][:12]}); "
         "a later FAIL / HOLD of it needs a new pass or waiver"
     )
+
+
+@incident.command("fixes")
+@click.argument("incident_id")
+@click.option(
+    "--abandon",
+    "abandon_id",
+    metavar="ACT",
+    default=None,
+    help="Record that this PR-first fix will not be merged (deletes its local branch).",
+)
+@click.option("--reason", default=None, help="Why it is abandoned (required with --abandon).")
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@json_option
+@handle_errors
+def incident_fixes(
+    incident_id: str,
+    abandon_id: str | None,
+    reason: str | None,
+    actor: str | None,
+    root: Path | None,
+    as_json: bool,
+) -> None:
+    """List the incident's PR-first fixes: pending, merged, abandoned, branch deleted."""
+    from . import fixes
+
+    if abandon_id is not None:
+        if reason is None:
+            raise InputError("--abandon needs --reason: say why the fix is not merged")
+        entry = fixes.abandon(incident_id, abandon_id, reason=reason, root=root, actor=actor)
+        click.echo(f"{incident_id}: {abandon_id} abandoned (ledger #{entry['seq']})")
+        return
+    found = fixes.list_fixes(incident_id, root)
+    if as_json:
+        _emit_json([row.as_dict() for row in found])
+        return
+    if not found:
+        click.echo(f"{incident_id}: no PR-first fix was made")
+        return
+    for row in found:
+        when = f" at {row.merged_at}" if row.merged_at else ""
+        why = f": {row.reason}" if row.reason else (f" ({row.detail})" if row.detail else "")
+        click.echo(
+            f"{row.action_id:<20} {row.state.upper():<15} {row.branch} @ {row.commit[:12]}"
+            f"{when}{why}"
+        )
+        click.echo(f"{'':<20} {row.runbook}: {row.title}")
 
 
 @main.command("update")

@@ -426,7 +426,7 @@ class Recorder:
             )
         action_id = f"ACT-{secrets.token_hex(4)}"
         pre = _jsonable(precheck()) if precheck else None
-        started = History.load(self.workspace).started_entry(self.run_id)
+        started = History.read(self.workspace).started_entry(self.run_id)
         evidence = str(((started or {}).get("data", {}).get("runbook") or {}).get("sha256", ""))
         fix: prfirst.Fix | None = None
         error: str | None = None

@@ -3,6 +3,7 @@ to merged, and the resolve gate wants a verification after the merge (issue 15).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -86,7 +87,6 @@ def test_a_fix_goes_branch_patch_push_merge_verify_resolve(
     assert json.loads((repo / "data" / "a.json").read_text())["license"] is None
     patch = ws / fix["patch"]
     assert patch.parent == ws / "20_actions" / "diffs"
-    import hashlib
 
     assert hashlib.sha256(patch.read_bytes()).hexdigest() == fix["patch_sha256"]
     assert f"Run: {applied['out']['run_id']}" in patch.read_text()
@@ -176,3 +176,63 @@ def test_bad_input_leaves_no_branch_and_names_the_problem(
     assert rejected["exit"] == 3
     assert _git(repo, "branch", "--format=%(refname:short)") == "main"
     assert len(_git(repo, "worktree", "list").splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_catalog_runbook_removes_a_dangling_link_pr_first(
+    cli: Cli, incident: tuple[str, Path], tmp_path: Path, root: Path
+) -> None:
+    """The library's RBK-catalog-checksum-mismatch on the GitOps sandbox (`--git`): the
+    dangling link a commit introduced is removed by a PR, not by an edit."""
+    incident_id, _ = incident
+    sandbox = tmp_path / "gitops"
+    assert cli("sandbox", "create", str(sandbox), "--clean", "--git").exit_code == 0
+    assert _git(sandbox, "rev-list", "--count", "main") == "2"  # history, pushed to origin
+    origin = sandbox.with_name("gitops.origin.git")
+    collection = sandbox / "catalog" / "hydrology" / "collection.json"
+    doc = json.loads(collection.read_text())
+    doc["links"].append(
+        {
+            "rel": "item",
+            "href": "./items/kfm-sbx-hydro-springs.json",
+            "type": "application/geo+json",
+        }
+    )
+    collection.write_text(json.dumps(doc, indent=2) + "\n")
+    _git(
+        sandbox,
+        "-c",
+        "user.name=dev",
+        "-c",
+        "user.email=dev@example.org",
+        "commit",
+        "--quiet",
+        "-am",
+        "hydrology: list the springs item (its file was never added)",
+    )
+    target = str(sandbox / "target.yaml")
+    runbook = ("RBK-catalog-checksum-mismatch", "--incident", incident_id, "--target", target)
+
+    assert cli("run", *runbook).exit_code == 1  # the dangling link: FAIL
+    applied = cli("run", *runbook, "--apply", "--push", "origin", "--json")
+    assert applied.exit_code == 1  # fixed by a PR, not yet merged: still FAIL
+    assert collection.read_text().count("kfm-sbx-hydro-springs") == 1  # checkout untouched
+    [row] = json.loads(cli("incident", "fixes", incident_id, "--json").stdout)
+    assert row["state"] == "pending"
+    assert _git(origin, "rev-parse", f"refs/heads/{row['branch']}") == row["commit"]
+    _git(
+        sandbox,
+        "-c",
+        "user.name=reviewer",
+        "-c",
+        "user.email=rev@example.org",
+        "merge",
+        "--quiet",
+        "--no-ff",
+        "-m",
+        "Merge the PR",
+        row["branch"],
+    )
+    assert "kfm-sbx-hydro-springs" not in collection.read_text()
+    assert cli("run", *runbook).exit_code == 0
+    assert not [m for m in resolve.check(incident_id, root) if "PR-first" in m]

@@ -852,12 +852,19 @@ def sandbox() -> None:
 @sandbox.command("create")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--clean", is_flag=True, help="Build the variant without faults.")
+@click.option(
+    "--git",
+    "git",
+    is_flag=True,
+    help="Make it a git repository (branch main, history) with a bare origin DIRECTORY.origin.git"
+    " beside it: PR-first fixes become branches there.",
+)
 @handle_errors
-def sandbox_create(directory: Path, clean: bool) -> None:
+def sandbox_create(directory: Path, clean: bool, git: bool) -> None:
     """Build a deterministic sandbox in DIRECTORY; prints its target.yaml path."""
     from .sandbox import create_sandbox
 
-    target = create_sandbox(directory, clean=clean)
+    target = create_sandbox(directory, clean=clean, git=git)
     click.echo(str(target))
     click.echo(f"  faults: see {target.parent / 'SANDBOX.md'}", err=True)
 

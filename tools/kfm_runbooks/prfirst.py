@@ -89,6 +89,28 @@ def toplevel(path: Path) -> Path | None:
     return Path(top).resolve() if top else None
 
 
+def tracked_repo(files: Iterable[Path]) -> tuple[Path | None, list[str]]:
+    """(the repository, []) when every existing file is tracked by git there: the change
+    can be a commit; else (None or the repository, the paths git does not track). A file
+    in an ignored folder (a sandbox inside a project) is not a git-backed file."""
+    paths = [Path(p) for p in files]
+    repo = toplevel(paths[0]) if paths else None
+    if repo is None:
+        return None, [str(p) for p in paths]
+    untracked = []
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            rel = _relative(repo, [path])[0]
+        except FixError:
+            untracked.append(str(path))
+            continue
+        if not git(repo, "ls-files", "--", rel):
+            untracked.append(rel)
+    return repo, untracked
+
+
 def slug(text: str) -> str:
     return _SLUG.sub("-", text.lower()).strip("-.")[:60] or "fix"
 

@@ -376,6 +376,7 @@ class Recorder:
         command: str,
         precheck: Callable[[], Any] | None = None,
         rollback: str = "",
+        undo: dict[str, Any] | Callable[[Any], dict[str, Any] | None] | None = None,
     ) -> ActionResult:
         """A PR-first step: its change becomes a commit on a branch, never an edit.
 
@@ -386,10 +387,11 @@ class Recorder:
         `git format-patch` saved to 20_actions/diffs/ and hashed, pushed when the runner was
         given `--push REMOTE`, and one ledger action naming branch, commit, base and patch
         sha256. The checkout is untouched: the fix lands when its PR is merged
-        (`kfm-runbook incident fixes`). Files not under git: the step acts directly, as
-        `action` does, and says so. A step that cannot be made (dirty files, detached HEAD,
-        existing branch, rejected push) is recorded as failed and raises; no branch or
-        worktree is left.
+        (`kfm-runbook incident fixes`). Files git does not track (no repository, or an
+        ignored folder): the step acts directly, as `action` does (with `undo`, used only
+        then), and says so; with `git: true` in the target that is refused instead. A step
+        that cannot be made (dirty files, detached HEAD, existing branch, rejected push) is
+        recorded as failed and raises; no branch or worktree is left.
         """
         from . import prfirst
 
@@ -408,21 +410,22 @@ class Recorder:
                 f"   command: {command}"
             )
             return ActionResult("", applied=False, ok=True)
-        repo = prfirst.toplevel(Path(files[0])) if files else None
-        if repo is None:
+        repo, untracked = prfirst.tracked_repo(files)
+        if repo is None or untracked:
             if self.target.data.get("git") is True:
-                named = files[0] if files else "(no file)"
+                named = ", ".join(untracked[:3]) or "(no file)"
                 raise prfirst.FixError(
-                    f"target {self.target.path} says git: true but {named} is not in a git "
-                    "working tree: fix the target or the checkout"
+                    f"target {self.target.path} says git: true but git does not track "
+                    f"{named}: commit the files or fix the target"
                 )
-            print(f"ℹ not under git: {title} acts directly (no PR possible)")
+            print(f"ℹ not tracked by git: {title} acts directly (no PR possible)")
             return self.action(
                 title,
                 command=command,
                 change=lambda: change(lambda p: p),
                 precheck=precheck,
                 rollback=rollback,
+                undo=undo,
             )
         action_id = f"ACT-{secrets.token_hex(4)}"
         pre = _jsonable(precheck()) if precheck else None

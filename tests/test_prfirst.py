@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -216,3 +218,51 @@ def test_revert_is_a_new_branch_that_undoes_a_merged_fix(repo: Path) -> None:
     assert b"Reverts: " + fix.commit.encode() in patch
     _git(repo, "merge", "--quiet", "--ff-only", undo.branch)
     assert (repo / "data" / "a.json").read_text() == original
+
+
+def test_the_commit_is_signed_when_the_operators_git_signs(repo: Path, tmp_path: Path) -> None:
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh-keygen missing: `make openssh`")
+    key = tmp_path / "signing"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops", "-f", str(key)], check=True
+    )
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"owner@example.org {(tmp_path / 'signing.pub').read_text()}")
+    for name, value in (
+        ("gpg.format", "ssh"),
+        ("user.signingkey", str(key)),
+        ("commit.gpgsign", "true"),
+        ("gpg.ssh.allowedSignersFile", str(allowed)),
+    ):
+        _git(repo, "config", name, value)
+    fix, _, _ = _fix(repo, _set_license(repo / "data" / "a.json", "CC0-1.0"))
+    assert fix is not None and fix.signed is True
+    assert _git(repo, "log", "-1", "--format=%G?", fix.commit) == "G"
+
+
+def test_a_forge_cli_on_path_opens_the_pr_and_its_url_is_recorded(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gh` stands in for any forge CLI here (no network): it is called with the branch and
+    the main branch, and the URL it prints is what the action records."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "gh-calls"
+    gh = bin_dir / "gh"
+    gh.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "https://forge.example/kfm/pull/7"\n')
+    gh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    fix, _, _ = _fix(repo, _set_license(repo / "data" / "a.json", "CC0-1.0"))
+    assert fix is not None
+    pushed = prfirst.push(fix, "origin")
+    assert pushed.pr_url == "https://forge.example/kfm/pull/7"
+    assert calls.read_text().split() == [
+        "pr",
+        "create",
+        "--head",
+        fix.branch,
+        "--base",
+        "main",
+        "--fill",
+    ]

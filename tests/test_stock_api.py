@@ -218,3 +218,103 @@ def test_slow_queries_with_nothing_ranked_is_hold(
     assert out["outcome"] in ("hold", "failed"), out["_stderr"][-3000:]
     assert out["statuses"]["ranked-plans-use-indexes"] == "HOLD"
     assert out["statuses"]["statement-p95"] == "HOLD"
+
+
+# -- RBK-api-auth-regression ------------------------------------------------------------------
+
+MATRIX = {
+    "roles": {"anonymous": ["public"], "analyst": ["public", "restricted"]},
+    "resources": {"/open/streams": "public", "/private/wells": "restricted"},
+}
+
+
+def _auth_target(folder: Path, server: StockHttp, matrix: Any = None) -> Path:
+    token_file = _secret(folder / "analyst.token", "tok-analyst")
+    extra: dict[str, Any] = {"roles": {"analyst": {"token_file": token_file}, "anonymous": {}}}
+    if matrix is not None:
+        extra["access_matrix"] = matrix
+    return _target(folder, api=_api(server, **extra))
+
+
+def test_auth_without_an_access_matrix_is_hold(
+    cli: Cli, incident: tuple[str, Path], stock_http: StockHttp, tmp_path: Path
+) -> None:
+    stock_http.configure(protected={"/private": ["tok-analyst"]})
+    out = _run(cli, AUTH, incident, _auth_target(tmp_path / "t", stock_http))
+    assert out["_exit"] == 1 and out["outcome"] == "hold", out["_stderr"][-3000:]
+    assert out["statuses"] == {"roles-policy": "HOLD"}
+    assert "API_REFERENCE_MISSING" in _codes(incident[1], out)
+
+
+def test_auth_enforced_policy_passes_and_an_open_private_path_fails_with_a_manual_action(
+    cli: Cli, incident: tuple[str, Path], stock_http: StockHttp, tmp_path: Path
+) -> None:
+    policy = tmp_path / "t" / "policy" / "access.yaml"
+    policy.parent.mkdir(parents=True)
+    policy.write_text(yaml.safe_dump(MATRIX))  # a policy file the target names
+    target = _auth_target(tmp_path / "t", stock_http, "policy/access.yaml")
+    stock_http.configure(protected={"/private": ["tok-analyst"]})
+    ok = _run(cli, AUTH, incident, target)
+    assert ok["_exit"] == 0 and ok["outcome"] == "passed", ok["_stderr"][-3000:]
+    assert ok["redactions"] == {}  # the token never reached the notebook
+
+    stock_http.configure(protected={})  # the deploy that dropped the auth middleware
+    _traffic(stock_http, ["/private/wells"], rounds=1)  # a real client reads it
+    leak = _run(cli, AUTH, incident, target, "--apply")
+    assert leak["_exit"] == 1 and leak["outcome"] == "failed", leak["_stderr"][-3000:]
+    assert leak["statuses"] == {"roles-policy": "FAIL"}
+    assert {"API_AUTHZ_LEAK", "API_AUTHZ_LOG_LEAK"} <= _codes(incident[1], leak)
+    [manual] = applied_actions(incident[1])  # no admin command: a human restores it
+    assert manual["manual"] is True and manual["applied"] is False
+    assert "anonymous → 403 on /private/wells" in manual["command"]
+
+
+# -- RBK-api-rate-limit-abuse -----------------------------------------------------------------
+
+
+class Flood:
+    """A client hammering the stock server from its own loopback address until stopped."""
+
+    def __init__(self, server: StockHttp, source: str = "127.0.0.2") -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(server, source), daemon=True)
+
+    def _run(self, server: StockHttp, source: str) -> None:
+        while not self.stop.is_set():
+            _traffic(server, ["/items"], rounds=1, source=source)
+
+    def __enter__(self) -> Flood:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def test_abuse_without_a_rate_limit_policy_is_hold(
+    cli: Cli, incident: tuple[str, Path], stock_http: StockHttp, tmp_path: Path
+) -> None:
+    stock_http.configure()
+    out = _run(cli, ABUSE, incident, _target(tmp_path / "t", api=_api(stock_http)))
+    assert out["_exit"] == 1 and out["outcome"] == "hold", out["_stderr"][-3000:]
+    assert out["statuses"]["abusive-traffic-contained"] == "HOLD"
+    assert "API_REFERENCE_MISSING" in _codes(incident[1], out)
+
+
+def test_abuse_quiet_server_passes_and_a_flood_fails_without_blocking_loopback(
+    cli: Cli, incident: tuple[str, Path], stock_http: StockHttp, tmp_path: Path
+) -> None:
+    stock_http.configure()
+    stock_http.clear_log()
+    _traffic(stock_http, ENDPOINTS, rounds=1)
+    target = _target(tmp_path / "t", api=_api(stock_http, rate_limit={"per_second": 2, "burst": 4}))
+    quiet = _run(cli, ABUSE, incident, target)
+    assert quiet["_exit"] == 0 and quiet["outcome"] == "passed", quiet["_stderr"][-3000:]
+
+    with Flood(stock_http):
+        flooded = _run(cli, ABUSE, incident, target, "--apply")
+    assert flooded["_exit"] == 1 and flooded["outcome"] == "failed", flooded["_stderr"][-3000:]
+    assert flooded["statuses"]["abusive-traffic-contained"] == "FAIL"
+    assert {"API_ABUSIVE_CLIENT", "API_ABUSE_UNBLOCKABLE"} <= _codes(incident[1], flooded)
+    assert applied_actions(incident[1]) == []  # a loopback client is never blocked

@@ -15,9 +15,11 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -165,7 +167,7 @@ def access_log(svc: Service, severity: str = "hold") -> tuple[AccessLog | None, 
                 message="needs {path: <file>, format: combined | json}",
             )
         ]
-    log = AccessLog((svc.target.base / where).resolve(), str(form))
+    log = AccessLog(_located(svc, where), str(form))
     if not log.readable():
         return log, [
             Finding(
@@ -204,7 +206,7 @@ def reference(
         return value, []
     if not isinstance(value, str) or not value:
         return None, [_unreadable(subject, "must be a mapping or a path to a JSON/YAML file")]
-    path = (svc.target.base / value).resolve()
+    path = _located(svc, value)
     try:
         data = read_regular(path, MAX_REFERENCE_BYTES)
     except (FileProblemError, OSError) as exc:
@@ -221,6 +223,12 @@ def reference(
     if not isinstance(loaded, dict):
         return None, [_unreadable(subject, f"{path.name} does not hold a mapping")]
     return loaded, []
+
+
+def _located(svc: Service, value: str) -> Path:
+    """A path of the target, made absolute without following links (a link is refused
+    when the file is opened, never read through)."""
+    return Path(os.path.abspath(svc.target.base / Path(value).expanduser()))
 
 
 def _unreadable(subject: str, why: str) -> Finding:

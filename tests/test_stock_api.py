@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the stock fixtures are imported by name and requested as arguments
 """The four api runbooks against stock services nobody here wrote for them.
 
 A stock Python HTTP server (tests/stock/http_server.py: a share of 500s, a Combined Log
@@ -10,6 +11,7 @@ and must reach the verdict a human would.
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,7 +58,9 @@ def _api(server: StockHttp, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _run(cli: Cli, runbook: str, incident: tuple[str, Path], target: Path, *extra: str) -> dict[str, Any]:
+def _run(
+    cli: Cli, runbook: str, incident: tuple[str, Path], target: Path, *extra: str
+) -> dict[str, Any]:
     return run_json(cli, runbook, incident[0], target, *FAST[runbook], *extra)
 
 
@@ -65,12 +69,16 @@ def _codes(ws: Path, out: dict[str, Any]) -> set[str]:
     return {s.data["code"] for n, s in book.scraps.items() if n.startswith("kfm.finding.")}
 
 
-def _traffic(server: StockHttp, paths: list[str], rounds: int = 3, source: str = "127.0.0.1") -> None:
+def _traffic(
+    server: StockHttp, paths: list[str], rounds: int = 3, source: str = "127.0.0.1"
+) -> None:
     """An ordinary client using the API (its requests land in the access log)."""
     host, port = server.url.removeprefix("http://").split(":")
     for _ in range(rounds):
         for path in paths:
-            conn = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
+            conn = http.client.HTTPConnection(
+                host, int(port), timeout=10, source_address=(source, 0)
+            )
             conn.request("GET", path, headers={"User-Agent": "curl/8.5"})
             conn.getresponse().read()
             conn.close()
@@ -83,10 +91,16 @@ def test_5xx_spike_thirty_percent_500s_is_fail_and_containment_is_a_manual_actio
     cli: Cli, incident: tuple[str, Path], stock_http: StockHttp, tmp_path: Path
 ) -> None:
     stock_http.configure(error_share=0.3)
-    metrics = {"url": f"{stock_http.url}/metrics", "requests_metric": "http_requests_total",
-               "status_label": "code", "route_label": "handler"}
-    target = _target(tmp_path / "t", api=_api(stock_http, endpoints=ENDPOINTS, metrics=metrics,
-                                               flags={"new_checkout": False}))
+    metrics = {
+        "url": f"{stock_http.url}/metrics",
+        "requests_metric": "http_requests_total",
+        "status_label": "code",
+        "route_label": "handler",
+    }
+    target = _target(
+        tmp_path / "t",
+        api=_api(stock_http, endpoints=ENDPOINTS, metrics=metrics, flags={"new_checkout": False}),
+    )
     out = _run(cli, SPIKE, incident, target, "--apply")
     assert out["_exit"] == 1 and out["outcome"] == "failed", out["_stderr"][-3000:]
     assert out["statuses"] == {"api-5xx-rate": "FAIL"}
@@ -139,7 +153,7 @@ def _pg_target(folder: Path, cluster: Cluster, **api: Any) -> Path:
 
 
 @pytest.fixture
-def fresh_db(stock_postgres: Cluster) -> Iterator[Cluster]:  # noqa: F811
+def fresh_db(stock_postgres: Cluster) -> Iterator[Cluster]:
     """The cluster as a test expects it: no GiST index, a fresh workload history."""
     stock_postgres.drop_gist_index()
     stock_postgres.reset_statistics()
@@ -151,7 +165,9 @@ def fresh_db(stock_postgres: Cluster) -> Iterator[Cluster]:  # noqa: F811
 def test_slow_queries_missing_gist_index_fails_naming_it_and_apply_builds_it(
     cli: Cli, incident: tuple[str, Path], fresh_db: Cluster, tmp_path: Path
 ) -> None:
-    target = _pg_target(tmp_path / "t", fresh_db, expected_indexes=[GIST], statement_params=[BBOX_PARAMS])
+    target = _pg_target(
+        tmp_path / "t", fresh_db, expected_indexes=[GIST], statement_params=[BBOX_PARAMS]
+    )
     out = _run(cli, SLOW, incident, target, "-p", "p95_threshold_ms=60000")
     assert out["_exit"] == 1 and out["outcome"] == "failed", out["_stderr"][-3000:]
     assert out["statuses"]["ranked-plans-use-indexes"] == "FAIL"
@@ -159,16 +175,23 @@ def test_slow_queries_missing_gist_index_fails_naming_it_and_apply_builds_it(
     assert out["statuses"]["statement-p95"] == "PASS"  # measured with the ranked statement
     assert {"API_QUERY_SEQ_SCAN", "API_INDEX_MISSING"} <= _codes(incident[1], out)
     detail = {c["name"]: c["detail"] for c in out["checks"]}
-    assert GIST_INDEX in detail["expected-indexes"] and GIST_INDEX in detail["ranked-plans-use-indexes"]
+    assert (
+        GIST_INDEX in detail["expected-indexes"]
+        and GIST_INDEX in detail["ranked-plans-use-indexes"]
+    )
 
     fixed = _run(cli, SLOW, incident, target, "-p", "p95_threshold_ms=60000", "--apply")
     assert fixed["_exit"] == 0 and fixed["outcome"] == "passed", (fixed["_stderr"], fixed)
     [action] = applied_actions(incident[1])
     assert action["result"]["created"] and action["undo"]["op"] == "api.drop_index"
-    assert fresh_db.sql("SELECT count(*) FROM pg_indexes WHERE indexname = %s", (GIST_INDEX,)) == [(1,)]
+    assert fresh_db.sql("SELECT count(*) FROM pg_indexes WHERE indexname = %s", (GIST_INDEX,)) == [
+        (1,)
+    ]
     undone = cli("rollback", incident[0], action["action_id"], "--apply")
     assert undone.exit_code == 0, undone.output
-    assert fresh_db.sql("SELECT count(*) FROM pg_indexes WHERE indexname = %s", (GIST_INDEX,)) == [(0,)]
+    assert fresh_db.sql("SELECT count(*) FROM pg_indexes WHERE indexname = %s", (GIST_INDEX,)) == [
+        (0,)
+    ]
 
 
 def test_slow_queries_without_parameters_judges_the_generic_plan_and_holds_latency(
@@ -186,7 +209,9 @@ def test_slow_queries_healthy_database_passes(
     cli: Cli, incident: tuple[str, Path], fresh_db: Cluster, tmp_path: Path
 ) -> None:
     fresh_db.create_gist_index()
-    target = _pg_target(tmp_path / "t", fresh_db, expected_indexes=[GIST], statement_params=[BBOX_PARAMS])
+    target = _pg_target(
+        tmp_path / "t", fresh_db, expected_indexes=[GIST], statement_params=[BBOX_PARAMS]
+    )
     out = _run(cli, SLOW, incident, target, "-p", "p95_threshold_ms=60000")
     assert out["_exit"] == 0 and out["outcome"] == "passed", out["_stderr"][-3000:]
 
@@ -213,7 +238,9 @@ def test_slow_queries_with_nothing_ranked_is_hold(
     cli: Cli, incident: tuple[str, Path], fresh_db: Cluster, tmp_path: Path
 ) -> None:
     fresh_db.reset_statistics()
-    target = _pg_target(tmp_path / "t", fresh_db, expected_indexes=[GIST], statement_params=[BBOX_PARAMS])
+    target = _pg_target(
+        tmp_path / "t", fresh_db, expected_indexes=[GIST], statement_params=[BBOX_PARAMS]
+    )
     out = _run(cli, SLOW, incident, target)
     assert out["outcome"] in ("hold", "failed"), out["_stderr"][-3000:]
     assert out["statuses"]["ranked-plans-use-indexes"] == "HOLD"
@@ -318,3 +345,31 @@ def test_abuse_quiet_server_passes_and_a_flood_fails_without_blocking_loopback(
     assert flooded["statuses"]["abusive-traffic-contained"] == "FAIL"
     assert {"API_ABUSIVE_CLIENT", "API_ABUSE_UNBLOCKABLE"} <= _codes(incident[1], flooded)
     assert applied_actions(incident[1]) == []  # a loopback client is never blocked
+
+
+def test_abuse_from_a_proxys_json_log_hands_the_block_to_a_human(
+    cli: Cli, incident: tuple[str, Path], stock_http: StockHttp, tmp_path: Path
+) -> None:
+    """A reverse proxy's JSON access log names a public client far above the policy; the
+    target names no admin command, so the block is a manual action naming the address."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows = [
+        {"time": (now - timedelta(seconds=s)).isoformat(), "remote_addr": "198.51.100.7",
+         "request": "GET /items HTTP/1.1", "status": 429 if n % 4 else 200,
+         "http_user_agent": "scraper/2.0"}
+        for s in range(10) for n in range(30)
+    ]  # fmt: skip
+    log = tmp_path / "proxy.json.log"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stock_http.configure()
+    api = {"url": stock_http.url, "health_path": "/healthz",
+           "access_log": {"path": str(log), "format": "json"},
+           "rate_limit": {"per_second": 2, "burst": 4}}  # fmt: skip
+    out = _run(cli, ABUSE, incident, _target(tmp_path / "t", api=api), "--apply")
+    assert out["outcome"] == "passed", out["_stderr"][-3000:]  # the flood is over: fresh
+    assert out["statuses"]["abusive-traffic-contained"] == "PASS"  # traffic is clean
+    assert "API_ABUSIVE_CLIENT" in _codes(incident[1], out)  # but it happened, and by whom
+    [manual] = applied_actions(incident[1])
+    assert manual["manual"] is True and "198.51.100.7" in manual["command"]

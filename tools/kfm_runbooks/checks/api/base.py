@@ -228,7 +228,7 @@ def reference(
 def _located(svc: Service, value: str) -> Path:
     """A path of the target, made absolute without following links (a link is refused
     when the file is opened, never read through)."""
-    return Path(os.path.abspath(svc.target.base / Path(value).expanduser()))
+    return Path(os.path.abspath(svc.target.base / Path(value).expanduser()))  # noqa: PTH100 - resolve() would follow a link
 
 
 def _unreadable(subject: str, why: str) -> Finding:

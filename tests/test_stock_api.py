@@ -110,6 +110,35 @@ def test_5xx_spike_thirty_percent_500s_is_fail_and_containment_is_a_manual_actio
     assert applied_actions(incident[1]) == []  # no suspect flag: nothing to switch
 
 
+def test_5xx_spike_a_rollout_is_switched_off_through_the_admin_command_and_back_on_rollback(
+    cli: Cli, incident: tuple[str, Path], stock_http: StockHttp, tmp_path: Path
+) -> None:
+    """The 500s come with a flag the intended flags have off; the target names the server's
+    admin CLI: containment switches the flag off through it, and the API recovers."""
+    stock_http.configure(error_share=0.3, error_flag="new_checkout", flags={"new_checkout": True})
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "flags.yaml").write_text("flags: {new_checkout: false, dark_mode: true}\n")
+    target = _target(
+        tmp_path / "t",
+        api=_api(stock_http, endpoints=ENDPOINTS, flags="flags.yaml"),
+        admin={"command": stock_http.admin_command()},
+    )
+    triage = _run(cli, SPIKE, incident, target)
+    assert triage["outcome"] == "failed", triage["_stderr"][-3000:]
+    assert "API_FLAG_ROLLOUT" in _codes(incident[1], triage)
+
+    contained = _run(cli, SPIKE, incident, target, "--apply")
+    assert contained["_exit"] == 0 and contained["outcome"] == "passed", contained["_stderr"][
+        -3000:
+    ]
+    [action] = applied_actions(incident[1])
+    assert action["result"] == {"flag": "new_checkout", "previous": True, "value": False}
+    assert stock_http.flags() == {"new_checkout": False}
+    undone = cli("rollback", incident[0], action["action_id"], "--apply")
+    assert undone.exit_code == 0, undone.output
+    assert stock_http.flags() == {"new_checkout": True}
+
+
 def test_5xx_spike_healthy_stock_server_passes_with_endpoints_from_its_access_log(
     cli: Cli, incident: tuple[str, Path], stock_http: StockHttp, tmp_path: Path
 ) -> None:

@@ -4,6 +4,8 @@ Run as a process (`python tests/stock/http_server.py FOLDER`): it binds a free l
 port, writes it to FOLDER/port, and on every request re-reads FOLDER/config.json:
 
     {"error_share": 0.3,                       # that share of GETs answer 500 (deterministic)
+     "error_flag": "new_checkout",             # optional: only while this flag is on
+     "flags": {"new_checkout": true},          # feature flags (ADMIN below changes them)
      "protected": {"/private": ["tok-analyst"]}}   # path prefix -> bearer tokens allowed
 
 `/healthz` always answers 200; `/metrics` is Prometheus text with its own names
@@ -11,6 +13,9 @@ port, writes it to FOLDER/port, and on every request re-reads FOLDER/config.json
 under a protected prefix without an allowed token, or 500 by the error share). Every
 request is appended to FOLDER/access.log in Combined Log Format, as nginx writes it (the
 client is the peer address, the user `-`). Nothing here knows about KFM or the sandbox.
+
+`python tests/stock/http_server.py --admin FOLDER OP` is its admin CLI (`get_flags`,
+`set_flags`: JSON on stdin and stdout), what a target names as `admin.command`.
 
 The `stock_http` module fixture starts it as a child with a parent-death signal and always
 stops it; `StockHttp.configure(...)` changes its behaviour between runs.
@@ -78,6 +83,9 @@ def _serve(folder: Path) -> None:
                     state["gets"] += 1
                     n = state["gets"]
                 share = float(settings.get("error_share", 0.0))
+                gate = settings.get("error_flag")
+                if gate and not settings.get("flags", {}).get(gate):
+                    share = 0.0
                 failing = int(n * share) > int((n - 1) * share)
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
                 guard = [
@@ -132,11 +140,30 @@ class StockHttp:
         return self.folder / "access.log"
 
     def configure(
-        self, *, error_share: float = 0.0, protected: dict[str, list[str]] | None = None
+        self,
+        *,
+        error_share: float = 0.0,
+        protected: dict[str, list[str]] | None = None,
+        error_flag: str | None = None,
+        flags: dict[str, bool] | None = None,
     ) -> None:
+        config = {
+            "error_share": error_share,
+            "protected": protected or {},
+            "error_flag": error_flag,
+            "flags": flags or {},
+        }
         tmp = self.folder / "config.tmp"
-        tmp.write_text(json.dumps({"error_share": error_share, "protected": protected or {}}))
+        tmp.write_text(json.dumps(config))
         tmp.replace(self.folder / "config.json")
+
+    def flags(self) -> dict[str, bool]:
+        return dict(json.loads((self.folder / "config.json").read_text()).get("flags", {}))
+
+    def admin_command(self) -> list[str]:
+        """The server's admin CLI, as a target names it (`admin.command`): `get_flags` /
+        `set_flags` with JSON on stdin and stdout, like any ops tool."""
+        return [sys.executable, str(Path(__file__).resolve()), "--admin", str(self.folder)]
 
     def clear_log(self) -> None:
         """Start a fresh log (the server appends to the same inode: truncate in place)."""
@@ -183,5 +210,26 @@ def stock_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StockHttp]:
         stop(server)
 
 
+def _admin(folder: Path, op: str) -> int:
+    """`http_server.py --admin FOLDER OP < args.json`: the stock server's admin CLI."""
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    args = json.loads(sys.stdin.read() or "{}")
+    if op == "get_flags":
+        print(json.dumps(config.get("flags", {})))
+        return 0
+    if op == "set_flags" and all(isinstance(v, bool) for v in args.values()):
+        config["flags"] = {**config.get("flags", {}), **args}
+        tmp = folder / "config.admin.tmp"
+        tmp.write_text(json.dumps(config))
+        tmp.replace(config_path)
+        print(json.dumps(config["flags"]))
+        return 0
+    print(f"stock admin: unknown operation {op!r}", file=sys.stderr)
+    return 2
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--admin":
+        sys.exit(_admin(Path(sys.argv[2]), sys.argv[3]))
     _serve(Path(sys.argv[1]))

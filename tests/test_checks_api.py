@@ -460,3 +460,14 @@ def test_an_access_log_that_is_a_link_is_refused_not_followed(tmp_path: Path) ->
     assert log.read().lines == [] and not log.readable()  # nothing read through it
     svc = _svc(tmp_path, access_log={"path": "access.log"})
     assert api_common.access_log(svc)[1][0].code == "API_ACCESS_LOG_UNREADABLE"
+
+
+def test_the_api_checks_read_no_sandbox_file_and_no_live_client() -> None:
+    """Guard for issue 17: what the api checks judge comes from the target, never from the
+    sandbox's own files (live/config.json, live/state/*, services.json) or its client."""
+    folder = Path(api_common.__file__).parent
+    for module in sorted(folder.glob("*.py")):
+        text = module.read_text()
+        for needle in ("checks.live", "from ..live", "config.json", "services.json", "state/",
+                       "read_state", "write_state", "kfm_runbooks.sandbox"):  # fmt: skip
+            assert needle not in text, (module.name, needle)

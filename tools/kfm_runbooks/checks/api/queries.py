@@ -19,21 +19,39 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ...target import Target
-from .. import Finding, undoable
+from .. import Finding
 from ..common.service import Service
+from .indexes import (
+    IndexSpec,
+    _spec,
+    _undo_create_index,
+    drop_index,
+    ensure_index,
+    index_findings,
+    index_state,
+    index_states,
+)
+from .pg import connect, reach
+
+__all__ = [  # the index and connection helpers live beside, runbooks reach them from here
+    "IndexSpec",
+    "_undo_create_index",
+    "connect",
+    "drop_index",
+    "ensure_index",
+    "index_findings",
+    "index_state",
+    "index_states",
+    "reach",
+]
 
 RUNBOOK = "RBK-api-slow-queries"
 PLAN_NAME = "kfm_runbook_plan"
 _PARAM = re.compile(r"\$(\d+)")
 _WRITES = re.compile(r"\b(insert|update|delete|merge|truncate|into|for\s+(update|share))\b", re.I)
-INDEX_METHODS = frozenset({"gist", "btree", "brin", "gin", "spgist", "hash"})
-_IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _OWN_MARKERS = (
     "pg_stat_statements",
     "pg_stat_activity",
@@ -59,25 +77,6 @@ SCAN_KINDS = {
     "Index Only Scan": "index",
     "Bitmap Heap Scan": "bitmap",
 }
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    name: str
-    table: str
-    column: str
-    method: str
-
-    @property
-    def create_sql(self) -> str:
-        return (
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {self.name} ON {self.table} "
-            f"USING {self.method} ({self.column})"
-        )
-
-    @property
-    def drop_sql(self) -> str:
-        return f"DROP INDEX CONCURRENTLY IF EXISTS {self.name}"
 
 
 @dataclass(frozen=True)
@@ -137,45 +136,6 @@ class QueryConfig:
 
     def params_for(self, query: str) -> tuple[Any, ...] | None:
         return next((p.params for p in self.params if p.fits(query)), None)
-
-
-def _spec(entry: Any) -> IndexSpec | None:
-    if not isinstance(entry, dict):
-        return None
-    values = [str(entry.get(k, "")) for k in ("name", "table", "column")]
-    method = str(entry.get("method", "btree"))
-    if not all(_IDENT.fullmatch(v) for v in values) or method not in INDEX_METHODS:
-        return None
-    return IndexSpec(values[0], values[1], values[2], method)
-
-
-# -- database access (psycopg, lazily) --------------------------------------------------------
-
-
-@contextmanager
-def connect(svc: Service) -> Iterator[Any]:
-    """An autocommit connection to the target's PostgreSQL (CONCURRENTLY needs autocommit)."""
-    with svc.connect_pg(autocommit=True, connect_timeout=5) as conn:
-        yield conn
-
-
-def reach(svc: Service) -> Finding | None:
-    """None when the database answers, else DB_UNREACHABLE (hold) saying why."""
-    try:
-        with connect(svc) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:  # psycopg.Error, TargetError (no DSN named), OSError
-        why = str(exc).splitlines()[0][:200] if type(exc).__name__ == "TargetError" else ""
-        return Finding(
-            "DB_UNREACHABLE",
-            "postgres",
-            severity="hold",
-            message=(
-                f"the database did not answer ({why or type(exc).__name__}): "
-                "nothing can be verified"
-            ),
-        )
-    return None
 
 
 @dataclass(frozen=True)
@@ -436,11 +396,6 @@ def measure(
     return timings
 
 
-def index_states(svc: Service, specs: list[IndexSpec]) -> dict[IndexSpec, str]:
-    with connect(svc) as conn:
-        return {spec: index_state(conn, spec) for spec in specs}
-
-
 @dataclass(frozen=True)
 class Scan:
     relation: str
@@ -533,44 +488,6 @@ def uses_index(plan: dict[str, Any], spec: IndexSpec) -> bool:
     return bool(relevant) and all(s.kind != "seq" and s.indexes for s in relevant)
 
 
-def index_state(conn: Any, spec: IndexSpec) -> str:
-    """'valid', 'invalid' (a failed CONCURRENTLY build) or 'missing'."""
-    row = conn.execute(
-        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "JOIN pg_class t ON t.oid = i.indrelid WHERE c.relname = %s AND t.relname = %s",
-        (spec.name, spec.table),
-    ).fetchone()
-    if row is None:
-        return "missing"
-    return "valid" if row[0] else "invalid"
-
-
-def index_findings(states: dict[IndexSpec, str]) -> list[Finding]:
-    findings = []
-    for spec, status in sorted(states.items(), key=lambda kv: kv[0].name):
-        if status == "missing":
-            findings.append(
-                Finding(
-                    "API_INDEX_MISSING",
-                    spec.name,
-                    field=f"/{spec.table}/{spec.column}",
-                    message=(
-                        f"expected {spec.method} index on {spec.table}({spec.column}) is absent"
-                    ),
-                )
-            )
-        elif status == "invalid":
-            findings.append(
-                Finding(
-                    "API_INDEX_INVALID",
-                    spec.name,
-                    field=f"/{spec.table}/{spec.column}",
-                    message="index exists but is INVALID (a failed concurrent build)",
-                )
-            )
-    return findings
-
-
 def long_runners(conn: Any, min_ms: float) -> list[dict[str, Any]]:
     """Client backends (not this one) whose current query has run longer than min_ms."""
     rows = conn.execute(
@@ -591,43 +508,3 @@ def long_runners(conn: Any, min_ms: float) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
-
-
-# -- the repair (through run.action only) ---------------------------------------------------
-
-
-def ensure_index(svc: Service, spec: IndexSpec) -> dict[str, Any]:
-    """Build the index CONCURRENTLY if absent (an INVALID leftover is dropped first).
-    Idempotent: an existing valid index is left alone."""
-    with connect(svc) as conn:
-        before = index_state(conn, spec)
-        if before == "valid":
-            return {"index": spec.name, "created": False, "state": "valid"}
-        if before == "invalid":
-            conn.execute(spec.drop_sql)
-        conn.execute(spec.create_sql)
-        after = index_state(conn, spec)
-    return {
-        "index": spec.name,
-        "created": True,
-        "replaced_invalid": before == "invalid",
-        "state": after,
-    }
-
-
-def drop_index(svc: Service, spec: IndexSpec) -> dict[str, Any]:
-    """Undo of ensure_index: DROP INDEX CONCURRENTLY IF EXISTS. Safe to run twice."""
-    with connect(svc) as conn:
-        before = index_state(conn, spec)
-        conn.execute(spec.drop_sql)
-    return {"index": spec.name, "dropped": before != "missing"}
-
-
-@undoable("api.drop_index")
-def _undo_create_index(
-    target: Target, name: str, table: str, column: str, method: str
-) -> dict[str, Any]:
-    spec = _spec({"name": name, "table": table, "column": column, "method": method})
-    if spec is None:
-        raise ValueError(f"not an index spec: {name} on {table}({column}) using {method}")
-    return drop_index(Service.from_target(target), spec)

@@ -1,29 +1,41 @@
-"""api access checks without services: the roles policy, abusive clients, reversible state."""
+"""api access checks without services: the access matrix, abusive clients, the admin ops."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from kfm_runbooks.checks.api import abuse as api_abuse
+from kfm_runbooks.checks.api import access_log as api_log
 from kfm_runbooks.checks.api import auth as api_auth
 from kfm_runbooks.checks.api import base as api_common
-from kfm_runbooks.checks.live import Live
+from kfm_runbooks.checks.common.service import Service
 from kfm_runbooks.sandbox import create_sandbox
+from kfm_runbooks.sandbox.services import admin_api
 from kfm_runbooks.target import load_target
 
 OWN = api_common.agent("RBK-api-auth-regression")
+WELLS = "/api/v1/layers/wells-precise"
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Live:
-    """The sandbox's live files (config, state, logs); nothing is started."""
-    return Live.from_target(load_target(create_sandbox(tmp_path / "sbx")))
+def sandbox_svc(tmp_path: Path) -> Service:
+    """The sandbox's target (its files only; nothing is started)."""
+    return Service.from_target(load_target(create_sandbox(tmp_path / "sbx")))
 
 
-def _lines(*raw: tuple[int, str, str, int, str, str]) -> list[api_common.LogLine]:
+def _matrix(svc: Service) -> api_auth.Matrix:
+    value, problems = api_common.reference(svc, "access_matrix", "access matrix")
+    matrix, more = api_auth.Matrix.parse(value)
+    assert matrix is not None and problems == more == []
+    return matrix
+
+
+def _lines(*raw: tuple[int, str, str, int, str, str]) -> list[api_log.LogLine]:
     """(second, client, user, status, path, agent) -> parsed access-log lines."""
     out = []
     for second, client, user, status, path, agent in raw:
@@ -31,27 +43,56 @@ def _lines(*raw: tuple[int, str, str, int, str, str]) -> list[api_common.LogLine
             f"{client} - {user} [27/Nov/2026:09:{second // 60:02d}:{second % 60:02d} +0000] "
             f'"GET {path} HTTP/1.1" {status} 10 "-" "{agent}" 900'
         )
-        line = api_common.parse_line(text)
+        line = api_log.parse_combined(text)
         assert line is not None
         out.append(line)
     return out
 
 
-# -- roles policy -------------------------------------------------------------------------------
+# -- the access matrix ---------------------------------------------------------------------------
 
 
-def test_policy_from_the_reference(live: Live) -> None:
-    reference = live.config
-    assert api_auth.roles(reference) == ["anonymous", "admin", "analyst", "public"]
-    assert api_auth.allowed(reference, "analyst", "restricted")
-    assert not api_auth.allowed(reference, "public", "restricted")
-    assert not api_auth.allowed(reference, "anonymous", "restricted")
-    assert api_auth.allowed(reference, "anonymous", "public")
-    assert not api_auth.allowed({"roles": {"public": "broken"}}, "public", "restricted")
-    served = live.read_state("layers.json")
-    assert api_auth.layers(reference, served)["wells-precise"] == "restricted"
-    hostile = {"layers": [{"id": "../etc", "sensitivity": "public"}, "x"]}
-    assert api_auth.layers({}, hostile) == {}
+def test_the_sandbox_describes_its_policy_as_a_policy_file(sandbox_svc: Service) -> None:
+    matrix = _matrix(sandbox_svc)
+    assert api_auth.roles(sandbox_svc) == ["anonymous", "admin", "analyst", "public"]
+    assert matrix.allowed("analyst", "restricted") and matrix.allowed("anonymous", "public")
+    assert matrix.allowed("public", "restricted") is False
+    assert matrix.allowed("anonymous", "restricted") is False
+    assert matrix.allowed("nobody", "public") is None  # not in the matrix: not judged
+    assert matrix.resources[WELLS] == "restricted"
+    assert matrix.resource_of(WELLS + "/tiles/1/2/3") == WELLS
+    assert matrix.resource_of("/api/v1/layers/wells-precise-2") is None
+    assert api_auth.role_findings(sandbox_svc, matrix) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "not a mapping",
+        {"roles": {"public": "broken"}, "resources": {"/a": "public"}},
+        {"roles": {"public": ["public"]}, "resources": {"relative": "public"}},
+    ],
+)
+def test_a_matrix_without_roles_or_resources_is_not_a_policy(value: Any) -> None:
+    matrix, problems = api_auth.Matrix.parse(value)
+    assert matrix is None
+    assert [p.code for p in problems] == (
+        [] if not isinstance(value, dict) else ["API_REFERENCE_UNREADABLE"]
+    )
+
+
+def test_a_role_the_matrix_does_not_name_is_held(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "api": {"roles": {"ops": {"token_env": "X"}}}}))
+    svc = Service.from_target(load_target(path))
+    matrix, _ = api_auth.Matrix.parse(
+        {"roles": {"anonymous": ["public"]}, "resources": {"/a": "public"}}
+    )
+    assert matrix is not None
+    assert [(f.code, f.subject, f.severity) for f in api_auth.role_findings(svc, matrix)] == [
+        ("API_AUTHZ_ROLE_UNKNOWN", "ops", "hold")
+    ]
 
 
 def test_matrix_findings_leak_overblock_unverified() -> None:
@@ -61,6 +102,7 @@ def test_matrix_findings_leak_overblock_unverified() -> None:
         api_auth.Cell("wells", "restricted", "admin", 500, expected=True),
         api_auth.Cell("wells", "restricted", "anonymous", 403, expected=False),
         api_auth.Cell("streams", "public", "anonymous", None, expected=True),
+        api_auth.Cell("gone", "public", "anonymous", 404, expected=True),
     ]
     found = [(f.code, f.subject, f.field, f.severity) for f in api_auth.matrix_findings(cells)]
     assert found == [
@@ -68,56 +110,68 @@ def test_matrix_findings_leak_overblock_unverified() -> None:
         ("API_AUTHZ_OVERBLOCK", "wells", "/roles/analyst", "blocking"),
         ("API_AUTHZ_UNVERIFIED", "wells", "/roles/admin", "hold"),
         ("API_AUTHZ_UNVERIFIED", "streams", "/roles/anonymous", "hold"),
+        ("API_AUTHZ_UNVERIFIED", "gone", "/roles/anonymous", "hold"),
+    ]
+    assert "public → 403 on wells" in api_auth.restriction(cells, [])
+
+
+def test_listing_findings(sandbox_svc: Service) -> None:
+    matrix = _matrix(sandbox_svc)
+    streams = "/api/v1/layers/streams"
+    listed = {"public": [streams, WELLS, "/api/v1/layers/new"], "analyst": [WELLS], "x": None}
+    found = api_auth.listing_findings(listed, matrix)
+    assert [(f.code, f.subject, f.field) for f in found] == [
+        ("API_AUTHZ_LISTING_LEAK", WELLS, "/roles/public"),
+        ("API_AUTHZ_UNCLASSIFIED", "/api/v1/layers/new", "/roles/public"),
     ]
 
 
-def test_listing_findings(live: Live) -> None:
-    reference, served = live.config, live.read_state("layers.json")
-    listed = {"public": ["streams", "wells-precise"], "analyst": ["wells-precise"], "x": None}
-    found = api_auth.listing_findings(listed, reference, served)
-    assert [(f.subject, f.field) for f in found] == [("wells-precise", "/roles/public")]
-
-
-def test_log_reads_exclude_own_probes_and_allowed_roles(live: Live) -> None:
+def test_log_reads_exclude_own_probes_and_allowed_roles(sandbox_svc: Service) -> None:
     lines = _lines(
-        (1, "198.51.100.7", "public", 200, "/api/v1/layers/wells-precise", "curl/8"),
-        (2, "198.51.100.8", "-", 200, "/api/v1/layers/wells-precise/tiles/1/2/3", "curl/8"),
-        (3, "127.0.0.1", "public", 200, "/api/v1/layers/wells-precise", OWN),  # the runbook
-        (4, "198.51.100.9", "analyst", 200, "/api/v1/layers/wells-precise", "qgis"),
-        (5, "198.51.100.7", "public", 403, "/api/v1/layers/wells-precise", "curl/8"),
+        (1, "198.51.100.7", "public", 200, WELLS, "curl/8"),
+        (2, "198.51.100.8", "-", 200, WELLS + "/tiles/1/2/3", "curl/8"),
+        (3, "127.0.0.1", "public", 200, WELLS, OWN),  # the runbook
+        (4, "198.51.100.9", "analyst", 200, WELLS, "qgis"),
+        (5, "198.51.100.7", "public", 403, WELLS, "curl/8"),
         (6, "198.51.100.7", "public", 200, "/api/v1/layers/streams", "curl/8"),
+        (7, "198.51.100.7", "mallory", 200, WELLS, "curl/8"),  # no such role: not judged
     )
-    reads = api_auth.log_reads(lines, live.config, live.read_state("layers.json"))
+    reads = api_auth.log_reads(lines, _matrix(sandbox_svc))
     assert {key: len(v) for key, v in reads.items()} == {
-        ("wells-precise", "anonymous"): 1,
-        ("wells-precise", "public"): 1,
+        (WELLS, "anonymous"): 1,
+        (WELLS, "public"): 1,
     }
     assert [f.field for f in api_auth.log_findings(reads)] == ["/roles/anonymous", "/roles/public"]
     assert api_auth.log_table(reads)[1]["clients"] == ["198.51.100.7"]
 
 
-def test_enforcement_switch_is_idempotent_and_keeps_other_keys(live: Live) -> None:
-    live.write_state("authz.json", {"enforce_roles": False, "note": "keep"})
-    enforced, problems = api_auth.enforcement(live)
-    assert not enforced and problems == []
-    assert [f.code for f in api_auth.enforcement_findings(enforced)] == [
-        "API_AUTHZ_ENFORCEMENT_OFF"
-    ]
-    first = api_auth.set_enforcement(live, True)
-    second = api_auth.set_enforcement(live, True)
+def test_the_sandbox_admin_ops_are_idempotent_and_keep_other_keys(tmp_path: Path) -> None:
+    folder = create_sandbox(tmp_path / "sbx").parent
+    state = folder / "live" / "state"
+    (state / "authz.json").write_text(json.dumps({"enforce_roles": False, "note": "keep"}))
+    first = admin_api.enforce_roles(folder, {"enforce": True})
+    second = admin_api.enforce_roles(folder, {"enforce": True})
     assert first["changed"] and not second["changed"] and first["previous"] is False
-    assert live.read_state("authz.json") == {"enforce_roles": True, "note": "keep"}
-    (live.state_dir / "authz.json").write_text("{broken")
-    enforced, problems = api_auth.enforcement(live)
-    assert enforced and problems[0].code == "API_STATE_UNREADABLE"  # the server's default
-    with pytest.raises(RuntimeError, match="cannot be read"):
-        api_auth.set_enforcement(live, True)
+    assert json.loads((state / "authz.json").read_text()) == {"enforce_roles": True, "note": "keep"}
+    with pytest.raises(ValueError):
+        admin_api.enforce_roles(folder, {"enforce": "yes"})
+    assert admin_api.block_client(folder, {"client": "203.0.113.66"})["changed"]
+    assert not admin_api.block_client(folder, {"client": "203.0.113.66"})["changed"]
+    assert admin_api.blocked_clients(folder, {}) == {"clients": ["203.0.113.66"]}
+    assert admin_api.unblock_client(folder, {"client": "203.0.113.66"})["changed"]
+    assert not admin_api.unblock_client(folder, {"client": "203.0.113.66"})["changed"]
+    for bad in ("127.0.0.1", "not-an-ip"):
+        with pytest.raises(ValueError, match="refusing"):
+            admin_api.block_client(folder, {"client": bad})
+    (state / "blocklist.json").write_text(json.dumps({"clients": "oops"}))
+    with pytest.raises(ValueError, match="not a list"):
+        admin_api.blocked_clients(folder, {})
 
 
 # -- abusive clients -------------------------------------------------------------------------------
 
 
-def _flood() -> list[api_common.LogLine]:
+def _flood() -> list[api_log.LogLine]:
     raw = []
     for second in range(10):
         raw += [(second, "203.0.113.66", "public", 429, "/api/v1/layers", "scraper/1.0")] * 90
@@ -127,11 +181,15 @@ def _flood() -> list[api_common.LogLine]:
     return _lines(*raw)
 
 
-def test_policy_defaults_and_malformed() -> None:
-    assert api_abuse.policy({"rate_limit": {"per_second": 5, "burst": 10}}) == (5.0, 10.0)
-    assert api_abuse.policy({}) == (20.0, 40.0)
-    assert api_abuse.policy({"rate_limit": {"per_second": "lots"}}) == (20.0, 40.0)
-    assert api_abuse.policy({"rate_limit": "x"}) == (20.0, 40.0)
+def test_policy_from_the_target_never_a_default() -> None:
+    assert api_abuse.policy({"per_second": 5, "burst": 10}) == (5.0, 10.0)
+    assert api_abuse.policy({"rate_limit": {"per_second": 5}}) == (5.0, 5.0)  # a policy file
+    for bad in (None, {}, {"per_second": "lots"}, {"per_second": 0}, "x"):
+        assert api_abuse.policy(bad) is None
+    assert api_abuse.policy_problems(None, None) == []  # missing: the reference says so
+    assert [p.code for p in api_abuse.policy_problems({"x": 1}, None)] == [
+        "API_REFERENCE_UNREADABLE"
+    ]
 
 
 def test_client_stats_and_abusive() -> None:
@@ -176,22 +234,17 @@ def test_blockable(client: str, ok: bool) -> None:
     assert api_abuse.blockable(client) is ok
 
 
-def test_block_and_unblock_are_idempotent(live: Live) -> None:
-    assert api_abuse.block(live, "203.0.113.66")["changed"]
-    assert not api_abuse.block(live, "203.0.113.66")["changed"]
-    assert live.read_state("blocklist.json") == {"clients": ["203.0.113.66"]}
-    assert api_abuse.unblock(live, "203.0.113.66")["changed"]
-    assert not api_abuse.unblock(live, "203.0.113.66")["changed"]
-    assert live.read_state("blocklist.json") == {"clients": []}
+def test_blocking_without_an_admin_command_knows_nothing_and_refuses_loopback(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("name: t\n")
+    svc = Service.from_target(load_target(path))
+    clients, why = api_abuse.blocked(svc)
+    assert clients == set() and "no admin command" in why
     with pytest.raises(ValueError, match="refusing to block"):
-        api_abuse.block(live, "127.0.0.1")
-    (live.state_dir / "blocklist.json").write_text(json.dumps({"clients": "oops"}))
-    assert api_abuse.blocked(live) == (set(), [])
-    (live.state_dir / "blocklist.json").write_text("not json")
-    clients, problems = api_abuse.blocked(live)
-    assert clients == set() and problems[0].code == "API_STATE_UNREADABLE"
-    with pytest.raises(RuntimeError):
-        api_abuse.block(live, "203.0.113.66")
+        api_abuse.block(svc, "127.0.0.1")
+    assert "203.0.113.66" in api_abuse.manual_instruction("203.0.113.66", ("scraper/1.0",))
 
 
 def test_still_abusive_counts_only_unblocked_requests() -> None:

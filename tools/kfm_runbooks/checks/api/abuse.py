@@ -1,10 +1,12 @@
 """RBK-api-rate-limit-abuse: which clients flood the API, and are they stopped?
 
-From the access log (client = the first X-Forwarded-For address, as the server logs it):
-each client's request rate over the window against the policy (`rate_limit.per_second`
-in live/config.json), its share of 429s, user agents and paths. A client far above the
-policy is abusive. Containment adds it to live/state/blocklist.json (the server then
-answers 403); loopback and unparseable addresses are never blocked. Verification watches
+From the access log the target names (`api.access_log`; the client is the address the
+server logged): each client's request rate over the window against the per-client policy
+(`api.rate_limit: {per_second, burst}`, inline or a policy file — without it nothing is
+judged), its share of 429s, user agents and paths. A client far above the policy is
+abusive. Containment blocks it through the target's admin command (`block_client`), or
+records the exact block for a human (firewall / WAF / gateway) when the target names no
+admin command; loopback and unparseable addresses are never blocked. Verification watches
 fresh traffic: an abusive client still served or rate-limited (not blocked) fails.
 """
 
@@ -16,22 +18,41 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ...errors import TargetError
 from ...target import Target
 from .. import Finding, undoable
-from ..live import Live
-from .base import LogLine, per_second, state
+from ..common.service import Service
+from .access_log import LogLine, per_second
 
 RUNBOOK = "RBK-api-rate-limit-abuse"
 
 
-def policy(reference: dict[str, Any]) -> tuple[float, float]:
-    """(requests per second, burst) of the rate-limit policy (the server's defaults)."""
-    limits = reference.get("rate_limit", {})
-    limits = limits if isinstance(limits, dict) else {}
+def policy(value: Any) -> tuple[float, float] | None:
+    """(requests per second, burst) of `api.rate_limit` (a `rate_limit:` key inside a
+    policy file is accepted too); None when it names no usable positive rate."""
+    if isinstance(value, dict) and isinstance(value.get("rate_limit"), dict):
+        value = value["rate_limit"]
+    if not isinstance(value, dict):
+        return None
     try:
-        return float(limits.get("per_second", 20)), float(limits.get("burst", 40))
-    except (TypeError, ValueError):
-        return 20.0, 40.0
+        rate = float(value["per_second"])
+        burst = float(value.get("burst", rate))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (rate, burst) if rate > 0 and burst >= 0 else None
+
+
+def policy_problems(value: Any, limits: tuple[float, float] | None) -> list[Finding]:
+    if value is None or limits is not None:
+        return []
+    return [
+        Finding(
+            "API_REFERENCE_UNREADABLE",
+            "api.rate_limit",
+            severity="hold",
+            message="needs per_second (> 0) and burst (requests per client)",
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -155,48 +176,45 @@ def series(lines: list[LogLine], clients: list[str]) -> dict[str, list[tuple[dat
     }
 
 
-# -- the block list (live/state/blocklist.json) ------------------------------------------------
+# -- blocking, through the target's admin command ------------------------------------------
 
 
-def blocked(live: Live) -> tuple[set[str], list[Finding]]:
-    value, problems = state(live, "blocklist.json", {"clients": []})
-    clients = value.get("clients", [])
-    return {str(c) for c in clients} if isinstance(clients, list) else set(), problems
+def blocked(svc: Service) -> tuple[set[str], str]:
+    """(clients the admin command reports blocked, how it was known); an empty set when
+    the target names no admin command (nothing is assumed blocked)."""
+    if not svc.section("admin").get("command"):
+        return set(), "no admin command: unknown"
+    try:
+        answer = svc.admin("blocked_clients", {})
+    except TargetError as exc:
+        return set(), str(exc).splitlines()[0][:160]
+    clients = answer.get("clients", [])
+    return ({str(c) for c in clients} if isinstance(clients, list) else set()), "admin command"
 
 
-def _write(live: Live, value: dict[str, Any], clients: set[str]) -> None:
-    live.write_state("blocklist.json", {**value, "clients": sorted(clients)})
-
-
-def block(live: Live, client: str) -> dict[str, Any]:
-    """Add a client to the block list. Idempotent; refuses loopback / malformed."""
+def block(svc: Service, client: str) -> dict[str, Any]:
+    """Block a client through the admin command. Refuses loopback / malformed."""
     if not blockable(client):
         raise ValueError(f"refusing to block {client!r}: loopback or not an IP address")
-    value, problems = state(live, "blocklist.json", {"clients": []})
-    if problems:
-        raise RuntimeError(problems[0].message)
-    current, _ = blocked(live)
-    if client in current:
-        return {"client": client, "blocked": True, "changed": False}
-    _write(live, value, current | {client})
-    return {"client": client, "blocked": True, "changed": True}
+    return svc.admin("block_client", {"client": client})
 
 
-def unblock(live: Live, client: str) -> dict[str, Any]:
+def unblock(svc: Service, client: str) -> dict[str, Any]:
     """Undo of block. Safe to run twice."""
-    value, problems = state(live, "blocklist.json", {"clients": []})
-    if problems:
-        raise RuntimeError(problems[0].message)
-    current, _ = blocked(live)
-    if client not in current:
-        return {"client": client, "blocked": False, "changed": False}
-    _write(live, value, current - {client})
-    return {"client": client, "blocked": False, "changed": True}
+    return svc.admin("unblock_client", {"client": client})
+
+
+def manual_instruction(client: str, agents: tuple[str, ...]) -> str:
+    return (
+        f"block {client} at the edge (firewall, WAF or API gateway deny rule; e.g. "
+        f"`nft add rule inet filter input ip saddr {client} drop`), user agent "
+        f"{', '.join(agents) or '-'}; then re-run this runbook to verify"
+    )
 
 
 @undoable("api.unblock_client")
 def _undo_block(target: Target, client: str) -> dict[str, Any]:
-    return unblock(Live.from_target(target), client)
+    return unblock(Service.from_target(target), client)
 
 
 # -- verification: fresh traffic ---------------------------------------------------------------

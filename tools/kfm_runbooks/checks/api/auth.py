@@ -1,72 +1,131 @@
-"""RBK-api-auth-regression: does the running API still enforce the roles policy?
+"""RBK-api-auth-regression: does the running API still enforce its access policy?
 
-Every layer is requested with every role's token and with none, and each answer is
-compared with the policy in live/config.json (`roles.<role>.layers` lists the sensitivity
-classes a role may read; no token reads public layers only). A restricted layer answered
-200 to a role the policy denies is a leak; a layer denied to a role the policy allows is
-an over-block. The access log shows whether real clients already read restricted layers
-without the role. Containment re-enables role enforcement in live/state/authz.json.
+The policy is the target's access matrix (`api.access_matrix`, inline or a KFM policy
+file), never the system's own state:
+
+    roles:                        # role -> sensitivity classes it may read
+      anonymous: [public]         # (anonymous: requests without a token)
+      public: [public]
+      analyst: [public, restricted]
+    resources:                    # path -> class; each is requested with every role
+      /api/v1/layers/wells-precise: restricted
+      /api/v1/layers/streams: public
+    listing:                      # optional: a listing endpoint, judged per role
+      path: /api/v1/layers
+      items: layers               # the list's key in the JSON answer
+      resource: /api/v1/layers/{id}
+
+Every resource is requested with every role the target names a token for (`api.roles`)
+and with none; each answer is compared with the matrix. A resource answered 200 to a role
+the matrix denies is a leak; a resource denied to a role it allows is an over-block. The
+access log shows whether real clients already read resources their role may not (the
+log's user field names the role, `-` is anonymous). Containment asks the target's admin
+command to restore enforcement (`enforce_roles`), or records the exact restriction for a
+human when the target names no admin interface.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ...target import Target
 from .. import Finding, undoable
-from ..live import Live
-from .base import LogLine, Pacer, probe, state
+from ..common.service import Service
+from .access_log import LogLine
+from .base import ANONYMOUS, Pacer, probe
 
 RUNBOOK = "RBK-api-auth-regression"
-ANONYMOUS = "anonymous"
-_LAYER_ROUTE = re.compile(r"/api/v1/layers/([a-z0-9-]+)(?:/.*)?")
 
 
-def roles(reference: dict[str, Any]) -> list[str]:
-    """anonymous first, then every role that has a token, sorted."""
-    tokens = reference.get("tokens", {})
-    named = sorted({str(r) for r in tokens.values()}) if isinstance(tokens, dict) else []
-    return [ANONYMOUS, *named]
+@dataclass(frozen=True)
+class Matrix:
+    """The access policy: which classes each role may read, and the resources' classes."""
+
+    roles: dict[str, frozenset[str]]
+    resources: dict[str, str]
+    listing: dict[str, str]
+
+    @classmethod
+    def parse(cls, value: Any) -> tuple[Matrix | None, list[Finding]]:
+        if not isinstance(value, dict):
+            return None, []
+        roles_raw, resources_raw = value.get("roles"), value.get("resources")
+        problems = []
+        roles: dict[str, frozenset[str]] = {}
+        if isinstance(roles_raw, dict):
+            for role, classes in roles_raw.items():
+                if isinstance(classes, list) and all(isinstance(c, str) for c in classes):
+                    roles[str(role)] = frozenset(classes)
+        resources = {
+            str(path): str(kind)
+            for path, kind in (resources_raw.items() if isinstance(resources_raw, dict) else [])
+            if isinstance(path, str) and path.startswith("/") and isinstance(kind, str)
+        }
+        if not roles or not resources:
+            problems.append(
+                Finding(
+                    "API_REFERENCE_UNREADABLE",
+                    "api.access_matrix",
+                    severity="hold",
+                    message="needs roles: {role: [classes]} and resources: {path: class}",
+                )
+            )
+            return None, problems
+        listing_raw = value.get("listing")
+        listing: dict[str, str] = {}
+        if isinstance(listing_raw, dict) and all(
+            isinstance(listing_raw.get(k), str) for k in ("path", "items", "resource")
+        ):
+            listing = {k: str(listing_raw[k]) for k in ("path", "items", "resource")}
+        return cls(roles, dict(sorted(resources.items())), listing), problems
+
+    def allowed(self, role: str, kind: str) -> bool | None:
+        """What the matrix says; None when it does not name the role."""
+        classes = self.roles.get(role)
+        return None if classes is None else kind in classes
+
+    def resource_of(self, route: str) -> str | None:
+        """The resource a request path reads (itself or a sub-path of it, e.g. its tiles)."""
+        for path in sorted(self.resources, key=len, reverse=True):
+            if route == path or route.startswith(path.rstrip("/") + "/"):
+                return path
+        return None
 
 
-def allowed(reference: dict[str, Any], role: str, sensitivity: str) -> bool:
-    """What the policy says: public layers for everyone, others by the role's list."""
-    if sensitivity == "public":
-        return True
-    if role == ANONYMOUS:
-        return False
-    policy = reference.get("roles", {})
-    entry = policy.get(role, {}) if isinstance(policy, dict) else {}
-    layers = entry.get("layers", []) if isinstance(entry, dict) else []
-    return isinstance(layers, list) and sensitivity in layers
+def roles(svc: Service) -> list[str]:
+    """anonymous first, then every role the target names, sorted."""
+    return [ANONYMOUS, *sorted(r for r in svc.roles() if r != ANONYMOUS)]
 
 
-def layers(reference: dict[str, Any], served: dict[str, Any]) -> dict[str, str]:
-    """layer id -> sensitivity the policy applies (the reference's, else the registry's)."""
-    found: dict[str, str] = {}
-    for source in (served.get("layers", []), reference.get("layers", [])):
-        for layer in source if isinstance(source, list) else []:
-            if isinstance(layer, dict) and re.fullmatch(r"[a-z0-9-]{1,64}", str(layer.get("id"))):
-                found[str(layer["id"])] = str(layer.get("sensitivity", "restricted"))
-    return dict(sorted(found.items()))
+def role_findings(svc: Service, matrix: Matrix) -> list[Finding]:
+    return [
+        Finding(
+            "API_AUTHZ_ROLE_UNKNOWN",
+            role,
+            field="/roles",
+            severity="hold",
+            message="the target names this role but the access matrix does not: not judged",
+        )
+        for role in roles(svc)
+        if role not in matrix.roles
+    ]
 
 
 @dataclass(frozen=True)
 class Cell:
-    layer: str
+    resource: str
     sensitivity: str
     role: str
     status: int | None
-    expected: bool  # the policy allows it
+    expected: bool  # the matrix allows it
 
     @property
     def outcome(self) -> str:
         if self.status is None:
             return "unreachable"
-        if self.status == 200:
+        if 200 <= self.status < 300:
             return "read"
         if self.status in (401, 403):
             return "denied"
@@ -84,7 +143,7 @@ class Cell:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "layer": self.layer,
+            "resource": self.resource,
             "sensitivity": self.sensitivity,
             "role": self.role,
             "status": self.status,
@@ -93,46 +152,41 @@ class Cell:
         }
 
 
-def probe_matrix(
-    live: Live,
-    reference: dict[str, Any],
-    served: dict[str, Any],
-    *,
-    interval: float,
-    user_agent: str,
-) -> list[Cell]:
+def probe_matrix(svc: Service, matrix: Matrix, *, interval: float, user_agent: str) -> list[Cell]:
     pacer = Pacer(interval)
     cells = []
-    for layer, sensitivity in layers(reference, served).items():
-        for role in roles(reference):
+    for resource, kind in matrix.resources.items():
+        for role in roles(svc):
+            expected = matrix.allowed(role, kind)
+            if expected is None:
+                continue
             pacer.wait()
-            answer = probe(
-                live,
-                f"/api/v1/layers/{layer}",
-                role=None if role == ANONYMOUS else role,
-                user_agent=user_agent,
-            )
-            cells.append(
-                Cell(layer, sensitivity, role, answer.status, allowed(reference, role, sensitivity))
-            )
+            answer = probe(svc, resource, role=role, user_agent=user_agent)
+            cells.append(Cell(resource, kind, role, answer.status, expected))
     return cells
 
 
 def listing(
-    live: Live, reference: dict[str, Any], *, interval: float, user_agent: str
+    svc: Service, matrix: Matrix, *, interval: float, user_agent: str
 ) -> dict[str, list[str] | None]:
-    """role -> layer ids /api/v1/layers lists for it (None: no usable answer)."""
+    """role -> resource paths the listing endpoint shows it (None: no usable answer)."""
+    if not matrix.listing:
+        return {}
     pacer = Pacer(interval)
     listed: dict[str, list[str] | None] = {}
-    for role in roles(reference):
+    for role in roles(svc):
+        if role not in matrix.roles:
+            continue
         pacer.wait()
-        answer = probe(
-            live, "/api/v1/layers", role=None if role == ANONYMOUS else role, user_agent=user_agent
-        )
+        answer = probe(svc, matrix.listing["path"], role=role, user_agent=user_agent)
         body = answer.json() if answer.status == 200 else None
-        items = body.get("layers") if isinstance(body, dict) else None
+        items = body.get(matrix.listing["items"]) if isinstance(body, dict) else None
         listed[role] = (
-            sorted(str(i.get("id")) for i in items if isinstance(i, dict))
+            sorted(
+                matrix.listing["resource"].replace("{id}", str(i.get("id")))
+                for i in items
+                if isinstance(i, dict) and i.get("id") is not None
+            )
             if isinstance(items, list)
             else None
         )
@@ -146,10 +200,10 @@ def matrix_findings(cells: list[Cell]) -> list[Finding]:
             findings.append(
                 Finding(
                     "API_AUTHZ_LEAK",
-                    cell.layer,
+                    cell.resource,
                     field=f"/roles/{cell.role}",
                     message=(
-                        f"{cell.sensitivity} layer readable by {cell.role}; the policy denies it"
+                        f"{cell.sensitivity} resource readable by {cell.role}; the policy denies it"
                     ),
                 )
             )
@@ -157,16 +211,18 @@ def matrix_findings(cells: list[Cell]) -> list[Finding]:
             findings.append(
                 Finding(
                     "API_AUTHZ_OVERBLOCK",
-                    cell.layer,
+                    cell.resource,
                     field=f"/roles/{cell.role}",
-                    message=f"{cell.sensitivity} layer denied to {cell.role}; the policy allows it",
+                    message=(
+                        f"{cell.sensitivity} resource denied to {cell.role}; the policy allows it"
+                    ),
                 )
             )
-        elif cell.outcome in ("error", "unreachable"):
+        elif cell.outcome in ("error", "unreachable", "absent"):
             findings.append(
                 Finding(
                     "API_AUTHZ_UNVERIFIED",
-                    cell.layer,
+                    cell.resource,
                     field=f"/roles/{cell.role}",
                     severity="hold",
                     message=f"no usable answer ({cell.status or 'unreachable'}): cannot judge",
@@ -175,44 +231,53 @@ def matrix_findings(cells: list[Cell]) -> list[Finding]:
     return findings
 
 
-def listing_findings(
-    listed: dict[str, list[str] | None], reference: dict[str, Any], served: dict[str, Any]
-) -> list[Finding]:
-    sensitivity = layers(reference, served)
+def listing_findings(listed: dict[str, list[str] | None], matrix: Matrix) -> list[Finding]:
     findings = []
-    for role, ids in listed.items():
-        for layer in ids or []:
-            level = sensitivity.get(layer, "restricted")
-            if not allowed(reference, role, level):
+    for role, paths in listed.items():
+        for path in paths or []:
+            kind = matrix.resources.get(path)
+            if kind is None:
+                findings.append(
+                    Finding(
+                        "API_AUTHZ_UNCLASSIFIED",
+                        path,
+                        field=f"/roles/{role}",
+                        severity="hold",
+                        message="listed by the API but not classified in the access matrix",
+                    )
+                )
+            elif not matrix.allowed(role, kind):
                 findings.append(
                     Finding(
                         "API_AUTHZ_LISTING_LEAK",
-                        layer,
+                        path,
                         field=f"/roles/{role}",
-                        message=f"{level} layer listed to {role} by /api/v1/layers",
+                        message=f"{kind} resource listed to {role} by {matrix.listing['path']}",
                     )
                 )
     return findings
 
 
-# -- the access log: did real clients already read restricted layers? ---------------------
+# -- the access log: did real clients already read what their role may not? ---------------
 
 
-def log_reads(
-    lines: list[LogLine], reference: dict[str, Any], served: dict[str, Any]
-) -> dict[tuple[str, str], list[LogLine]]:
-    """(layer, role) -> 200 answers on a layer the logged role may not read (own probes
-    excluded). The log's user field is the role the server resolved, or '-' (no token)."""
-    sensitivity = layers(reference, served)
+def log_role(line: LogLine, matrix: Matrix) -> str | None:
+    if line.user == "-":
+        return ANONYMOUS
+    return line.user if line.user in matrix.roles else None
+
+
+def log_reads(lines: list[LogLine], matrix: Matrix) -> dict[tuple[str, str], list[LogLine]]:
+    """(resource, role) -> 2xx answers to a role the matrix denies (own probes excluded)."""
     found: dict[tuple[str, str], list[LogLine]] = {}
     for line in lines:
-        match = _LAYER_ROUTE.fullmatch(line.route)
-        if line.own or line.status != 200 or not match:
+        if line.own or not 200 <= line.status < 300:
             continue
-        layer = match.group(1)
-        role = ANONYMOUS if line.user == "-" else line.user
-        if layer in sensitivity and not allowed(reference, role, sensitivity[layer]):
-            found.setdefault((layer, role), []).append(line)
+        resource, role = matrix.resource_of(line.route), log_role(line, matrix)
+        if resource is None or role is None:
+            continue
+        if matrix.allowed(role, matrix.resources[resource]) is False:
+            found.setdefault((resource, role), []).append(line)
     return dict(sorted(found.items()))
 
 
@@ -220,11 +285,11 @@ def log_findings(reads: dict[tuple[str, str], list[LogLine]]) -> list[Finding]:
     return [
         Finding(
             "API_AUTHZ_LOG_LEAK",
-            layer,
+            resource,
             field=f"/roles/{role}",
-            message="the access log shows this layer served (200) to a role the policy denies",
+            message="the access log shows this resource served to a role the policy denies",
         )
-        for layer, role in reads
+        for resource, role in reads
     ]
 
 
@@ -234,50 +299,38 @@ def log_table(reads: dict[tuple[str, str], list[LogLine]]) -> list[dict[str, Any
 
     return [
         {
-            "layer": layer,
+            "resource": resource,
             "role": role,
             "reads": len(hits),
             "clients": sorted({h.client for h in hits}),
             "first": stamp(hits[0].time),
             "last": stamp(hits[-1].time),
         }
-        for (layer, role), hits in reads.items()
+        for (resource, role), hits in reads.items()
     ]
 
 
-# -- role enforcement (live/state/authz.json) -----------------------------------------------
+# -- containment ----------------------------------------------------------------------------
 
 
-def enforcement(live: Live) -> tuple[bool, list[Finding]]:
-    """Whether the running API enforces roles (the server's default is True)."""
-    authz, problems = state(live, "authz.json", {"enforce_roles": True})
-    return authz.get("enforce_roles", True) is not False, problems
+def restriction(cells: list[Cell], listing_leaks: list[Finding]) -> str:
+    """The exact restriction a human must restore, from what leaked."""
+    denied = sorted({f"{c.role} → 403 on {c.resource}" for c in cells if c.leak})
+    hidden = sorted(
+        {f"{f.field.rsplit('/', 1)[-1]} must not be listed {f.subject}" for f in listing_leaks}
+    )
+    return (
+        "restore the API's authorization (its auth middleware / gateway policy / deploy "
+        f"config) so that: {'; '.join(denied + hidden) or 'the access matrix holds'}; "
+        "then re-run this runbook to verify"
+    )
 
 
-def enforcement_findings(enforced: bool) -> list[Finding]:
-    if enforced:
-        return []
-    return [
-        Finding(
-            "API_AUTHZ_ENFORCEMENT_OFF",
-            "authz.json",
-            field="/enforce_roles",
-            message="role enforcement is switched off in the running system's state",
-        )
-    ]
-
-
-def set_enforcement(live: Live, enforce: bool) -> dict[str, Any]:
-    """Write enforce_roles into live/state/authz.json, keeping its other keys. Idempotent."""
-    authz, problems = state(live, "authz.json", {"enforce_roles": True})
-    if problems:
-        raise RuntimeError(problems[0].message)
-    previous = authz.get("enforce_roles", True) is not False
-    if previous != enforce or "enforce_roles" not in authz:
-        live.write_state("authz.json", {**authz, "enforce_roles": enforce})
-    return {"enforce_roles": enforce, "previous": previous, "changed": previous != enforce}
+def set_enforcement(svc: Service, enforce: bool) -> dict[str, Any]:
+    """Ask the target's admin command to switch role enforcement (op `enforce_roles`)."""
+    return svc.admin("enforce_roles", {"enforce": enforce})
 
 
 @undoable("api.set_role_enforcement")
 def _undo_enforcement(target: Target, enforce: bool) -> dict[str, Any]:
-    return set_enforcement(Live.from_target(target), enforce)
+    return set_enforcement(Service.from_target(target), enforce)

@@ -1,10 +1,13 @@
-"""Shared pieces of the api runbooks: self-identifying probes, the access log, percentiles.
+"""Shared pieces of the api runbooks: self-identifying probes, the access log, references.
+
+Everything comes from the target through `Service` (README, "Pointing runbooks at
+production" → api): the API's URL and roles, its access log (`api.access_log`), and the
+references a runbook judges against (`api.flags`, `api.access_matrix`, `api.rate_limit`),
+each given inline or as a path to a JSON/YAML file (KFM's own policy files). A reference
+the target does not name is a HOLD finding naming the key: never a guess, never a PASS.
 
 Every request a runbook sends carries the User-Agent `kfm-runbook/1.0 (<runbook id>)`, so
-the access log tells its probes apart from users' traffic. The access log is read
-incrementally (byte offsets, whole lines only) and parsed with the live client's Combined
-Log Format pattern; lines that do not parse are counted, never fatal. Standard library
-only: imported inside the kernel.
+the access log tells its probes apart from users' traffic. Light imports only (the kernel).
 """
 
 from __future__ import annotations
@@ -16,19 +19,20 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ..._fs import open_regular
+import yaml
+
 from ...errors import TargetError
 from .. import Finding
 from ..common import json as strict_json
-from ..live import ACCESS_RE, MAX_STATE_BYTES, Live
+from ..common.files import FileProblemError, read_regular
+from ..common.service import Service
+from .access_log import AGENT_PREFIX, FORMATS, AccessLog
 
-AGENT_PREFIX = "kfm-runbook/"
-MAX_LOG_READ_BYTES = 256 << 20  # one read of the access log; the rest waits for the next
-TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
+MAX_REFERENCE_BYTES = 4 << 20  # a policy file the target names: refused unread beyond
+ANONYMOUS = "anonymous"
 
 
 def agent(runbook_id: str) -> str:
@@ -63,7 +67,7 @@ class Probe:
 
 
 def probe(
-    live: Live,
+    svc: Service,
     path: str,
     *,
     user_agent: str,
@@ -72,19 +76,31 @@ def probe(
     body: Any = None,
     timeout: float = 15,
 ) -> Probe:
-    """One request through the loopback-only client; unreachable is a result, not a crash."""
+    """One request through the target's API; unreachable (or undescribed) is a result."""
     try:
-        response = live.request(
+        response = svc.request(
             path,
             method=method,
-            role=role,
+            role=None if role == ANONYMOUS else role,
             body=body,
             headers={"User-Agent": user_agent},
             timeout=timeout,
         )
-    except (OSError, TargetError, http.client.HTTPException, ValueError) as exc:
+    except TargetError as exc:  # no api.url, a token not set, a host not allowed
+        return Probe(path, role, None, 0.0, str(exc).splitlines()[0][:200])
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         return Probe(path, role, None, 0.0, type(exc).__name__)
     return Probe(path, role, response.status, response.seconds, body=response.body)
+
+
+def health_path(svc: Service) -> str:
+    value = svc.section("api").get("health_path", "/health")
+    return str(value) if isinstance(value, str) and value.startswith("/") else "/health"
+
+
+def probe_role(svc: Service) -> str | None:
+    """The role ordinary probes use: `public` when the target names it, else none."""
+    return "public" if "public" in svc.roles() else None
 
 
 class Pacer:
@@ -111,110 +127,9 @@ def reachability(probes: Iterable[Probe]) -> list[Finding]:
             "API_UNREACHABLE",
             "api",
             severity="hold",
-            message=f"the API did not answer ({', '.join(failed)}): nothing can be verified",
+            message=f"the API did not answer ({'; '.join(failed)}): nothing can be verified",
         )
     ]
-
-
-# -- the access log ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LogLine:
-    client: str
-    user: str
-    time: datetime
-    method: str
-    path: str
-    status: int
-    agent: str
-    micros: int | None
-
-    @property
-    def route(self) -> str:
-        """The path without its query string."""
-        return self.path.split("?", 1)[0]
-
-    @property
-    def own(self) -> bool:
-        """Sent by a runbook (its probes identify themselves)."""
-        return self.agent.startswith(AGENT_PREFIX)
-
-
-@dataclass(frozen=True)
-class LogRead:
-    lines: list[LogLine]
-    bad: int  # lines that did not parse
-    end: int  # byte offset after the last whole line read
-
-
-def log_path(live: Live) -> Path:
-    return live.logs_dir / "access.log"
-
-
-def log_size(live: Live) -> int:
-    try:
-        return log_path(live).stat().st_size
-    except OSError:
-        return 0
-
-
-def parse_line(text: str) -> LogLine | None:
-    match = ACCESS_RE.match(text)
-    if not match:
-        return None
-    row = match.groupdict()
-    try:
-        stamp = datetime.strptime(row["time"], TIME_FORMAT)
-    except ValueError:
-        return None
-    return LogLine(
-        client=row["client"],
-        user=row["user"],
-        time=stamp,
-        method=row["method"],
-        path=row["path"],
-        status=int(row["status"]),
-        agent=row["agent"],
-        micros=int(row["micros"]) if row["micros"] else None,
-    )
-
-
-def read_log(live: Live, start: int = 0) -> LogRead:
-    """Whole lines of access.log from byte offset `start` (a torn last line waits)."""
-    path = log_path(live)
-    try:  # a link is refused, never followed (O_NOFOLLOW); a FIFO never blocks
-        with os.fdopen(open_regular(path), "rb") as handle:
-            handle.seek(start)
-            data = handle.read(MAX_LOG_READ_BYTES)
-    except OSError:
-        return LogRead([], 0, start)
-    cut = data.rfind(b"\n") + 1
-    lines: list[LogLine] = []
-    bad = 0
-    for raw in data[:cut].decode("utf-8", errors="replace").splitlines():
-        parsed = parse_line(raw)
-        if parsed is None:
-            bad += 1
-        else:
-            lines.append(parsed)
-    return LogRead(lines, bad, start + cut)
-
-
-def window(lines: list[LogLine], seconds: float) -> list[LogLine]:
-    """The lines of the last `seconds` before the newest line."""
-    if not lines:
-        return []
-    newest = max(line.time for line in lines)
-    since = newest - timedelta(seconds=seconds)
-    return [line for line in lines if line.time > since]
-
-
-def per_second(lines: Iterable[LogLine]) -> dict[datetime, list[LogLine]]:
-    buckets: dict[datetime, list[LogLine]] = {}
-    for line in lines:
-        buckets.setdefault(line.time, []).append(line)
-    return dict(sorted(buckets.items()))
 
 
 def percentile(values: Iterable[float], q: float) -> float:
@@ -226,48 +141,104 @@ def percentile(values: Iterable[float], q: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def reference(live: Live) -> tuple[dict[str, Any], list[Finding]]:
-    """live/config.json, the intended reference; unreadable means HOLD, not a crash."""
-    try:
-        value = strict_json.load_file(live.config_path, MAX_STATE_BYTES)
-    except (OSError, ValueError) as exc:
-        return {}, [
-            Finding(
-                "API_REFERENCE_UNREADABLE",
-                live.config_path.name,
-                severity="hold",
-                message=f"the reference config cannot be read ({type(exc).__name__})",
-            )
-        ]
-    if not isinstance(value, dict):
-        return {}, [
-            Finding(
-                "API_REFERENCE_UNREADABLE",
-                live.config_path.name,
-                severity="hold",
-                message="the reference config is not a JSON object",
-            )
-        ]
-    return value, []
+# -- the access log the target names ------------------------------------------------------
 
 
-def state(live: Live, name: str, default: dict[str, Any]) -> tuple[dict[str, Any], list[Finding]]:
-    """One live/state file as a dict; missing or malformed is a finding."""
-    try:
-        value = live.read_state(name)
-    except FileNotFoundError:
-        return dict(default), []
-    except (OSError, ValueError) as exc:
-        return dict(default), [
+def access_log(svc: Service, severity: str = "hold") -> tuple[AccessLog | None, list[Finding]]:
+    """`api.access_log: {path, format}`; absent or unusable is a finding (`severity`)."""
+    entry = svc.section("api").get("access_log")
+    if entry is None:
+        return None, [
             Finding(
-                "API_STATE_UNREADABLE",
-                name,
-                severity="hold",
-                message=f"state file cannot be read ({type(exc).__name__})",
+                "API_ACCESS_LOG_MISSING",
+                "api.access_log",
+                severity=severity,
+                message="the target names no access log (api.access_log: {path, format})",
             )
         ]
-    if not isinstance(value, dict):
-        return dict(default), [
-            Finding("API_STATE_UNREADABLE", name, severity="hold", message="not a JSON object")
+    form = entry.get("format", "combined") if isinstance(entry, dict) else None
+    where = entry.get("path") if isinstance(entry, dict) else None
+    if not isinstance(where, str) or not where or form not in FORMATS:
+        return None, [
+            Finding(
+                "API_ACCESS_LOG_INVALID",
+                "api.access_log",
+                severity=severity,
+                message="needs {path: <file>, format: combined | json}",
+            )
         ]
-    return value, []
+    log = AccessLog(_located(svc, where), str(form))
+    if not log.readable():
+        return log, [
+            Finding(
+                "API_ACCESS_LOG_UNREADABLE",
+                "api.access_log",
+                severity=severity,
+                message=(
+                    f"{log.path.name} is missing or not a regular file: the traffic cannot "
+                    "be judged"
+                ),
+            )
+        ]
+    return log, []
+
+
+# -- references: what the system is meant to do -------------------------------------------
+
+
+def reference(
+    svc: Service, key: str, purpose: str, severity: str = "hold"
+) -> tuple[Any, list[Finding]]:
+    """`api.<key>`: inline (a mapping) or a path to a JSON / YAML file, resolved against
+    the target's folder. Absent: (None, [API_REFERENCE_MISSING]) naming the key."""
+    value = svc.section("api").get(key)
+    subject = f"api.{key}"
+    if value is None:
+        return None, [
+            Finding(
+                "API_REFERENCE_MISSING",
+                subject,
+                severity=severity,
+                message=f"the target names no {purpose} (api.{key}): nothing to judge against",
+            )
+        ]
+    if isinstance(value, dict):
+        return value, []
+    if not isinstance(value, str) or not value:
+        return None, [_unreadable(subject, "must be a mapping or a path to a JSON/YAML file")]
+    path = _located(svc, value)
+    try:
+        data = read_regular(path, MAX_REFERENCE_BYTES)
+    except (FileProblemError, OSError) as exc:
+        return None, [_unreadable(subject, f"{path.name} cannot be read ({type(exc).__name__})")]
+    if path.suffix == ".json":
+        loaded, problem = strict_json.parse(data)
+    else:
+        try:
+            loaded, problem = yaml.safe_load(data.decode("utf-8")), None
+        except (UnicodeDecodeError, yaml.YAMLError):
+            loaded, problem = None, "INVALID"
+    if problem:
+        return None, [_unreadable(subject, f"{path.name} is not valid JSON/YAML ({problem})")]
+    if not isinstance(loaded, dict):
+        return None, [_unreadable(subject, f"{path.name} does not hold a mapping")]
+    return loaded, []
+
+
+def _located(svc: Service, value: str) -> Path:
+    """A path of the target, made absolute without following links (a link is refused
+    when the file is opened, never read through)."""
+    return Path(os.path.abspath(svc.target.base / Path(value).expanduser()))  # noqa: PTH100 - resolve() would follow a link
+
+
+def _unreadable(subject: str, why: str) -> Finding:
+    return Finding("API_REFERENCE_UNREADABLE", subject, severity="hold", message=why)
+
+
+def admin_interface(svc: Service, op: str) -> str | None:
+    """Which interface `svc.admin(op, ...)` would use: 'flags_url', 'command' or None
+    (then the step is a manual action for a human)."""
+    section = svc.section("admin")
+    if op == "set_flags" and section.get("flags_url"):
+        return "flags_url"
+    return "command" if section.get("command") else None

@@ -1,37 +1,57 @@
 """RBK-api-slow-queries: which statements are slow, why (their plan), and the missing index.
 
-Reads PostgreSQL's own views through psycopg (imported lazily, only when a check talks to
-the database): pg_stat_statements for the slowest application statements, EXPLAIN
-(ANALYZE, BUFFERS, FORMAT JSON) of the offender, pg_indexes / pg_index for the indexes the
-target expects (`api.expected_indexes`), pg_stat_activity for long-running queries. The
-only change is building a missing index with CREATE INDEX CONCURRENTLY IF NOT EXISTS
+Reads PostgreSQL's own views through the target's database (`postgres.dsn_env` /
+`dsn_file`; psycopg, imported lazily): pg_stat_statements ranks the application's
+statements; the top ones are EXPLAINed **as pg_stat_statements recorded them**, safely:
+in a READ ONLY transaction with a statement_timeout, always rolled back, and never
+executing a write. A statement with parameters ($1 …) is planned with the values the target
+gives (`api.statement_params: [{match, params}]`), executed with EXPLAIN ANALYZE when it
+reads; without values its generic plan is shown (PREPARE + plan_cache_mode =
+force_generic_plan: what PostgreSQL 16's EXPLAIN (GENERIC_PLAN) does), marked as such.
+Latency is measured by executing the ranked read statements (EXPLAIN ANALYZE's execution
+time). pg_indexes / pg_index tell whether the indexes the target expects
+(`api.expected_indexes`) exist; pg_stat_activity lists long-running queries. The only
+change is building a missing index with CREATE INDEX CONCURRENTLY IF NOT EXISTS
 (idempotent, no table lock); its undo drops it CONCURRENTLY.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ...errors import TargetError
-from ...target import Target
-from .. import Finding, undoable
-from ..live import Live
+from .. import Finding
+from ..common.service import Service
+from .indexes import (
+    IndexSpec,
+    _spec,
+    _undo_create_index,
+    drop_index,
+    ensure_index,
+    index_findings,
+    index_state,
+    index_states,
+)
+from .pg import connect, reach
+
+__all__ = [  # the index and connection helpers live beside, runbooks reach them from here
+    "IndexSpec",
+    "_undo_create_index",
+    "connect",
+    "drop_index",
+    "ensure_index",
+    "index_findings",
+    "index_state",
+    "index_states",
+    "reach",
+]
 
 RUNBOOK = "RBK-api-slow-queries"
-# The statements the API runs, as its code sends them (api.py's /api/v1/search): what the
-# runbook can EXPLAIN with representative parameters. Matched to pg_stat_statements by
-# their normalized text (constants and placeholders folded).
-SEARCH_SQL = (
-    "SELECT count(*), coalesce(avg(value), 0) FROM observations "
-    "WHERE ST_Intersects(geom, ST_MakeEnvelope(%s, %s, %s, %s, 4326))"
-)
-KNOWN_STATEMENTS = {"search-bbox": SEARCH_SQL}
-INDEX_METHODS = frozenset({"gist", "btree", "brin", "gin", "spgist", "hash"})
-_IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+PLAN_NAME = "kfm_runbook_plan"
+_PARAM = re.compile(r"\$(\d+)")
+_WRITES = re.compile(r"\b(insert|update|delete|merge|truncate|into|for\s+(update|share))\b", re.I)
 _OWN_MARKERS = (
     "pg_stat_statements",
     "pg_stat_activity",
@@ -60,33 +80,27 @@ SCAN_KINDS = {
 
 
 @dataclass(frozen=True)
-class IndexSpec:
-    name: str
-    table: str
-    column: str
-    method: str
+class ParamSpec:
+    """Values for the parameters of the statements whose text contains `match`."""
 
-    @property
-    def create_sql(self) -> str:
-        return (
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {self.name} ON {self.table} "
-            f"USING {self.method} ({self.column})"
-        )
+    match: str
+    params: tuple[Any, ...]
 
-    @property
-    def drop_sql(self) -> str:
-        return f"DROP INDEX CONCURRENTLY IF EXISTS {self.name}"
+    def fits(self, query: str) -> bool:
+        return " ".join(self.match.lower().split()) in " ".join(query.lower().split())
 
 
 @dataclass(frozen=True)
 class QueryConfig:
     indexes: list[IndexSpec]
     problems: list[Finding] = field(default_factory=list)
+    params: list[ParamSpec] = field(default_factory=list)
 
     @classmethod
-    def from_target(cls, target: Target) -> QueryConfig:
-        """`api.expected_indexes` of the target; bad entries become findings."""
-        raw = target.section("api").get("expected_indexes", [])
+    def from_service(cls, svc: Service) -> QueryConfig:
+        """`api.expected_indexes` and `api.statement_params`; bad entries become findings."""
+        section = svc.section("api")
+        raw = section.get("expected_indexes", [])
         specs, problems = [], []
         for n, entry in enumerate(raw if isinstance(raw, list) else [raw]):
             spec = _spec(entry)
@@ -101,54 +115,27 @@ class QueryConfig:
                 )
             else:
                 specs.append(spec)
-        return cls(specs, problems)
+        params = []
+        raw_params = section.get("statement_params", [])
+        for n, entry in enumerate(raw_params if isinstance(raw_params, list) else [raw_params]):
+            values = entry.get("params") if isinstance(entry, dict) else None
+            match = entry.get("match") if isinstance(entry, dict) else None
+            if not isinstance(match, str) or not match.strip() or not isinstance(values, list):
+                problems.append(
+                    Finding(
+                        "API_STATEMENT_PARAMS_INVALID",
+                        f"api.statement_params[{n}]",
+                        severity="hold",
+                        message="needs match (text of the statement) and params (a list)",
+                    )
+                )
+                continue
+            if all(isinstance(v, str | int | float | bool) or v is None for v in values):
+                params.append(ParamSpec(match, tuple(values)))
+        return cls(specs, problems, params)
 
-
-def _spec(entry: Any) -> IndexSpec | None:
-    if not isinstance(entry, dict):
-        return None
-    values = [str(entry.get(k, "")) for k in ("name", "table", "column")]
-    method = str(entry.get("method", "btree"))
-    if not all(_IDENT.fullmatch(v) for v in values) or method not in INDEX_METHODS:
-        return None
-    return IndexSpec(values[0], values[1], values[2], method)
-
-
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError as exc:
-        raise TargetError(f"bbox {text!r} must be minx,miny,maxx,maxy") from exc
-    if len(values) != 4:
-        raise TargetError(f"bbox {text!r} must be minx,miny,maxx,maxy")
-    return values[0], values[1], values[2], values[3]
-
-
-# -- database access (psycopg, lazily) --------------------------------------------------------
-
-
-@contextmanager
-def connect(live: Live) -> Iterator[Any]:
-    """An autocommit connection to the target's PostgreSQL (CONCURRENTLY needs autocommit)."""
-    import psycopg
-
-    with psycopg.connect(live.dsn, autocommit=True, connect_timeout=5) as conn:
-        yield conn
-
-
-def reach(live: Live) -> Finding | None:
-    """None when the database answers, else DB_UNREACHABLE (hold)."""
-    try:
-        with connect(live) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:  # psycopg.Error, TargetError, OSError: unverifiable
-        return Finding(
-            "DB_UNREACHABLE",
-            "postgres",
-            severity="hold",
-            message=f"the database did not answer ({type(exc).__name__}): nothing can be verified",
-        )
-    return None
+    def params_for(self, query: str) -> tuple[Any, ...] | None:
+        return next((p.params for p in self.params if p.fits(query)), None)
 
 
 @dataclass(frozen=True)
@@ -161,14 +148,28 @@ class Statement:
     rows: int
     query: str
 
+    rank: int = 0  # 1 = the slowest mean
+
     @property
-    def known(self) -> str | None:
-        text = normalize(self.query)
-        return next((k for k, sql in KNOWN_STATEMENTS.items() if normalize(sql) == text), None)
+    def name(self) -> str:
+        """How findings name it: its rank (a queryid differs between servers)."""
+        return f"ranked #{self.rank}"
+
+    @property
+    def param_count(self) -> int:
+        return max((int(n) for n in _PARAM.findall(self.query)), default=0)
+
+    @property
+    def reads(self) -> bool:
+        """A plain read: SELECT / WITH without a data-modifying or locking clause."""
+        text = self.query.lstrip().lower()
+        return text.startswith(("select", "with")) and not _WRITES.search(text)
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "statement": self.known or "(unknown)",
+            "statement": self.name,
+            "queryid": self.queryid,
+            "kind": "read" if self.reads else "write",
             "calls": self.calls,
             "mean_ms": round(self.mean_ms, 1),
             "max_ms": round(self.max_ms, 1),
@@ -209,7 +210,8 @@ def statements(conn: Any, min_calls: int) -> list[Statement] | None:
         )
         for r in rows
     ]
-    return [s for s in found if _application(s.query)]
+    mine = [s for s in found if _application(s.query)]
+    return [replace(s, rank=n) for n, s in enumerate(mine, 1)]
 
 
 def _application(query: str) -> bool:
@@ -221,11 +223,40 @@ def _application(query: str) -> bool:
     return re.search(r"\b(from|into|update|join)\s+[a-z_]", text) is not None
 
 
-def explain(conn: Any, sql: str, params: tuple[Any, ...]) -> dict[str, Any]:
-    """EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) of a read-only statement."""
-    if not sql.lstrip().lower().startswith("select"):
-        raise ValueError("only SELECT statements are explained with ANALYZE")
-    row = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params).fetchone()
+@dataclass(frozen=True)
+class PlanResult:
+    """The plan of one ranked statement, and how it was obtained."""
+
+    statement: Statement
+    mode: str  # analyze | custom (not executed) | generic (no values) | failed
+    plan: dict[str, Any] | None
+    params_from: str  # target | none
+    error: str = ""
+
+    @property
+    def execution_ms(self) -> float | None:
+        value = (self.plan or {}).get("Execution Time")
+        return float(value) if isinstance(value, int | float) else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "statement": self.statement.name,
+            "mode": self.mode,
+            "parameters": self.params_from,
+            "error": self.error,
+            "plan": self.plan,
+        }
+
+
+def _plan_text(query: str) -> str:
+    """The statement as pg_stat_statements recorded it, refused if it is more than one."""
+    text = query.strip().rstrip(";").strip()
+    if not text or ";" in text:
+        raise ValueError("not a single statement")
+    return text
+
+
+def _json_plan(row: Any) -> dict[str, Any]:
     value = row[0] if row else None
     plan = value[0] if isinstance(value, list) and value else value
     if not isinstance(plan, dict) or "Plan" not in plan:
@@ -233,27 +264,136 @@ def explain(conn: Any, sql: str, params: tuple[Any, ...]) -> dict[str, Any]:
     return plan
 
 
-def explain_statement(
-    live: Live, name: str, params: tuple[Any, ...]
-) -> tuple[dict[str, Any] | None, list[Finding]]:
-    """EXPLAIN a known statement; a database error is a HOLD finding, not a crash."""
+def plan_statement(
+    conn: Any,
+    statement: Statement,
+    params: tuple[Any, ...] | None,
+    *,
+    timeout_ms: float,
+    analyze: bool = True,
+    timing: bool = True,
+) -> PlanResult:
+    """EXPLAIN one ranked statement, safely: READ ONLY transaction, statement_timeout,
+    always rolled back; EXPLAIN ANALYZE (which executes) only for reads whose parameter
+    values are known. `conn` must be in autocommit mode (the transaction is ours)."""
+    from psycopg import sql
+
+    given = params is not None and len(params) == statement.param_count
+    source = "none"
+    if params is not None:
+        source = (
+            "target"
+            if given
+            else f"target gives {len(params)} value(s) for {statement.param_count}: ignored"
+        )
     try:
-        with connect(live) as conn:
-            return explain(conn, KNOWN_STATEMENTS[name], params), []
-    except Exception as exc:  # psycopg.Error (missing table, timeout), ValueError
-        return None, [
-            Finding(
-                "API_EXPLAIN_FAILED",
-                name,
-                severity="hold",
-                message=f"EXPLAIN failed ({type(exc).__name__}): the plan cannot be judged",
+        text = _plan_text(statement.query)
+    except ValueError as exc:
+        return PlanResult(statement, "failed", None, source, str(exc))
+    execute = analyze and statement.reads and (statement.param_count == 0 or given)
+    options = "ANALYZE, BUFFERS, FORMAT JSON" if timing else "ANALYZE, TIMING OFF, FORMAT JSON"
+    options = options if execute else "FORMAT JSON"
+    conn.execute("BEGIN READ ONLY")
+    try:
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, true)", (str(max(1, int(timeout_ms))),)
+        )
+        if statement.param_count == 0:
+            row = conn.execute(sql.SQL("EXPLAIN ({}) {}").format(sql.SQL(options), sql.SQL(text)))
+            mode = "analyze" if execute else "custom"
+        else:
+            conn.execute(
+                sql.SQL("PREPARE {} AS {}").format(sql.Identifier(PLAN_NAME), sql.SQL(text))
             )
+            if given:
+                values = sql.SQL(", ").join(sql.Literal(v) for v in params or ())
+                mode = "analyze" if execute else "custom"
+            else:
+                conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                values = sql.SQL(", ").join(sql.SQL("NULL") for _ in range(statement.param_count))
+                mode = "generic"
+            row = conn.execute(
+                sql.SQL("EXPLAIN ({}) EXECUTE {}({})").format(
+                    sql.SQL(options), sql.Identifier(PLAN_NAME), values
+                )
+            )
+        return PlanResult(statement, mode, _json_plan(row.fetchone()), source)
+    except Exception as exc:  # psycopg.Error (timeout, types, missing table), ValueError
+        return PlanResult(statement, "failed", None, source, _reason(exc))
+    finally:
+        conn.execute("ROLLBACK")
+        if statement.param_count:  # PREPARE outlives a rollback
+            with contextlib.suppress(Exception):
+                conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(PLAN_NAME)))
+
+
+def _reason(exc: BaseException) -> str:
+    state = getattr(exc, "sqlstate", None)
+    first = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return f"{type(exc).__name__}{' ' + state if state else ''}: {first}"
+
+
+def plan_ranked(
+    svc: Service, ranked: list[Statement], config: QueryConfig, *, top: int, timeout_ms: float
+) -> list[PlanResult]:
+    """Plans of the `top` slowest ranked statements."""
+    with connect(svc) as conn:
+        return [
+            plan_statement(conn, s, config.params_for(s.query), timeout_ms=timeout_ms)
+            for s in ranked[: max(0, top)]
         ]
 
 
-def index_states(live: Live, specs: list[IndexSpec]) -> dict[IndexSpec, str]:
-    with connect(live) as conn:
-        return {spec: index_state(conn, spec) for spec in specs}
+def plan_problems(results: list[PlanResult]) -> list[Finding]:
+    findings = []
+    for result in results:
+        if result.mode == "failed":
+            findings.append(
+                Finding(
+                    "API_EXPLAIN_FAILED",
+                    result.statement.name,
+                    severity="hold",
+                    message=f"EXPLAIN failed ({result.error}): the plan cannot be judged",
+                )
+            )
+        elif result.mode == "generic":
+            findings.append(
+                Finding(
+                    "API_PLAN_GENERIC",
+                    result.statement.name,
+                    severity="info",
+                    message=(
+                        f"no parameter values (api.statement_params; {result.params_from}): "
+                        "the generic plan is shown, not executed, and its latency is not measured"
+                    ),
+                )
+            )
+    return findings
+
+
+def measure(
+    svc: Service, results: list[PlanResult], config: QueryConfig, *, runs: int, timeout_ms: float
+) -> dict[str, list[float]]:
+    """Execution times (ms) of the ranked reads that can be executed (values known):
+    `runs` executions each, through EXPLAIN ANALYZE in read-only, rolled-back transactions."""
+    timings: dict[str, list[float]] = {}
+    with connect(svc) as conn:
+        for result in results:
+            if result.mode != "analyze":
+                continue
+            values: list[float] = []
+            for _ in range(max(0, runs)):
+                again = plan_statement(
+                    conn,
+                    result.statement,
+                    config.params_for(result.statement.query),
+                    timeout_ms=timeout_ms,
+                    timing=False,
+                )
+                if again.execution_ms is not None:
+                    values.append(again.execution_ms)
+            timings[result.statement.name] = values
+    return timings
 
 
 @dataclass(frozen=True)
@@ -317,48 +457,35 @@ def plan_findings(
     return findings
 
 
+def relevant(result: PlanResult, specs: list[IndexSpec]) -> list[IndexSpec]:
+    """Expected indexes a plan should use: their table is scanned and their column is in
+    the statement (a full count of a table needs no index)."""
+    if result.plan is None:
+        return []
+    tables = {scan.relation for scan in scans(result.plan)}
+    text = result.statement.query.lower()
+    return [
+        spec for spec in specs if spec.table in tables and re.search(rf"\b{spec.column}\b", text)
+    ]
+
+
+def judge_plans(
+    results: list[PlanResult], specs: list[IndexSpec]
+) -> tuple[int, list[tuple[str, IndexSpec]]]:
+    """(statement x expected index pairs judged, those whose plan scans sequentially)."""
+    judged, seq = 0, []
+    for result in results:
+        for spec in relevant(result, specs):
+            judged += 1
+            if result.plan is not None and not uses_index(result.plan, spec):
+                seq.append((result.statement.name, spec))
+    return judged, seq
+
+
 def uses_index(plan: dict[str, Any], spec: IndexSpec) -> bool:
     """Every scan of the spec's table goes through an index (none is sequential)."""
     relevant = [s for s in scans(plan) if s.relation == spec.table]
     return bool(relevant) and all(s.kind != "seq" and s.indexes for s in relevant)
-
-
-def index_state(conn: Any, spec: IndexSpec) -> str:
-    """'valid', 'invalid' (a failed CONCURRENTLY build) or 'missing'."""
-    row = conn.execute(
-        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "JOIN pg_class t ON t.oid = i.indrelid WHERE c.relname = %s AND t.relname = %s",
-        (spec.name, spec.table),
-    ).fetchone()
-    if row is None:
-        return "missing"
-    return "valid" if row[0] else "invalid"
-
-
-def index_findings(states: dict[IndexSpec, str]) -> list[Finding]:
-    findings = []
-    for spec, status in sorted(states.items(), key=lambda kv: kv[0].name):
-        if status == "missing":
-            findings.append(
-                Finding(
-                    "API_INDEX_MISSING",
-                    spec.name,
-                    field=f"/{spec.table}/{spec.column}",
-                    message=(
-                        f"expected {spec.method} index on {spec.table}({spec.column}) is absent"
-                    ),
-                )
-            )
-        elif status == "invalid":
-            findings.append(
-                Finding(
-                    "API_INDEX_INVALID",
-                    spec.name,
-                    field=f"/{spec.table}/{spec.column}",
-                    message="index exists but is INVALID (a failed concurrent build)",
-                )
-            )
-    return findings
 
 
 def long_runners(conn: Any, min_ms: float) -> list[dict[str, Any]]:
@@ -381,43 +508,3 @@ def long_runners(conn: Any, min_ms: float) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
-
-
-# -- the repair (through run.action only) ---------------------------------------------------
-
-
-def ensure_index(live: Live, spec: IndexSpec) -> dict[str, Any]:
-    """Build the index CONCURRENTLY if absent (an INVALID leftover is dropped first).
-    Idempotent: an existing valid index is left alone."""
-    with connect(live) as conn:
-        before = index_state(conn, spec)
-        if before == "valid":
-            return {"index": spec.name, "created": False, "state": "valid"}
-        if before == "invalid":
-            conn.execute(spec.drop_sql)
-        conn.execute(spec.create_sql)
-        after = index_state(conn, spec)
-    return {
-        "index": spec.name,
-        "created": True,
-        "replaced_invalid": before == "invalid",
-        "state": after,
-    }
-
-
-def drop_index(live: Live, spec: IndexSpec) -> dict[str, Any]:
-    """Undo of ensure_index: DROP INDEX CONCURRENTLY IF EXISTS. Safe to run twice."""
-    with connect(live) as conn:
-        before = index_state(conn, spec)
-        conn.execute(spec.drop_sql)
-    return {"index": spec.name, "dropped": before != "missing"}
-
-
-@undoable("api.drop_index")
-def _undo_create_index(
-    target: Target, name: str, table: str, column: str, method: str
-) -> dict[str, Any]:
-    spec = _spec({"name": name, "table": table, "column": column, "method": method})
-    if spec is None:
-        raise ValueError(f"not an index spec: {name} on {table}({column}) using {method}")
-    return drop_index(Live.from_target(target), spec)

@@ -1,11 +1,14 @@
 """RBK-api-5xx-spike: how many requests fail, where, since when, and which rollout did it.
 
-Evidence comes from three places: fresh probes of every public endpoint (the runbook's own
-requests, paced under the rate limit and rotated so a periodic failure cannot hide behind
-one endpoint), the access log (all traffic, bucketed per second for the error rate over
-time) and the server's Prometheus counters (/metrics). The suspect is a feature flag
-switched on that the reference (live/config.json) has off: a rollout. Containment switches
-it back through the admin flags API; the undo switches it on again.
+Evidence comes from three places, all named by the target: fresh probes of the API's
+public GET endpoints (`api.endpoints`; without them, the GET routes real clients used in
+the access-log window), the access log (`api.access_log`: all traffic, bucketed per second
+for the error rate over time) and any Prometheus request counter the target maps
+(`api.metrics`). The suspect is a feature flag on that the intended flags (`api.flags`, a
+mapping or a KFM policy file) have off: a rollout. The running flags are read from the
+admin flags endpoint (`admin.flags_url`) or the admin command (`get_flags`); containment
+switches a rollout off through `svc.admin("set_flags", ...)`, or hands it to a human
+when the target names no admin interface.
 """
 
 from __future__ import annotations
@@ -16,45 +19,45 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ...errors import TargetError
 from ...target import Target
 from .. import Finding, undoable
-from ..live import Live
-from .base import LogLine, Pacer, Probe, agent, per_second, probe, state
+from ..common.service import Service
+from .access_log import LogLine, per_second
+from .base import Pacer, Probe, agent, probe
 
 RUNBOOK = "RBK-api-5xx-spike"
-METRIC_RE = re.compile(r'^kfm_http_requests_total\{path="([^"]*)",status="(\d{3})"\} (\d+)$')
+MAX_LOG_ENDPOINTS = 10  # routes taken from the access log when the target lists none
+_FLAG = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
-def endpoints(reference: dict[str, Any]) -> list[str]:
-    """The public read endpoints to probe, from the reference (no restricted layer)."""
-    paths = ["/api/v1/catalog/items", "/api/v1/layers"]
-    layers = [
-        layer
-        for layer in reference.get("layers", [])
-        if isinstance(layer, dict) and layer.get("sensitivity") == "public"
-    ]
-    ids = [str(layer.get("id")) for layer in layers if _safe_id(layer.get("id"))]
-    if ids:
-        paths += [f"/api/v1/layers/{ids[0]}", f"/api/v1/layers/{ids[0]}/tiles/0/0/0"]
-    paths += [
-        f"/api/v1/layers/{layer['id']}/times"
-        for layer in layers
-        if layer.get("time") and _safe_id(layer.get("id"))
-    ]
-    paths += [
-        f"/api/v1/stories/{story['id']}"
-        for story in reference.get("stories", [])
-        if isinstance(story, dict) and _safe_id(story.get("id"))
-    ]
-    return [*paths, "/api/v1/search"]
-
-
-def _safe_id(value: Any) -> bool:
-    return isinstance(value, str) and re.fullmatch(r"[a-z0-9-]{1,64}", value) is not None
+def endpoints(svc: Service, lines: list[LogLine]) -> tuple[list[str], str]:
+    """(paths to probe, where they come from): `api.endpoints`, else the GET paths real
+    clients were answered (2xx or 5xx) in the log window, most used first."""
+    named = svc.section("api").get("endpoints")
+    if isinstance(named, list) and named:
+        paths = [p for p in named if isinstance(p, str) and p.startswith("/")]
+        return list(dict.fromkeys(paths)), "api.endpoints"
+    used = Counter(
+        line.path
+        for line in lines
+        if not line.own
+        and line.method == "GET"
+        and (200 <= line.status < 300 or line.status >= 500)
+        and line.path.startswith("/")
+    )
+    paths = [path for path, _ in used.most_common(MAX_LOG_ENDPOINTS)]
+    return sorted(paths), "access log" if paths else "none"
 
 
 def probe_endpoints(
-    live: Live, paths: list[str], *, rounds: int, interval: float, user_agent: str
+    svc: Service,
+    paths: list[str],
+    *,
+    rounds: int,
+    interval: float,
+    user_agent: str,
+    role: str | None,
 ) -> list[Probe]:
     """`rounds` round-robin passes over `paths`, paced at `interval` seconds (under the
     per-client rate limit, so no probe is answered 429). Round-robin over a number of
@@ -64,7 +67,7 @@ def probe_endpoints(
     for _ in range(max(1, rounds)):
         for path in paths:
             pacer.wait()
-            results.append(probe(live, path, role="public", user_agent=user_agent))
+            results.append(probe(svc, path, role=role, user_agent=user_agent))
     return results
 
 
@@ -134,13 +137,9 @@ def probe_findings(probes: list[Probe], threshold: float) -> list[Finding]:
 # -- access log ---------------------------------------------------------------------------
 
 
-def api_lines(lines: list[LogLine]) -> list[LogLine]:
-    return [line for line in lines if line.route.startswith("/api/")]
-
-
 def log_findings(lines: list[LogLine]) -> list[Finding]:
-    """Every /api route that served a 5xx in the log window (all clients)."""
-    routes = sorted({line.route for line in api_lines(lines) if line.status >= 500})
+    """Every route that served a 5xx in the log window (to anyone: the server's answers)."""
+    routes = sorted({line.route for line in lines if line.status >= 500})
     return [
         Finding("API_LOG_5XX", route, message="served 5xx in the access-log window")
         for route in routes
@@ -148,11 +147,15 @@ def log_findings(lines: list[LogLine]) -> list[Finding]:
 
 
 def error_series(lines: list[LogLine]) -> list[tuple[datetime, int, int]]:
-    """(second, /api requests, of them 5xx) for every second of the window with traffic."""
+    """(second, requests, of them 5xx) for every second of the window with traffic."""
     return [
         (second, len(group), sum(1 for line in group if line.status >= 500))
-        for second, group in per_second(api_lines(lines)).items()
+        for second, group in per_second(lines).items()
     ]
+
+
+def log_error_rate(lines: list[LogLine]) -> float:
+    return sum(1 for line in lines if line.status >= 500) / len(lines) if lines else 0.0
 
 
 def onset(lines: list[LogLine], threshold: float) -> datetime | None:
@@ -165,8 +168,7 @@ def onset(lines: list[LogLine], threshold: float) -> datetime | None:
 
 def log_table(lines: list[LogLine]) -> list[dict[str, Any]]:
     rows = []
-    routes = sorted({line.route for line in api_lines(lines)})
-    for route in routes:
+    for route in sorted({line.route for line in lines}):
         hits = [line for line in lines if line.route == route]
         errors = [line for line in hits if line.status >= 500]
         rows.append(
@@ -182,108 +184,94 @@ def log_table(lines: list[LogLine]) -> list[dict[str, Any]]:
     return rows
 
 
-# -- /metrics -------------------------------------------------------------------------------
+# -- feature flags ------------------------------------------------------------------------------
 
 
-def parse_metrics(text: str) -> dict[tuple[str, int], int]:
-    """kfm_http_requests_total{path,status} counters; other lines are ignored."""
-    counters: dict[tuple[str, int], int] = {}
-    for line in text.splitlines():
-        match = METRIC_RE.match(line.strip())
-        if match:
-            counters[(match.group(1), int(match.group(2)))] = int(match.group(3))
-    return counters
+def intended_flags(value: Any) -> dict[str, bool]:
+    """The boolean flags of the reference (`api.flags`; a `flags:` key inside a policy
+    file is accepted too)."""
+    if isinstance(value, dict) and isinstance(value.get("flags"), dict):
+        value = value["flags"]
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, bool) and _FLAG.fullmatch(str(k))}
 
 
-def metric_findings(counters: dict[tuple[str, int], int]) -> list[Finding]:
-    paths = sorted({path for (path, status), n in counters.items() if status >= 500 and n})
-    return [
-        Finding(
-            "API_METRICS_5XX",
-            path,
-            severity="info",
-            message="the server's own counters show 5xx since it started",
-        )
-        for path in paths
-    ]
+def current_flags(svc: Service, user_agent: str) -> tuple[dict[str, Any] | None, str]:
+    """(the running flags, where they were read) — from GET admin.flags_url (admin role),
+    else the admin command's `get_flags`; (None, why) when neither can tell."""
+    section = svc.section("admin")
+    if section.get("flags_url"):
+        answer = probe(
+            svc, str(section["flags_url"]), role=str(section.get("role", "admin")),
+            user_agent=user_agent,
+        )  # fmt: skip
+        value = answer.json() if answer.status == 200 else None
+        if isinstance(value, dict):
+            return value, "admin.flags_url"
+        return None, f"admin.flags_url answered {answer.status or answer.error}"
+    if section.get("command"):
+        try:
+            return svc.admin("get_flags", {}), "admin.command get_flags"
+        except TargetError as exc:
+            return None, str(exc).splitlines()[0][:160]
+    return None, "the target names no admin interface (admin.flags_url / admin.command)"
 
 
-def metric_totals(counters: dict[tuple[str, int], int]) -> dict[str, int]:
-    total = Counter[str]()
-    for (path, status), n in counters.items():
-        if path.startswith("/api/"):
-            total["requests"] += n
-            total["5xx"] += n if status >= 500 else 0
-    return {"requests": total["requests"], "5xx": total["5xx"]}
-
-
-# -- feature flags ----------------------------------------------------------------------------
-
-
-def current_flags(live: Live) -> tuple[dict[str, Any], list[Finding]]:
-    return state(live, "flags.json", {})
-
-
-def rollouts(current: dict[str, Any], reference: dict[str, Any]) -> list[str]:
+def rollouts(current: dict[str, Any], intended: dict[str, bool]) -> list[str]:
     """Flags on now that the reference has off: features rolled out since the reference."""
-    intended = reference.get("flags", {})
-    if not isinstance(intended, dict):
-        return []
     return sorted(
         name
         for name, value in current.items()
-        if value is True and intended.get(name) is False and _safe_flag(name)
+        if value is True and intended.get(name) is False and _FLAG.fullmatch(name)
     )
 
 
-def _safe_flag(name: str) -> bool:
-    return re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name) is not None
-
-
-def flag_findings(current: dict[str, Any], reference: dict[str, Any]) -> list[Finding]:
+def flag_findings(current: dict[str, Any], intended: dict[str, bool]) -> list[Finding]:
+    suspects = rollouts(current, intended)
     findings = [
         Finding(
             "API_FLAG_ROLLOUT",
             name,
             field="/flags",
-            message="feature flag is on; the reference has it off (suspect rollout)",
+            message="feature flag is on; the intended flags have it off (suspect rollout)",
         )
-        for name in rollouts(current, reference)
+        for name in suspects
     ]
-    intended = reference.get("flags", {}) if isinstance(reference.get("flags"), dict) else {}
     for name in sorted(set(current) & set(intended)):
-        if current[name] != intended[name] and name not in rollouts(current, reference):
+        if current[name] != intended[name] and name not in suspects:
             findings.append(
                 Finding(
                     "API_FLAG_DRIFT",
                     name,
                     field="/flags",
                     severity="info",
-                    message="differs from the reference but is not a rollout: out of scope here",
+                    message="differs from the intended flags but is not a rollout: out of scope",
                 )
             )
     return findings
 
 
-def set_flag(live: Live, flag: str, value: bool, user_agent: str) -> dict[str, Any]:
-    """Switch one flag through the admin flags API (admin role). Idempotent."""
-    if not _safe_flag(flag):
+def set_flag(svc: Service, flag: str, value: bool, user_agent: str) -> dict[str, Any]:
+    """Switch one flag through the target's admin interface. Idempotent."""
+    if not _FLAG.fullmatch(flag):
         raise ValueError(f"{flag!r} is not a flag name")
-    before, _ = current_flags(live)
-    answer = probe(
-        live,
-        "/admin/flags",
-        method="POST",
-        role="admin",
-        body={flag: value},
-        user_agent=user_agent,
+    before, _ = current_flags(svc, user_agent)
+    after = svc.admin("set_flags", {flag: value})
+    return {
+        "flag": flag,
+        "previous": (before or {}).get(flag),
+        "value": after.get(flag, value) if isinstance(after, dict) else value,
+    }
+
+
+def manual_instruction(flag: str) -> str:
+    return (
+        f"switch the feature flag {flag!r} off where the API's flags are managed (its admin "
+        "console, config repository or deploy), then re-run this runbook to verify"
     )
-    if answer.status != 200:
-        raise RuntimeError(f"POST /admin/flags answered {answer.status or answer.error}")
-    after = answer.json() or {}
-    return {"flag": flag, "previous": before.get(flag), "value": after.get(flag)}
 
 
 @undoable("api.set_flag")
 def _undo_set_flag(target: Target, flag: str, value: bool) -> dict[str, Any]:
-    return set_flag(Live.from_target(target), flag, value, agent("kfm-runbook rollback"))
+    return set_flag(Service.from_target(target), flag, value, agent("kfm-runbook rollback"))

@@ -28,7 +28,7 @@ from ..._fs import replace_atomic
 from ..._proc import ProcessRef
 from ..._time import now_iso
 from ...errors import InputError, SetupError
-from . import infra, postgres, target_render
+from . import api_workload, infra, postgres, target_render
 from .faults import EXTERNAL, FAULTS, active, set_fault
 
 GEOM_INDEX_SQL = (
@@ -197,6 +197,7 @@ def up(folder: Path, *, owner: int | None = None) -> dict[str, Any]:
             state["keeper"] = {"pid": _spawn(keeper, folder / "live" / "logs" / "keeper.log")}
             _write_state(folder, state)
         postgres.start(cluster)
+        api_workload.warm_up(cluster.dsn)  # the history a running API leaves behind
         extras = infra.prepare(folder)  # data volume, TLS material ({} without infra.json)
         port = _free_port()
         pid = _spawn(

@@ -278,10 +278,12 @@ def test_a_named_reference_that_does_not_exist_is_bad_input(tmp_path: Path) -> N
         ai_focus.FocusSystem.from_target(load_target(target))
 
 
-def test_a_focus_url_path_needs_an_api_url_and_no_focus_section_is_none(tmp_path: Path) -> None:
+def test_a_focus_section_without_a_url_is_bad_input_and_no_section_is_none(
+    tmp_path: Path,
+) -> None:
     target = tmp_path / "target.yaml"
-    target.write_text(yaml.safe_dump({"name": "t", "focus": {"url": "/api/v1/focus"}}))
-    with pytest.raises(TargetError, match=r"api\.url"):
+    target.write_text(yaml.safe_dump({"name": "t", "focus": {"health_check": "retrieval"}}))
+    with pytest.raises(TargetError, match=r"focus\.url"):
         ai_focus.FocusSystem.from_target(load_target(target))
     target.write_text(yaml.safe_dump({"name": "t"}))
     assert ai_focus.FocusSystem.from_target(load_target(target)) is None
@@ -300,38 +302,25 @@ def test_an_unreachable_system_is_hold_never_pass(tmp_path: Path, healthy: stock
     assert (finding.code, finding.severity) == ("AI_FOCUS_UNREACHABLE", "hold")
 
 
-class _Run:
-    """The two recorder calls the action helpers use, recorded."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, str]] = []
-
-    def action(self, title: str, *, command: str, **_: object) -> str:
-        self.calls.append(("action", title, command))
-        return "applied"
-
-    def manual_action(self, title: str, instruction: str) -> str:
-        self.calls.append(("manual", title, instruction))
-        return "manual"
-
-
 def test_without_an_admin_interface_steps_are_manual_with_the_exact_instruction(
     healthy: stock.Stock,
 ) -> None:
     system = _system(healthy, admin=False)
-    run = _Run()
-    ai_actions.flag(run, system, "withhold_uncited", True, "Withhold", observe=dict, rollback="")
-    ai_actions.rebuild(run, system, "Rebuild", observe=dict)
-    [(kind, _, instruction), (kind2, _, rebuild)] = run.calls
-    assert kind == kind2 == "manual"
-    assert "withhold_uncited = true" in instruction and "names no admin interface" in instruction
-    assert "focus.rebuild_op" in rebuild
-    unmapped = _system(healthy, drop=("flags",))
-    ai_actions.flag(run, unmapped, "enabled", False, "Disable", observe=dict, rollback="")
-    assert run.calls[-1][0] == "manual" and "focus.flags.enabled" in run.calls[-1][2]
-    mapped = _system(healthy)
-    ai_actions.flag(run, mapped, "enabled", False, "Disable", observe=dict, rollback="")
-    assert run.calls[-1][0] == "action" and '"enabled": false' in run.calls[-1][2]
+    step = ai_actions.flag_step(system, "withhold_uncited", True)
+    assert step.manual and step.reason == "no admin interface"
+    assert "withhold_uncited = true" in step.instruction
+    assert "names no admin interface" in step.instruction
+    rebuild = ai_actions.rebuild_step(system)
+    assert rebuild.manual and "focus.rebuild_op" in rebuild.instruction
+    unmapped = ai_actions.flag_step(_system(healthy, drop=("flags",)), "enabled", False)
+    assert unmapped.manual and "focus.flags.enabled" in unmapped.instruction
+    mapped = ai_actions.flag_step(_system(healthy), "enabled", False)
+    assert not mapped.manual and mapped.command is not None
+    assert mapped.command.endswith('{"enabled": false}')
+    assert mapped.undo == {"op": "ai_focus.restore_flags", "args": {"previous": {"enabled": True}}}
+    assert ai_actions.rebuild_step(_system(healthy)).command == " ".join(
+        [*yaml.safe_load(healthy.target().read_text())["admin"]["command"], "reindex"]
+    )
 
 
 def test_the_decision_log_is_read_defensively(tmp_path: Path) -> None:

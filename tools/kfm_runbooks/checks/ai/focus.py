@@ -39,7 +39,7 @@ from ..._fs import open_regular
 from ...errors import TargetError
 from ...target import Target
 from .. import undoable
-from ..common.service import Service
+from ..common.service import Response, Service
 from . import reference as ref
 
 PROBE_CLIENT = "kfm-runbook-probe"
@@ -185,8 +185,6 @@ class FocusSystem:
         if not spec:
             return None
         url = svc.url("focus", "url")
-        if "://" not in url:
-            svc.url("api", "url")  # a path is joined to api.url: the target must name it
         return cls(
             svc,
             target.path,
@@ -218,7 +216,7 @@ class FocusSystem:
         role = self.spec.get("role")
         for attempt in range(retries + 1):
             try:
-                response = self.svc.request(
+                response = self._request(
                     self.url,
                     method="POST",
                     role=str(role) if role else None,
@@ -251,6 +249,10 @@ class FocusSystem:
             isinstance(policy, ref.CitationPolicy) and policy.abstained(text),
         )
 
+    def _request(self, url: str, **options: Any) -> Response:
+        """One request to a full URL of the focus section (load_target checked them)."""
+        return self.svc.request(url, base="focus", **options)
+
     def reachable(self) -> str | None:
         """Why Focus Mode cannot be asked (None when `focus.url` answers at all)."""
         answer = self.ask("reachability", "ping", retries=1)
@@ -264,7 +266,7 @@ class FocusSystem:
         if not isinstance(url, str) or not url:
             return None
         try:
-            response = self.svc.request(url, timeout=10)
+            response = self._request(url, timeout=10)
             body = response.json()
         except (TargetError, OSError, ValueError):
             return 0, {}
@@ -282,7 +284,7 @@ class FocusSystem:
             return None, "no focus.catalog_url in the target"
         role = self.spec.get("catalog_role")
         try:
-            response = self.svc.request(url, role=str(role) if role else None)
+            response = self._request(url, role=str(role) if role else None)
             value = response.json() if response.status == 200 else None
         except (TargetError, OSError, ValueError) as exc:
             return None, f"{url}: {type(exc).__name__}"

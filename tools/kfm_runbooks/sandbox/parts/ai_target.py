@@ -4,9 +4,10 @@ The sandbox is one Focus Mode system among others: its target names the same key
 production target does (README, "Pointing runbooks at production" -> "### ai"). This part
 writes the reference files the ai runbooks judge against — the evaluation set, the
 citation policy and the gate policy under focus/ — from the sandbox's intended
-configuration, and returns the `focus` section. URLs are paths joined to `api.url` (the
-port is only known at `sandbox up`); the admin interface is the target's `admin` section
-(the sandbox's admin command serves `set_flags` and the ops of services/admin_ai.py).
+configuration, and returns the `focus` section. URLs use the sandbox API's placeholder host
+(rendered with the real port at `sandbox up`, services/target_render.py); the admin
+interface is the target's `admin` section (`admin.flags_url` for the flags, the sandbox's
+admin command for the ops of services/admin_ai.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ..services.target_render import API_HOST
 from .live import config
 
 EVAL_SET = "focus/eval-set.yaml"
@@ -53,10 +55,10 @@ def references() -> dict[str, dict[str, Any]]:
 
 def section() -> dict[str, Any]:
     return {
-        "url": "/api/v1/focus",
-        "health_url": "/health",
+        "url": f"{API_HOST}/api/v1/focus",
+        "health_url": f"{API_HOST}/health",
         "health_check": "retrieval",
-        "catalog_url": "/api/v1/catalog/items",
+        "catalog_url": f"{API_HOST}/api/v1/catalog/items",
         "catalog_role": "public",
         "eval_set": EVAL_SET,
         "citation_policy": CITATION_POLICY,

@@ -3,8 +3,8 @@
 `focus_rebuild_index` rebuilds the retrieval index from the sandbox's corpus (the
 operators' "reindex" job) and returns the previous index's bytes so the change can be
 undone exactly; `focus_restore_index` puts given bytes back (absent: removes the index).
-The admin command (services/admin.py) imports `OPS`; each op is `op(live, args) -> dict`
-with `live` the sandbox's live/ folder.
+The admin command (services/admin.py) imports `OPS`; each op is `op(folder, args) -> dict`
+with `folder` the sandbox's folder.
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from typing import Any
 from ..._fs import replace_atomic
 from .focus import build_index
 
-INDEX = "state/focus_index.json"
+INDEX = "live/state/focus_index.json"
 
 
-def _corpus(live: Path) -> list[dict[str, Any]]:
-    config = json.loads((live / "config.json").read_text(encoding="utf-8"))
+def _corpus(folder: Path) -> list[dict[str, Any]]:
+    config = json.loads((folder / "live" / "config.json").read_text(encoding="utf-8"))
     return list(config["focus"]["corpus"])
 
 
-def rebuild_index(live: Path, args: dict[str, Any]) -> dict[str, Any]:
-    path = live / INDEX
+def rebuild_index(folder: Path, args: dict[str, Any]) -> dict[str, Any]:
+    path = folder / INDEX
     previous = path.read_bytes() if path.is_file() else None
-    data = (json.dumps(build_index(_corpus(live)), indent=2, sort_keys=True) + "\n").encode()
+    data = (json.dumps(build_index(_corpus(folder)), indent=2, sort_keys=True) + "\n").encode()
     replace_atomic(path, data)
     return {
         "rebuilt": INDEX,
@@ -40,8 +40,8 @@ def rebuild_index(live: Path, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def restore_index(live: Path, args: dict[str, Any]) -> dict[str, Any]:
-    path = live / INDEX
+def restore_index(folder: Path, args: dict[str, Any]) -> dict[str, Any]:
+    path = folder / INDEX
     encoded = args.get("previous_b64")
     if encoded is None:
         path.unlink(missing_ok=True)

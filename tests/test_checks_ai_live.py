@@ -110,7 +110,7 @@ def test_containment_withholds_recovery_cites_and_the_undo_restores(healthy: sto
     healthy.set_state("uncited")
     system = _system(healthy)
     step = system.flag_step("withhold_uncited", True)
-    assert step is not None and step[1].startswith("POST http://127.0.0.1:")
+    assert step is not None and step[1] == 'POST admin.flags_url {"withhold_uncited": true}'
     system.set_flags(step[0])
     answers = ai_citations.ask_evaluation(system)
     assert [a.outcome for a in answers] == ["withheld"] * 3

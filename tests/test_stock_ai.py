@@ -128,7 +128,7 @@ def test_each_fault_is_found_then_fixed_through_the_admin_interface(
     assert not present(service)
     applied = _actions(ws)
     assert applied and all(a["ok"] and a["applied"] for a in applied)
-    interfaces = (f"POST {service.url}/admin/flags", f"{sys.executable} ")  # never a file write
+    interfaces = ("POST admin.flags_url ", f"{sys.executable} ")  # never a file write
     assert all(a["command"].startswith(interfaces) for a in applied), applied
     if runbook == DRIFT:  # contained (Focus Mode off), rebuilt, switched back on and proven
         assert [a["title"].split(" ")[0] for a in applied] == ["Disable", "Rebuild", "Re-enable"]

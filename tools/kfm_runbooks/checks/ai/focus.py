@@ -337,11 +337,11 @@ class FocusSystem:
         return str(name) if isinstance(name, str) and name else None
 
     def interface(self, op: str) -> str | None:
-        """How `op` reaches the system ("POST <flags_url>", "<command> <op>"), or None."""
+        """How `op` reaches the system ("POST admin.flags_url", "<command> <op>"), or None."""
         admin = self.svc.section("admin")
         command = admin.get("command")
         if op == "set_flags" and isinstance(admin.get("flags_url"), str):
-            return f"POST {admin['flags_url']}"
+            return "POST admin.flags_url"  # the URL is in the target (its port is volatile)
         if isinstance(command, list) and command:
             return " ".join(str(part) for part in command) + f" {op}"
         return None

@@ -79,8 +79,10 @@ def answer(question: str, state: dict[str, Any]) -> tuple[int, dict[str, Any], d
     if not flags["enabled"]:
         return 503, {"error": "focus mode disabled"}, {}
     matched = next((p for p in BLOCKED if re.search(p, question, re.IGNORECASE)), None)
-    gate = {"decision": "block" if matched and flags["filter_enforced"] else "allow"}
-    gate["matched"] = matched
+    gate: dict[str, str | None] = {
+        "decision": "block" if matched and flags["filter_enforced"] else "allow",
+        "matched": matched,
+    }
     if gate["decision"] == "block":
         return 422, {"error": "blocked by input policy"}, {"gate": gate}
     if state["index"] == "missing":

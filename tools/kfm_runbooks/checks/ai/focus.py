@@ -315,7 +315,7 @@ class FocusSystem:
                 f"target {self.target_path}: focus.decision_log.format {fmt!r} is not one of "
                 f"{', '.join(LOG_FORMATS)}"
             )
-        return (self.target_path.parent / Path(path).expanduser()).resolve()
+        return (self.svc.target.base / Path(path).expanduser()).resolve()
 
     def log_size(self) -> int:
         path = self.log_path()

@@ -331,3 +331,34 @@ def test_the_decision_log_is_read_defensively(tmp_path: Path) -> None:
     link = tmp_path / "link.jsonl"
     os.symlink(log, link)
     assert ai_focus.read_log(link).missing  # a link is refused, never followed
+
+
+def test_an_uncited_logged_answer_without_answer_text_is_hold_not_a_guess(
+    healthy: stock.Stock,
+) -> None:
+    system = _system(healthy)
+    entry = ai_focus.LogEntry(1, USER, "hello there", (), {}, "", "2026-12-03T00:00:00Z")
+    sample = ai_focus.LogSample([entry], 0, False, False)
+    review = ai_citations.review_log(system, sample, ai_citations.known_ids(system))
+    assert [(f.code, f.severity) for f in review.findings] == [
+        ("AI_LOGGED_UNCITED_UNVERIFIABLE", "hold")
+    ]
+
+
+def test_an_expected_answer_phrase_must_be_in_the_answer(healthy: stock.Stock) -> None:
+    eval_file = healthy.folder / "reference" / "eval.yaml"
+    original = eval_file.read_text()
+    try:
+        data = yaml.safe_load(original)
+        data["questions"][0]["expected_answer"] = (
+            "soil survey"  # the service says "See Soil survey."
+        )
+        data["questions"][1]["expected_answer"] = "millimetres"  # it never says this
+        eval_file.write_text(yaml.safe_dump(data))
+        live = ai_eval.run_live(_system(healthy))
+        assert live is not None
+        assert [r.hit for r in live.results] == [True, False, True]
+        [miss] = [f for f in ai_eval.findings(live) if f.code == "AI_EVAL_MISS"]
+        assert miss.subject == "rain" and "expected phrase is missing" in miss.message
+    finally:
+        eval_file.write_text(original)

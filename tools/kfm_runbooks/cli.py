@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import EXIT_CHECK_FAILED, RunbookError
+from .errors import EXIT_CHECK_FAILED, InputError, RunbookError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -327,6 +327,54 @@ def incident_waive(
     )
 
 
+@incident.command("fixes")
+@click.argument("incident_id")
+@click.option(
+    "--abandon",
+    "abandon_id",
+    metavar="ACT",
+    default=None,
+    help="Record that this PR-first fix will not be merged (deletes its local branch).",
+)
+@click.option("--reason", default=None, help="Why it is abandoned (required with --abandon).")
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@json_option
+@handle_errors
+def incident_fixes(
+    incident_id: str,
+    abandon_id: str | None,
+    reason: str | None,
+    actor: str | None,
+    root: Path | None,
+    as_json: bool,
+) -> None:
+    """List the incident's PR-first fixes: pending, merged, abandoned, branch deleted."""
+    from . import fixes
+
+    if abandon_id is not None:
+        if reason is None:
+            raise InputError("--abandon needs --reason: say why the fix is not merged")
+        entry = fixes.abandon(incident_id, abandon_id, reason=reason, root=root, actor=actor)
+        click.echo(f"{incident_id}: {abandon_id} abandoned (ledger #{entry['seq']})")
+        return
+    found = fixes.list_fixes(incident_id, root)
+    if as_json:
+        _emit_json([row.as_dict() for row in found])
+        return
+    if not found:
+        click.echo(f"{incident_id}: no PR-first fix was made")
+        return
+    for row in found:
+        when = f" at {row.merged_at}" if row.merged_at else ""
+        why = f": {row.reason}" if row.reason else (f" ({row.detail})" if row.detail else "")
+        click.echo(
+            f"{row.action_id:<20} {row.state.upper():<15} {row.branch} @ {row.commit[:12]}"
+            f"{when}{why}"
+        )
+        click.echo(f"{'':<20} {row.runbook}: {row.title}")
+
+
 @main.command("update")
 @click.argument("incident_id")
 @click.option(
@@ -461,6 +509,14 @@ def runbook_options(function: F) -> F:
     show_default=True,
     help="Wall-clock limit for the whole run, in seconds; the kernel is stopped then.",
 )
+@click.option(
+    "--push",
+    "push",
+    metavar="REMOTE",
+    default=None,
+    help="With --apply: push each PR-first fix's branch to this git remote (and open a PR "
+    "when gh / glab is on PATH).",
+)
 @handle_errors
 def run_cmd(
     runbook: str,
@@ -469,6 +525,7 @@ def run_cmd(
     params_file: Path | None,
     apply: bool,
     timeout: float,
+    push: str | None,
     target: Path | None,
     actor: str | None,
     root: Path | None,
@@ -488,6 +545,7 @@ def run_cmd(
             timeout=timeout,
             target=target,
             actor=actor,
+            push=push,
         )
     )
     if as_json:
@@ -794,12 +852,19 @@ def sandbox() -> None:
 @sandbox.command("create")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--clean", is_flag=True, help="Build the variant without faults.")
+@click.option(
+    "--git",
+    "git",
+    is_flag=True,
+    help="Make it a git repository (branch main, history) with a bare origin DIRECTORY.origin.git"
+    " beside it: PR-first fixes become branches there.",
+)
 @handle_errors
-def sandbox_create(directory: Path, clean: bool) -> None:
+def sandbox_create(directory: Path, clean: bool, git: bool) -> None:
     """Build a deterministic sandbox in DIRECTORY; prints its target.yaml path."""
     from .sandbox import create_sandbox
 
-    target = create_sandbox(directory, clean=clean)
+    target = create_sandbox(directory, clean=clean, git=git)
     click.echo(str(target))
     click.echo(f"  faults: see {target.parent / 'SANDBOX.md'}", err=True)
 

@@ -885,10 +885,18 @@ def restore_item(config: CatalogConfig, item_id: str) -> dict[str, Any]:
     return {"item_id": item_id, "restored": True, "path": meta["original_path"]}
 
 
-def remove_broken_link(config: CatalogConfig, parent_file: str, href: str) -> dict[str, Any]:
-    """Drop a dangling child/item link (a CAT_LINK_BROKEN finding). Idempotent."""
+def remove_broken_link(
+    config: CatalogConfig,
+    parent_file: str,
+    href: str,
+    at: Callable[[Path], Path] = lambda path: path,
+) -> dict[str, Any]:
+    """Drop a dangling child/item link (a CAT_LINK_BROKEN finding). Idempotent.
+
+    `at` maps the catalog file to where the change is written: itself, or its twin in a
+    PR-first worktree (record.pr_action); the link target is looked for in the catalog."""
     parent = config.base / parent_file
-    doc, _ = read_json_object(parent)
+    doc, _ = read_json_object(at(parent))
     if doc is None:
         return {"removed": False, "reason": "parent unreadable"}
     links = doc.get("links", [])
@@ -899,7 +907,7 @@ def remove_broken_link(config: CatalogConfig, parent_file: str, href: str) -> di
         href = urllib.parse.unquote(str(link.get("href", "")))
         if href == urllib.parse.unquote(wanted) and not (parent.parent / href).exists():
             del links[index]
-            replace_atomic(parent, _dump(doc))
+            replace_atomic(at(parent), _dump(doc))
             return {"removed": True, "parent": parent_file, "index": index, "link": link}
     return {"removed": False, "reason": "no dangling link left"}
 

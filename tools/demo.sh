@@ -47,6 +47,14 @@ run kfm-runbook run RBK-catalog-checksum-mismatch --incident "$kfm_incident" \
   --target tests/kfm_sample/catalog_health.target.yaml
 [ $? -eq 1 ] || { echo "expected exit 1 on KFM's fixtures"; exit 1; }
 
+# 3b. A health sweep: every catalog and graph runbook, read-only, two at a time, each sealed
+#     as a normal run (in its own incident: a sweep's FAILs are findings to work through).
+sweep_incident=$(kfm-runbook incident new --title "Demo: health sweep of the sandbox" --severity Sev3) || exit 1
+run kfm-runbook sweep --incident "$sweep_incident" --target "$sandbox/target.yaml" \
+  --domain catalog --domain graph --jobs 2
+[ $? -eq 1 ] || { echo "expected exit 1: the faulty sandbox fails its sweep"; exit 1; }
+run kfm-runbook verify "$sweep_incident" || exit 1
+
 # 4. Close: root cause, postmortem (required: Sev1), report, proof of integrity, resolve.
 run kfm-runbook incident note "$incident" --root-cause "asset files rewritten by a re-run without new checksums" || exit 1
 run kfm-runbook postmortem "$incident" || exit 1

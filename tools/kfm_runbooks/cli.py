@@ -824,6 +824,60 @@ def rollback_cmd(
 # --- library, sandbox, kernel ----------------------------------------------------------
 
 
+@main.command("sweep")
+@click.option("--incident", "incident_id", required=True, help="The incident the runs belong to.")
+@click.option(
+    "--target",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Target YAML (default: the built-in sandbox).",
+)
+@click.option("--domain", "domains", multiple=True, help="Only this domain (repeatable).")
+@click.option(
+    "--signal", "signals", multiple=True, help="Only runbooks listing this signal (repeatable)."
+)
+@click.option("--jobs", type=int, default=None, help="Runs at a time. Default: the cores.")
+@root_option
+@json_option
+@handle_errors
+def sweep_cmd(
+    incident_id: str,
+    target: Path | None,
+    domains: tuple[str, ...],
+    signals: tuple[str, ...],
+    jobs: int | None,
+    root: Path | None,
+    as_json: bool,
+) -> None:
+    """Run the matching runbooks read-only, N at a time, each sealed as a normal run."""
+    import signal as signals_mod
+
+    from .execute import default_target
+    from .sweep import sweep, worst_exit
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signals_mod.Signals(signum).name)
+
+    signals_mod.signal(signals_mod.SIGTERM, stop)
+    rows = sweep(
+        incident_id,
+        target=target if target is not None else default_target(),
+        domains=domains,
+        signals=signals,
+        jobs=jobs,
+        root=root,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    if as_json:
+        _emit_json({"runs": [r.as_dict() for r in rows], "exit_code": worst_exit(rows)})
+    else:
+        click.echo(f"{'runbook':<44} {'outcome':<11} {'coverage':<16} failing checks")
+        for row in rows:
+            failing = ", ".join(row.failing) or ("-" if row.outcome == "passed" else row.detail)
+            click.echo(f"{row.runbook:<44} {row.outcome:<11} {row.coverage or '-':<16} {failing}")
+    sys.exit(worst_exit(rows))
+
+
 @main.command("list")
 @json_option
 @handle_errors

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import codeprov, connections, ledger, redact, scraps
+from . import codeprov, connections, digest_memo, ledger, redact, scraps
 from ._fs import sha256_bytes
 from ._time import now_iso
 from .coverage import Coverage, row_status
@@ -337,6 +337,8 @@ class Recorder:
             result = _jsonable(change())
         except Exception as exc:
             error = "".join(traceback.format_exception_only(exc)).strip()
+        finally:
+            digest_memo.forget_all()  # after a change (even a failed one) nothing is assumed
         post = _jsonable(postcheck()) if postcheck and error is None else None
         if callable(undo):
             undo = undo(result) if error is None else None

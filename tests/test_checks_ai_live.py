@@ -362,3 +362,16 @@ def test_an_expected_answer_phrase_must_be_in_the_answer(healthy: stock.Stock) -
         assert miss.subject == "rain" and "expected phrase is missing" in miss.message
     finally:
         eval_file.write_text(original)
+
+
+def test_a_remote_focus_mode_not_in_the_allow_list_is_refused_before_any_packet(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "target.yaml"
+    target.write_text(
+        yaml.safe_dump({"name": "t", "focus": {"url": "https://focus.example.org/q"}})
+    )
+    system = ai_focus.FocusSystem.from_target(load_target(target))
+    assert system is not None
+    why = system.reachable()
+    assert why is not None and "remote.allow" in why  # HOLD naming the fix, nothing sent

@@ -42,6 +42,7 @@ def test_importing_the_ai_checks_stays_light() -> None:
         "import kfm_runbooks.checks.ai.focus, kfm_runbooks.checks.ai.citations\n"
         "import kfm_runbooks.checks.ai.citation_reports, kfm_runbooks.checks.ai.gate\n"
         "import kfm_runbooks.checks.ai.retrieval, kfm_runbooks.checks.ai.evaluation\n"
+        "import kfm_runbooks.checks.ai.actions, kfm_runbooks.checks.ai.reference\n"
         "heavy = [m for m in ('scrapbook', 'papermill', 'pandas', 'pydantic', 'nbformat', "
         "'jupyter_client', 'jsonschema', 'psycopg') if m in sys.modules]\n"
         "print(','.join(heavy))"

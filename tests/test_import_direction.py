@@ -111,7 +111,7 @@ def test_the_scan_sees_the_package() -> None:
     assert f"{NAME}.checks.undo" in MODULES and f"{NAME}.sandbox.services.focus" in MODULES
     edges = _edges()
     assert (
-        f"{NAME}.checks.ai.reference" in edges[f"{NAME}.sandbox.services.focus"]
+        f"{NAME}.checks.common.jcs" in edges[f"{NAME}.sandbox.parts.catalog_records"]
     )  # sandbox -> checks
     assert f"{NAME}.checks.catalog.health" in edges[f"{NAME}.checks.graph.backup"]
 

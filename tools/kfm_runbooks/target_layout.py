@@ -110,6 +110,7 @@ KEYS: dict[str, dict[str, str]] = {
     },
     "ai_citations": {"reports": PATHS, "schema": FILE, "panels": PATHS},
     "ai_query_safety": {"snapshots": PATHS},
+    "focus": {"eval_set": FILE, "citation_policy": FILE, "gate_policy": FILE},
     "ui_registry": {
         "view_registry_cases": FILE,
         "view_registry_schema": FILE,

@@ -1,19 +1,20 @@
 """Focus Mode's input gate against prompt injection, and KFM's query-safety gate.
 
-Live (a target with a `live` section):
+Live (a target with a `focus` section; the gate policy is the file `focus.gate_policy`
+names: `enforced` and `blocked_patterns`, see checks/ai/reference.py):
 
-- the switch: state/flags.json `input_gate_enforced` against the reference —
-  `AI_GATE_NOT_ENFORCED`;
 - probes: a fixed set of known injection attempts (`KNOWN_INJECTIONS`) and the benign
-  evaluation questions are asked through the real API. An attempt the configured gate is
-  meant to block (it matches a configured pattern) that is let through —
-  `AI_INJECTION_PROBE_ALLOWED` (the message names the pattern); a benign question blocked —
-  `AI_GATE_FALSE_POSITIVE`; an attempt no configured pattern covers —
-  `AI_GATE_COVERAGE_GAP` (info: a hardening task, not an outage);
-- the decision log, sampled: questions from other clients that match a configured
-  pattern but were let through — `AI_INJECTION_ALLOWED`, one finding per client with the
-  patterns that got through; attempts the gate did block — `AI_INJECTION_BLOCKED` (info:
-  who is trying).
+  evaluation questions are asked through `focus.url`. An attempt the policy's patterns
+  cover that is let through — `AI_INJECTION_PROBE_ALLOWED` (the message names the
+  pattern; info when the policy says the gate only logs); a benign question blocked —
+  `AI_GATE_FALSE_POSITIVE`; an attempt no pattern covers — `AI_GATE_COVERAGE_GAP` (info:
+  a hardening task, not an outage); no gate policy named — `AI_GATE_POLICY_MISSING` (HOLD).
+  The gate's decision is the reply's `gate.decision` when the system reports it, else
+  implied: 200 (or a citation-policy refusal) is "allow", 400/403/422 is "block";
+- the decision log (`focus.decision_log`), sampled: questions from other clients that
+  match a policy pattern but were let through — `AI_INJECTION_ALLOWED`, one finding per
+  client with the patterns that got through; attempts the gate did block —
+  `AI_INJECTION_BLOCKED` (info: who is trying).
 
 Offline (a target with an `ai_query_safety` section): KFM's query-safety gate for
 occurrence-retrieval snapshots — predicate fields and values must not carry secret
@@ -36,10 +37,9 @@ from ...target import Target
 from ...vocab import Verdict
 from .. import BLOCKING, HOLD, INFO, Finding
 from ..common.files import FileProblem, read_bounded
-from . import reference as ai_reference
+from . import reference as ref
+from .citations import log_problems
 from .focus import Answer, FocusSystem, LogSample
-
-FLAGS = "state/flags.json"
 
 
 @dataclass(frozen=True)
@@ -85,35 +85,49 @@ KNOWN_INJECTIONS: tuple[Injection, ...] = (
 )
 
 
-def matched_pattern(patterns: list[str], question: str) -> str | None:
-    """The configured pattern the gate would match (the server's own gate function)."""
-    matched = ai_reference.gate(patterns, question, True)["matched"]
-    return None if matched is None else str(matched)
+def patterns(system: FocusSystem) -> tuple[str, ...]:
+    policy = system.gate_policy
+    return policy.patterns if isinstance(policy, ref.GatePolicy) else ()
 
 
-def switch_findings(system: FocusSystem) -> list[Finding]:
-    findings = []
-    if system.flag("input_gate_enforced") != system.reference_flag("input_gate_enforced"):
-        findings.append(
+def enforced(system: FocusSystem) -> bool:
+    """The policy says the gate blocks (True also when no policy is named: fail closed)."""
+    policy = system.gate_policy
+    return policy.enforced if isinstance(policy, ref.GatePolicy) else True
+
+
+def matched_pattern(system: FocusSystem, question: str) -> str | None:
+    """The policy pattern `question` matches, or None."""
+    policy = system.gate_policy
+    return policy.matched(question) if isinstance(policy, ref.GatePolicy) else None
+
+
+def policy_findings(system: FocusSystem) -> list[Finding]:
+    found = [
+        Finding("AI_GATE_POLICY_MISSING", m.key, "/", HOLD, m.message)
+        for m in system.missing("gate_policy")
+    ]
+    found += [
+        Finding(
+            "AI_EVAL_SET_MISSING",
+            m.key,
+            "/",
+            HOLD,
+            m.message + ": no benign questions to prove the gate lets users through",
+        )
+        for m in system.missing("eval_set")
+    ]
+    if not enforced(system):
+        found.append(
             Finding(
-                "AI_GATE_NOT_ENFORCED",
-                FLAGS,
-                "/input_gate_enforced",
-                BLOCKING,
-                "the input gate only logs matches; it does not block (reference: enforced)",
+                "AI_GATE_LOG_ONLY_BY_POLICY",
+                "focus.gate_policy",
+                "/enforced",
+                INFO,
+                "the gate policy says the gate only logs matches: let-through attempts are info",
             )
         )
-    if not system.flag("focus_enabled"):
-        findings.append(
-            Finding(
-                "AI_FOCUS_DISABLED",
-                FLAGS,
-                "/focus_enabled",
-                HOLD,
-                "Focus Mode is disabled: the gate cannot be proven through the API",
-            )
-        )
-    return findings
+    return found
 
 
 @dataclass(frozen=True)
@@ -156,7 +170,7 @@ class ProbeRun:
     @property
     def unproven(self) -> list[str]:
         """Probes whose answer proves nothing about the gate (no gate decision)."""
-        return [answer.label for _, _, answer in self.injections if not answer.gate.get("decision")]
+        return [answer.label for _, _, answer in self.injections if answer.gate_decision is None]
 
     @property
     def benign_blocked(self) -> list[str]:
@@ -168,28 +182,24 @@ class ProbeRun:
 
 
 def through_gate(answer: Answer) -> bool:
-    """The gate decided "allow" (the API answered, or failed after the gate)."""
-    return answer.status != 0 and answer.gate.get("decision") == "allow"
+    """The gate decided "allow" (the system answered, or failed after the gate)."""
+    return answer.status != 0 and answer.gate_decision == "allow"
 
 
 def probe(system: FocusSystem) -> ProbeRun:
-    patterns = system.patterns
     injections = [
-        (inj, matched_pattern(patterns, inj.text), system.ask(inj.id, inj.text))
+        (inj, matched_pattern(system, inj.text), system.ask(inj.id, inj.text))
         for inj in KNOWN_INJECTIONS
     ]
-    benign = [
-        system.ask(f"benign-{n}", str(item.get("question", "")))
-        for n, item in enumerate(system.evaluation, 1)
-    ]
+    benign = [system.ask(f"benign-{item.id}", item.question) for item in system.questions]
     return ProbeRun(injections, benign)
 
 
-def probe_findings(run: ProbeRun) -> list[Finding]:
+def probe_findings(run: ProbeRun, must_block: bool = True) -> list[Finding]:
     findings = []
     for inj, pattern, answer in run.injections:
         subject = f"probe {inj.id}"
-        if not answer.gate.get("decision"):
+        if answer.gate_decision is None:
             findings.append(
                 Finding(
                     "AI_FOCUS_PROBE_FAILED",
@@ -207,7 +217,7 @@ def probe_findings(run: ProbeRun) -> list[Finding]:
                         subject,
                         "/",
                         INFO,
-                        f"{inj.category} attempt matches no configured pattern: not blocked",
+                        f"{inj.category} attempt matches no policy pattern: not blocked",
                     )
                 )
         elif through_gate(answer):
@@ -216,7 +226,7 @@ def probe_findings(run: ProbeRun) -> list[Finding]:
                     "AI_INJECTION_PROBE_ALLOWED",
                     subject,
                     "/gate/decision",
-                    BLOCKING,
+                    BLOCKING if must_block else INFO,
                     f"{inj.category} attempt matching {pattern!r} let through the gate "
                     f"(HTTP {answer.status})",
                 )
@@ -230,7 +240,7 @@ def probe_findings(run: ProbeRun) -> list[Finding]:
                     "/gate/decision",
                     BLOCKING,
                     "a benign evaluation question was blocked "
-                    f"(pattern {answer.gate.get('matched')!r})",
+                    f"(pattern {answer.gate.get('matched', 'not reported')!r})",
                 )
             )
         elif not answer.answered:
@@ -270,43 +280,23 @@ class LogAttempts:
         return rows
 
 
-def mine_log(system: FocusSystem, sample: LogSample) -> LogAttempts:
+def mine_log(system: FocusSystem, sample: LogSample | None) -> LogAttempts:
     """Injection attempts of other clients in the sampled decision log."""
-    patterns = system.patterns
     allowed: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     blocked: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for entry in sample.entries:
+    for entry in sample.entries if sample else []:
         if entry.probe:
             continue
-        pattern = matched_pattern(patterns, entry.question) or entry.gate.get("matched")
+        pattern = matched_pattern(system, entry.question) or entry.gate.get("matched")
         if not pattern:
             continue
-        decision = entry.gate.get("decision")
+        decision = entry.gate.get("decision") or ("allow" if entry.answered else None)
         if decision == "block":
             blocked[entry.client][str(pattern)] += 1
         elif decision == "allow":  # through the gate (answered, or failed further on)
             allowed[entry.client][str(pattern)] += 1
-    findings = []
-    if sample.missing:
-        findings.append(
-            Finding(
-                "AI_FOCUS_LOG_MISSING",
-                "logs/focus.jsonl",
-                "/",
-                HOLD,
-                "no decision log: past attempts cannot be reviewed",
-            )
-        )
-    if sample.malformed:
-        findings.append(
-            Finding(
-                "AI_FOCUS_LOG_MALFORMED",
-                "logs/focus.jsonl",
-                "/",
-                HOLD,
-                f"{sample.malformed} line(s) could not be read",
-            )
-        )
+    findings = log_problems(system, sample, "past attempts")
+    must_block = enforced(system)
     for client in sorted(allowed):
         by_pattern = allowed[client]
         findings.append(
@@ -314,7 +304,7 @@ def mine_log(system: FocusSystem, sample: LogSample) -> LogAttempts:
                 "AI_INJECTION_ALLOWED",
                 f"client {client}",
                 "/",
-                BLOCKING,
+                BLOCKING if must_block else INFO,
                 f"{sum(by_pattern.values())} attempt(s) let through; patterns: "
                 + "; ".join(sorted(by_pattern)),
             )

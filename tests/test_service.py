@@ -303,3 +303,13 @@ def test_a_run_leaves_every_connection_in_its_evidence(
     assert report.exit_code == 0, report.output
     html = next((path / "90_postmortem").glob("report-*.html")).read_text()
     assert url in html and "1 connection(s)" in html
+
+
+def test_a_path_key_may_be_dotted_and_a_link_stays_a_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.log"
+    real.write_text("x")
+    (tmp_path / "access.log").symlink_to(real)
+    svc = _service(tmp_path, "api:\n  access_log: {path: access.log, format: combined}\n")
+    path = svc.path("api", "access_log.path")
+    assert path == tmp_path / "access.log" and path.is_symlink()
+    assert svc.path("api", "access_log.missing") is None

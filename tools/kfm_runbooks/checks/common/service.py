@@ -102,13 +102,17 @@ class Service:
         return base.rstrip("/") + "/" + path.lstrip("/")
 
     def path(self, name: str, key: str) -> Path | None:
-        """A path key of a section, resolved against the target's folder (None if absent)."""
-        value = self.section(name).get(key)
+        """A path key of a section (`key` may be dotted: `access_log.path`), made absolute
+        against the target's folder without following links: a link stays a link, for
+        the reader to refuse (None if absent)."""
+        value: Any = self.section(name)
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
         if value is None:
             return None
         if not isinstance(value, str) or not value:
             raise TargetError(f"target {self.target.path}: '{name}.{key}' must be a path string")
-        return (self.target.base / Path(value).expanduser()).resolve()
+        return Path(os.path.normpath(self.target.base / Path(value).expanduser()))
 
     @property
     def remote_hosts(self) -> frozenset[str]:

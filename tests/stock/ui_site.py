@@ -90,8 +90,7 @@ CONTROLS = [
 SYSTEMS = ("good", "tiles-missing", "desync", "broken-story")
 
 _HEAD = (
-    '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-    "</head>\n"
+    '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>\n'
 )
 CLEAN = (
     _HEAD.format(title="Map viewer")

@@ -21,6 +21,7 @@ imports only (standard library; PyYAML for a YAML reference): used inside kernel
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import urllib.parse
@@ -103,6 +104,10 @@ class UiSystem:
     def section(self) -> dict[str, Any]:
         return self.svc.section("ui")
 
+    def why_unreachable(self) -> str:
+        """Why the last request could not be made (refused host, connection error…)."""
+        return str(self._cache.get("unreachable") or self.describe_api())
+
     def describe_api(self) -> str:
         try:
             return self.svc.url("api")
@@ -124,10 +129,12 @@ class UiSystem:
     # -- the reference (KFM's own files named in the target) -----------------------------
 
     def reference_path(self, key: str) -> Path | None:
-        try:
-            return self.svc.path("ui", key)
-        except TargetError:
+        """`ui.<key>` against the target's folder, made absolute without following links
+        (Service.path resolves them: a link planted in place of the file would be read)."""
+        value = self.section.get(key)
+        if not isinstance(value, str) or not value:
             return None
+        return Path(os.path.normpath(self.svc.target.base / Path(value).expanduser()))
 
     def reference(self, key: str) -> tuple[Any, Finding | None]:
         """The parsed reference file `ui.<key>` (JSON or YAML), or a HOLD finding."""
@@ -213,9 +220,11 @@ class UiSystem:
             try:
                 answer = self.svc.request(path, role=role, timeout=15)
             except TargetError as exc:
-                return Probe(path, None, error=str(exc).splitlines()[0][:200])
+                self._cache["unreachable"] = str(exc).splitlines()[0][:200]
+                return Probe(path, None, error=self._cache["unreachable"])
             except OSError as exc:
-                return Probe(path, None, error=type(exc).__name__)
+                self._cache["unreachable"] = f"{self.describe_api()}: {type(exc).__name__}"
+                return Probe(path, None, error=self._cache["unreachable"])
             if answer.status not in RETRY_STATUSES or attempt == RETRIES:
                 break
             wait = answer.headers.get("retry-after", "0.5")

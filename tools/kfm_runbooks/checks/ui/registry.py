@@ -196,7 +196,7 @@ def scan(system: UiSystem) -> RegistryScan:
                 "api",
                 "/",
                 HOLD,
-                f"the API did not answer ({system.describe_api()}): layers cannot be verified",
+                f"the API did not answer ({system.why_unreachable()}): layers cannot be verified",
             )
         )
     return RegistryScan(statuses, sorted(set(findings)), published_ids, intended_ids, reachable)

@@ -324,7 +324,7 @@ def scan(system: UiSystem) -> TimelineScan:
                 "api",
                 "/",
                 HOLD,
-                f"the API did not answer ({system.describe_api()}): served time steps cannot "
+                f"the API did not answer ({system.why_unreachable()}): served time steps cannot "
                 "be verified",
             )
         )

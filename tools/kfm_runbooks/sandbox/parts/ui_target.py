@@ -24,9 +24,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..services.target_render import API_HOST  # rewritten to the real port at `up`
 from . import live
 
-API_HOST = "http://sandbox-api.invalid"  # services/target_render.py rewrites it at `up`
 REFERENCE = Path("live") / "reference"
 # The viewer's accessibility contract: the controls nobody may lose.
 REQUIRED_CONTROLS = [

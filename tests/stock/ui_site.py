@@ -102,7 +102,8 @@ CLEAN = (
 <button type="button" id="open-story">Open story</button>
 <button type="button" id="ask">Ask Focus Mode</button>
 </nav>
-<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" alt="Legend: soil classes" width="8" height="8">
+<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" alt="Legend: soil classes"
+  width="8" height="8">
 <p>Pick a layer and a time.</p>
 </main></body></html>
 """

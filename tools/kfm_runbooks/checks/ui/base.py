@@ -329,37 +329,7 @@ class UiSystem:
         return bool(admin.get("command"))
 
 
-NO_ADMIN = "the target names no admin interface (admin.command)"
-
-
-def act(
-    run: Any,
-    system: UiSystem,
-    title: str,
-    *,
-    command: str,
-    change: Callable[[], Any],
-    instruction: str,
-    precheck: Callable[[], Any] | None = None,
-    postcheck: Callable[[], Any] | None = None,
-    rollback: str = "",
-    undo: Any = None,
-) -> Any:
-    """A change through the target's admin interface, or a manual action when it names none.
-
-    `run` is the runbook's recorder (record.Recorder): `run.action` gates the change behind
-    apply; `run.manual_action` records the exact `instruction` for a human."""
-    if not system.can_act():
-        return run.manual_action(title, instruction=instruction, reason=NO_ADMIN)
-    return run.action(
-        title,
-        command=command,
-        change=change,
-        precheck=precheck,
-        postcheck=postcheck,
-        rollback=rollback,
-        undo=undo,
-    )
+NO_ADMIN = "the target names no admin interface (admin.command)"  # a manual action's reason
 
 
 def intended_position(published: list[str], intended: list[str], item: str) -> int:

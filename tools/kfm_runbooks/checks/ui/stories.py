@@ -370,7 +370,8 @@ def scan(system: UiSystem) -> StoryScan:
                 "api",
                 "/",
                 HOLD,
-                f"the API did not answer ({system.why_unreachable()}): story nodes cannot be verified",
+                f"the API did not answer ({system.why_unreachable()}): "
+                "story nodes cannot be verified",
             )
         )
     return StoryScan(

@@ -130,6 +130,15 @@ def test_malformed_required_controls_are_bad_input(tmp_path: Path, controls: Any
         ui_a11y.required_controls(system.svc.target)
 
 
+@pytest.mark.parametrize("key", ["layer_registry", "stories", "citations"])
+def test_a_reference_file_that_does_not_exist_is_bad_input(tmp_path: Path, key: str) -> None:
+    with pytest.raises(TargetError, match=f"ui.{key}"):
+        _system(tmp_path, {"url": "http://127.0.0.1:9/", key: "nowhere/layers.json"})
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(TargetError, match=f"ui.{key}"):
+        _system(tmp_path, {"url": "http://127.0.0.1:9/", key: "folder"})
+
+
 def test_the_release_is_compared_only_when_the_target_names_it(tmp_path: Path) -> None:
     audit = ui_a11y.Audit("/", release="v3")
     assert ui_a11y.release_findings(_system(tmp_path, {"url": "http://127.0.0.1:9/"}), audit) == []

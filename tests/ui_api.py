@@ -1,8 +1,8 @@
 """Test helper for the ui checks: the sandbox's real API process alone (no PostgreSQL).
 
-The ui runbooks only talk to the HTTP API, so their unit tests start just that process on
-loopback — the same `kfm_runbooks.sandbox.services.api` server `sandbox up` starts — and
-always stop it.
+The ui runbooks only talk to the HTTP API (and the sandbox's admin command), so their unit
+tests start just that process on loopback — the same `kfm_runbooks.sandbox.services.api`
+server `sandbox up` starts — render the target's URLs as `up` does, and always stop it.
 `reset_state` puts the running system's state back to the intended one between tests.
 """
 
@@ -22,6 +22,8 @@ from pathlib import Path
 from kfm_runbooks._proc import die_with_parent
 from kfm_runbooks.sandbox import create_sandbox
 from kfm_runbooks.sandbox.parts import live as live_part
+from kfm_runbooks.sandbox.parts import ui_target
+from kfm_runbooks.sandbox.services import target_render
 
 
 def _free_port() -> int:
@@ -67,7 +69,9 @@ def api_only(folder: Path) -> Iterator[Path]:
     try:
         url = f"http://127.0.0.1:{port}"
         _wait(url + "/health")
-        services.write_text(json.dumps({"api": {"pid": process.pid, "port": port, "url": url}}))
+        state = {"api": {"pid": process.pid, "port": port, "url": url}}
+        services.write_text(json.dumps(state))
+        target_render.render(folder, state)  # the target names the real URLs, as at `up`
         yield target
     finally:
         process.terminate()
@@ -84,4 +88,5 @@ def reset_state(folder: Path) -> None:
     reference = live_part.config()
     (live / "config.json").write_text(json.dumps(reference, indent=2, sort_keys=True) + "\n")
     live_part.write_state(live, reference)
+    ui_target.section(folder)  # the reference files the target's ui section names
     (live / "faults.json").unlink(missing_ok=True)

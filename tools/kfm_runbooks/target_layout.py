@@ -119,6 +119,8 @@ KEYS: dict[str, dict[str, str]] = {
         "manifest_expected": FILE,
         "admission_cases": FILE,
     },
+    # the ui runbooks' reference: KFM's layer registry, story definitions, citable documents
+    "ui": {"layer_registry": FILE, "stories": FILE, "citations": FILE},
 }
 
 # Where a write area goes when the target names none: beside the data, never inside it.

@@ -1,24 +1,27 @@
-"""Accessibility regressions: the map viewer's critical controls, in a real browser.
+"""Accessibility regressions: the deployed UI page, audited by a real engine in a real browser.
 
-The deployed /ui/ page is loaded in headless Chromium (Debian's /usr/bin/chromium, driven
-by Playwright) and inspected through the browser's accessibility tree, not its markup:
-every critical control must be found by its role and accessible name
-(`get_by_role(role, name=...)`, exactly once) and must be reachable with the keyboard
-(pressing Tab from the top of the page must focus it). The page may only reach loopback:
-any other request is refused and reported. Codes:
+The page the target names (`ui.url`) is loaded in headless Chromium (Debian's
+/usr/bin/chromium, driven by Playwright) and audited two ways:
 
-- UI_A11Y_CONTROL_UNNAMED: no element with the control's role and name;
-- UI_A11Y_CONTROL_AMBIGUOUS: more than one;
-- UI_A11Y_CONTROL_NOT_FOCUSABLE: Tab never reaches it;
-- UI_RELEASE_NOT_INTENDED: the deployed release (state/ui.json) is not the intended one
-  (config.json `ui.release`); UI_RELEASE_MISMATCH: the page says another release;
-- UI_A11Y_PAGE_UNAVAILABLE, UI_A11Y_BROWSER_UNAVAILABLE (HOLD): nothing could be checked;
-- UI_A11Y_EXTERNAL_REQUEST_BLOCKED (info): the page tried to leave loopback.
+1. axe-core (bundled by the `axe-playwright-python` wheel) runs in the page and reports
+   WCAG violations by impact: critical / serious are UI_A11Y_VIOLATION (blocking: FAIL),
+   moderate / minor are UI_A11Y_VIOLATION_MINOR (info: reported, not a verdict);
+2. the target's required controls (`ui.required_controls: [{role, name, selector?}]`)
+   must each be found exactly once by role and accessible name through the browser's
+   accessibility tree, and be reachable with Tab. Codes: UI_A11Y_CONTROL_UNNAMED,
+   UI_A11Y_CONTROL_AMBIGUOUS, UI_A11Y_CONTROL_NOT_FOCUSABLE.
 
-Containment rolls the deployed release back to the previous one (state/ui.json); its undo
-rolls forward to exactly the release document that was deployed. Playwright is imported
-only inside `audit`, which runs in a worker thread (the sync API refuses a running
-asyncio loop, which Jupyter kernels have).
+A page that cannot be loaded is UI_A11Y_PAGE_UNAVAILABLE, no browser or engine
+UI_A11Y_BROWSER_UNAVAILABLE (both HOLD: nothing was checked). The page and everything it
+loads may reach only loopback and the hosts in `remote.allow` (Service.allowed); other
+requests are refused (UI_A11Y_EXTERNAL_REQUEST_BLOCKED, info). When the target names the
+intended release (`ui.release`), the page's `data-release` must say it
+(UI_RELEASE_NOT_INTENDED).
+
+Containment rolls the deployed release back through the admin interface the target names
+(op `ui.rollback_release`); its undo (`ui.restore_release`) rolls forward to exactly the
+release document that was deployed. Playwright is imported only inside `audit`, which runs
+in a worker thread (the sync API refuses a running asyncio loop, which kernels have).
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...errors import TargetError
 from ...target import Target
 from .. import BLOCKING, HOLD, INFO, Finding, undoable
+from ..common.service import Service
 from .base import UiSystem
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,32 +47,59 @@ CHROMIUM_ARGS = (
     "--no-first-run",
     "--disable-sync",
 )
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
-MAX_TABS = 40
+MAX_TABS = 60
+FAIL_IMPACTS = ("critical", "serious")
+IMPACTS = ("critical", "serious", "moderate", "minor")
 A11Y_CODES = frozenset(
+    {
+        "UI_A11Y_VIOLATION",
+        "UI_A11Y_CONTROL_UNNAMED",
+        "UI_A11Y_CONTROL_AMBIGUOUS",
+        "UI_A11Y_CONTROL_NOT_FOCUSABLE",
+    }
+)
+CONTROL_CODES = frozenset(
     {"UI_A11Y_CONTROL_UNNAMED", "UI_A11Y_CONTROL_AMBIGUOUS", "UI_A11Y_CONTROL_NOT_FOCUSABLE"}
 )
-RELEASE_CODES = frozenset({"UI_RELEASE_NOT_INTENDED", "UI_RELEASE_MISMATCH"})
+RELEASE_CODES = frozenset({"UI_RELEASE_NOT_INTENDED"})
+UNAVAILABLE_CODES = frozenset({"UI_A11Y_PAGE_UNAVAILABLE", "UI_A11Y_BROWSER_UNAVAILABLE"})
 
 
 @dataclass(frozen=True)
 class Control:
-    """A critical control: how assistive technology must find it, and where it lives."""
+    """A required control: how assistive technology must find it (and where it should be)."""
 
     key: str
     role: str
     name: str
-    hint: str  # CSS selector of the element meant to be this control (for the report)
+    hint: str = ""  # CSS selector of the element meant to be this control (for the report)
 
 
-# The viewer's accessibility contract: the controls nobody may lose.
-CRITICAL = (
-    Control("layer-select", "combobox", "Layer", "#layer"),
-    Control("time-slider", "slider", "Time", "#time"),
-    Control("play", "button", "Play timeline", "#play"),
-    Control("open-story", "button", "Open story", "#open-story"),
-    Control("ask", "button", "Ask Focus Mode", "#ask"),
-)
+def required_controls(target: Target) -> tuple[Control, ...]:
+    """`ui.required_controls` of the target (empty: none required). Malformed: TargetError."""
+    raw = Service.from_target(target).section("ui").get("required_controls")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise TargetError(
+            f"target {target.path}: 'ui.required_controls' must be a list of "
+            "{role, name, selector?} entries"
+        )
+    out: list[Control] = []
+    for index, entry in enumerate(raw):
+        role = entry.get("role") if isinstance(entry, dict) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        hint = entry.get("selector", "") if isinstance(entry, dict) else ""
+        if not (isinstance(role, str) and role and isinstance(name, str) and name):
+            raise TargetError(
+                f"target {target.path}: 'ui.required_controls[{index}]' needs a role and an "
+                "accessible name, e.g. {role: button, name: Play timeline}"
+            )
+        if not isinstance(hint, str):
+            raise TargetError(f"target {target.path}: 'ui.required_controls[{index}].selector'")
+        key = str(entry.get("key") or name)
+        out.append(Control(key, role, name, hint))
+    return tuple(out)
 
 
 @dataclass
@@ -85,19 +117,41 @@ class ControlResult:
 
 
 @dataclass
+class Violation:
+    """One axe-core rule the page violates."""
+
+    rule: str
+    impact: str
+    help: str
+    nodes: int
+    targets: list[str]
+    tags: list[str]
+
+    @property
+    def blocking(self) -> bool:
+        return self.impact in FAIL_IMPACTS
+
+
+@dataclass
 class Audit:
     path: str
     release: str | None = None  # what the page says (body data-release)
     snapshot: str = ""  # ARIA snapshot of the page body
     tab_order: list[str] = field(default_factory=list)
     controls: list[ControlResult] = field(default_factory=list)
-    blocked: list[str] = field(default_factory=list)  # refused non-loopback requests
+    violations: list[Violation] = field(default_factory=list)
+    rules_passed: int = 0  # axe rules that found nothing to report
+    engine: str = ""  # axe-core version
+    blocked: list[str] = field(default_factory=list)  # refused requests (hosts)
     error: str | None = None
     error_code: str = "UI_A11Y_PAGE_UNAVAILABLE"
     screenshot: bytes = b""  # PNG of the page as loaded (evidence)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "screenshot"}
+
+    def by_impact(self) -> dict[str, int]:
+        return {i: sum(1 for v in self.violations if v.impact == i) for i in IMPACTS}
 
 
 _DESCRIBE = """el => {
@@ -109,7 +163,8 @@ _DESCRIBE = """el => {
 _FOCUSED = """() => {
   const e = document.activeElement;
   if (!e || e === document.body) return null;
-  return [e.getAttribute('data-kfm-control') || '', e.getAttribute('data-kfm-hint') || ''];
+  return (e.getAttribute('data-kfm-control') || '') + '\\u0000' +
+    (e.getAttribute('data-kfm-hint') || '') + '\\u0000' + (e.id || e.tagName);
 }"""
 
 
@@ -118,23 +173,44 @@ def _first_line(snapshot: str) -> str:
     return line.removeprefix("- ").rstrip(":")
 
 
-def _inspect(page: Any, audit: Audit, controls: tuple[Control, ...]) -> None:
+def _axe(page: Any, audit: Audit) -> None:
+    from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
+
+    response = Axe().run(page).response
+    audit.engine = str((response.get("testEngine") or {}).get("version", ""))
+    audit.rules_passed = len(response.get("passes") or [])
+    for rule in response.get("violations") or []:
+        nodes = rule.get("nodes") or []
+        audit.violations.append(
+            Violation(
+                str(rule.get("id")),
+                str(rule.get("impact") or "minor"),
+                str(rule.get("help", ""))[:200],
+                len(nodes),
+                [" ".join(map(str, n.get("target") or []))[:120] for n in nodes[:5]],
+                [str(t) for t in rule.get("tags") or []],
+            )
+        )
+    order = {impact: i for i, impact in enumerate(IMPACTS)}
+    audit.violations.sort(key=lambda v: (order.get(v.impact, 9), v.rule))
+
+
+def _controls(page: Any, audit: Audit, controls: tuple[Control, ...]) -> None:
     from playwright.sync_api import Error as PlaywrightError
 
-    audit.release = page.get_attribute("body", "data-release")
-    audit.screenshot = page.screenshot(full_page=True)
-    audit.snapshot = page.locator("body").aria_snapshot()
     results: dict[str, ControlResult] = {}
     for control in controls:
         found = page.get_by_role(control.role, name=control.name, exact=True)
         count = found.count()
         if count == 1:
             found.evaluate("(el, key) => el.setAttribute('data-kfm-control', key)", control.key)
-        hint = page.locator(control.hint)
-        present = "absent"
-        if hint.count() == 1:
-            hint.evaluate("(el, key) => el.setAttribute('data-kfm-hint', key)", control.key)
-            present = f"{hint.evaluate(_DESCRIBE)} = {_first_line(hint.aria_snapshot())}"
+        present = "-"
+        if control.hint:
+            hint = page.locator(control.hint)
+            present = "absent"
+            if hint.count() == 1:
+                hint.evaluate("(el, key) => el.setAttribute('data-kfm-hint', key)", control.key)
+                present = f"{hint.evaluate(_DESCRIBE)} = {_first_line(hint.aria_snapshot())}"
         results[control.key] = ControlResult(
             control.key, control.role, control.name, count, False, present
         )
@@ -153,32 +229,39 @@ def _inspect(page: Any, audit: Audit, controls: tuple[Control, ...]) -> None:
             audit.tab_order.append(_first_line(page.locator(":focus").aria_snapshot(timeout=10000)))
         except PlaywrightError:  # focus inside a frame or shadow root: keep going
             audit.tab_order.append("(focused element outside the page's own tree)")
-        for key in focused:
+        for key in str(focused).split("\u0000")[:2]:
             if key in results:
                 results[key].focusable = True
     audit.controls = [results[c.key] for c in controls]
 
 
-def _run_browser(url: str, controls: tuple[Control, ...], executable: str) -> Audit:
-    path = urllib.parse.urlsplit(url).path
+def _run_browser(url: str, controls: tuple[Control, ...], executable: str, svc: Service) -> Audit:
+    path = urllib.parse.urlsplit(url).path or "/"
     audit = Audit(path)
     if not Path(executable).is_file():
         audit.error, audit.error_code = f"{executable} not found", "UI_A11Y_BROWSER_UNAVAILABLE"
         return audit
     try:
+        import axe_playwright_python  # type: ignore[import-untyped]  # noqa: F401
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
-    except ImportError:
-        audit.error, audit.error_code = "playwright not installed", "UI_A11Y_BROWSER_UNAVAILABLE"
+    except ImportError as exc:
+        audit.error = f"{exc.name} not installed (pip install 'kfm-runbooks[ui]')"
+        audit.error_code = "UI_A11Y_BROWSER_UNAVAILABLE"
         return audit
 
     def guard(route: Any) -> None:
-        host = urllib.parse.urlsplit(route.request.url).hostname or ""
-        if host in LOOPBACK or route.request.url.startswith(("data:", "about:")):
+        requested = route.request.url
+        if requested.startswith(("data:", "about:", "blob:")):
             route.continue_()
-        else:
-            audit.blocked.append(host)
+            return
+        try:
+            svc.allowed(requested)
+        except TargetError:
+            audit.blocked.append(urllib.parse.urlsplit(requested).hostname or requested[:60])
             route.abort()
+            return
+        route.continue_()
 
     try:
         with sync_playwright() as driver:
@@ -187,16 +270,23 @@ def _run_browser(url: str, controls: tuple[Control, ...], executable: str) -> Au
                 page = browser.new_context().new_page()
                 page.route("**/*", guard)
                 response = page.goto(url, wait_until="load", timeout=30000)
-                if response is None or response.status != 200:
-                    audit.error = f"HTTP {response.status if response else 'no response'}"
+                status = response.status if response is not None else None
+                svc.note_connection("browser", url, method="GET", status=status)
+                if status != 200:
+                    audit.error = f"HTTP {status if status is not None else 'no response'}"
                     return audit
-                _inspect(page, audit, controls)
+                audit.release = page.get_attribute("body", "data-release")
+                audit.screenshot = page.screenshot(full_page=True)
+                audit.snapshot = page.locator("body").aria_snapshot()
+                _axe(page, audit)
+                _controls(page, audit, controls)
             finally:
                 browser.close()
     except PlaywrightError as exc:
         message = str(exc).splitlines()[0][:160]
         if "ERR_CONNECTION_REFUSED" in message:
             audit.error = "connection refused"
+            svc.note_connection("browser", url, method="GET", error="connection refused")
         else:
             audit.error = message
             audit.error_code = (
@@ -207,32 +297,40 @@ def _run_browser(url: str, controls: tuple[Control, ...], executable: str) -> Au
     return audit
 
 
-def audit(url: str, controls: tuple[Control, ...] = CRITICAL, executable: str = CHROMIUM) -> Audit:
-    """Load `url` in headless Chromium and audit its critical controls (loopback only)."""
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host not in LOOPBACK:
-        return Audit(url, error=f"refusing to open {host}: loopback only")
+def audit(svc: Service, controls: tuple[Control, ...] = (), executable: str = CHROMIUM) -> Audit:
+    """Load the target's `ui.url` in headless Chromium: axe-core + the required controls."""
+    try:
+        url = svc.url("ui")
+        svc.allowed(url)
+    except TargetError as exc:
+        return Audit("ui.url", error=str(exc).splitlines()[0])
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(_run_browser, url, controls, executable).result()
+        return pool.submit(_run_browser, url, controls, executable, svc).result()
 
 
-def audit_findings(result: Audit, controls: tuple[Control, ...] = CRITICAL) -> list[Finding]:
+def audit_findings(result: Audit, controls: tuple[Control, ...] = ()) -> list[Finding]:
     if result.error is not None:
         return [Finding(result.error_code, result.path, "/", HOLD, result.error)]
     out = []
+    for violation in result.violations:
+        where = ", ".join(violation.targets[:3])
+        out.append(
+            Finding(
+                "UI_A11Y_VIOLATION" if violation.blocking else "UI_A11Y_VIOLATION_MINOR",
+                violation.rule,
+                "/",
+                BLOCKING if violation.blocking else INFO,
+                f"{violation.impact}: {violation.help} ({violation.nodes} element(s): {where})",
+            )
+        )
     by_key = {c.key: c for c in controls}
     for control in result.controls:
         wanted = f"{control.role} {control.name!r}"
-        hint = by_key[control.key].hint
+        hint = by_key[control.key].hint if control.key in by_key else ""
+        seen = f"; {hint} is {control.present_as}" if hint else ""
         if control.matches == 0:
             out.append(
-                Finding(
-                    "UI_A11Y_CONTROL_UNNAMED",
-                    control.key,
-                    "/",
-                    BLOCKING,
-                    f"no {wanted}; {hint} is {control.present_as}",
-                )
+                Finding("UI_A11Y_CONTROL_UNNAMED", control.key, "/", BLOCKING, f"no {wanted}{seen}")
             )
         elif control.matches > 1:
             out.append(
@@ -251,7 +349,7 @@ def audit_findings(result: Audit, controls: tuple[Control, ...] = CRITICAL) -> l
                     control.key,
                     "/",
                     BLOCKING,
-                    f"Tab never reaches {wanted} (nor {hint})",
+                    f"Tab never reaches {wanted}" + (f" (nor {hint})" if hint else ""),
                 )
             )
     for host in sorted(set(result.blocked)):
@@ -261,83 +359,52 @@ def audit_findings(result: Audit, controls: tuple[Control, ...] = CRITICAL) -> l
                 result.path,
                 "/",
                 INFO,
-                f"the page tried to reach {host}",
+                f"the page tried to reach {host} (not loopback, not in remote.allow)",
             )
         )
     return out
 
 
-def deployed_release(system: UiSystem) -> str | None:
-    """The release state/ui.json says is deployed (None: unreadable)."""
-    doc, problem = system.read_state("ui.json", {})
-    release = doc.get("release") if problem is None and isinstance(doc, dict) else None
-    return release if isinstance(release, str) else None
+def intended_release(system: UiSystem) -> str | None:
+    value = system.section.get("release")
+    return value if isinstance(value, str) and value else None
 
 
-def release_findings(system: UiSystem, result: Audit | None = None) -> list[Finding]:
-    """The deployed release against the intended one (and against what the page says)."""
-    deployed, problem = system.read_state("ui.json", {})
-    if problem is not None:
-        return [problem]
-    reference, _ = system.reference()
-    lineage = reference.get("ui")
-    intended = lineage.get("release") if isinstance(lineage, dict) else None
-    current = deployed.get("release") if isinstance(deployed, dict) else None
-    out = []
-    if intended is not None and current != intended:
-        out.append(
-            Finding(
-                "UI_RELEASE_NOT_INTENDED",
-                "state/ui.json",
-                "/release",
-                BLOCKING,
-                f"{current} deployed, {intended} intended",
-            )
+def release_findings(system: UiSystem, result: Audit) -> list[Finding]:
+    """The release the page says (body data-release) against `ui.release`, when named."""
+    intended = intended_release(system)
+    if intended is None or result.error is not None or result.release == intended:
+        return []
+    return [
+        Finding(
+            "UI_RELEASE_NOT_INTENDED",
+            result.path,
+            "/release",
+            BLOCKING,
+            f"the page says release {result.release}, {intended} intended (ui.release)",
         )
-    if result is not None and result.error is None and result.release != current:
-        out.append(
-            Finding(
-                "UI_RELEASE_MISMATCH",
-                result.path,
-                "/",
-                BLOCKING,
-                f"the page says {result.release}, state/ui.json says {current}",
-            )
-        )
-    return out
+    ]
 
 
-# --- containment (only through run.action) ------------------------------------------------
+# --- containment (only through run.action, through the target's admin interface) --------
+
+ROLLBACK_INSTRUCTION = (
+    "Redeploy the previous UI release (the one before {release}) with your deployment "
+    "tool, then re-run this runbook to verify"
+)
 
 
 def rollback_release(system: UiSystem) -> dict[str, Any]:
-    """Deploy the previous release again; the undo data is the document deployed now."""
-    doc = system.live.read_state("ui.json")
-    if not isinstance(doc, dict) or not isinstance(doc.get("previous"), str):
-        raise ValueError("state/ui.json names no previous release to roll back to")
-    current, previous = doc.get("release"), doc["previous"]
-    if current == previous:
-        return {"rolled_back": False, "release": current, "reason": "already on previous"}
-    reference, _ = system.reference()
-    declared = reference.get("ui")
-    lineage: dict[str, Any] = declared if isinstance(declared, dict) else {}
-    new: dict[str, Any] = {"release": previous, "rolled_back_from": current}
-    if lineage.get("release") == previous and isinstance(lineage.get("previous"), str):
-        new["previous"] = lineage["previous"]
-    system.write_state("ui.json", new)
-    return {"rolled_back": True, "release": previous, "from": current, "before": doc}
+    """Deploy the previous release again (admin op ui.rollback_release).
+
+    The admin answers {rolled_back, release, from, before}: `before` is the release
+    document deployed until now, the undo data."""
+    return system.admin("ui.rollback_release", {})
 
 
 def restore_release(system: UiSystem, document: dict[str, Any], expect: str) -> dict[str, Any]:
     """Undo of rollback: roll forward to `document`, if `expect` is still deployed."""
-    doc, problem = system.read_state("ui.json", {})
-    current = doc.get("release") if isinstance(doc, dict) else None
-    if problem is None and current == document.get("release"):
-        return {"restored": False, "release": current, "reason": "already deployed"}
-    if current != expect:
-        return {"restored": False, "release": current, "reason": "another release is deployed"}
-    system.write_state("ui.json", document)
-    return {"restored": True, "release": document.get("release")}
+    return system.admin("ui.restore_release", {"document": document, "expect": expect})
 
 
 @undoable("ui_a11y.restore_release")

@@ -1,44 +1,35 @@
-"""Layer registry mismatch: a layer is published but does not load, or the registry drifted.
+"""Layer registry mismatch: a published layer does not load, or the registry drifted.
 
-Every layer of the published registry (live/state/layers.json) must answer its descriptor
-(`GET /api/v1/layers/<id>`) and a tile (`/tiles/0/0/0`), asked with the least-privileged
-role allowed to read it. The published registry is compared with the intended one
-(live/config.json `layers`: ids, fields, order) and with what the API advertises
-(`GET /api/v1/layers`). Codes:
+Every layer the API publishes (`GET /api/v1/layers`, asked with each reading role of
+`ui.read_roles`) must answer its descriptor (`GET /api/v1/layers/<id>`) and a tile
+(`/tiles/0/0/0`), asked with the role its sensitivity maps to. The published layers are
+compared with the intended registry: KFM's layer registry file the target names
+(`ui.layer_registry`: ids, fields, order). Codes:
 
-- UI_LAYER_DESCRIPTOR_FAILED, UI_LAYER_TILE_FAILED: a published layer does not load;
-  UI_LAYER_TILE_SOURCE_MISSING / _INVALID: its tile source (state/tiles/<id>/source.json).
+- UI_LAYER_DESCRIPTOR_FAILED, UI_LAYER_TILE_FAILED: a published layer does not load.
 - UI_REGISTRY_LAYER_MISSING (intended, not published), UI_REGISTRY_LAYER_UNEXPECTED,
   UI_REGISTRY_LAYER_DRIFT (a field differs), UI_REGISTRY_ORDER_DRIFT,
-  UI_REGISTRY_LISTING_DRIFT (the API advertises other layers than the registry publishes).
-- UI_SERVICE_UNREACHABLE (HOLD): the API did not answer; nothing can be verified.
+  UI_REGISTRY_DUPLICATE_ID, UI_LAYER_ID_INVALID, UI_LISTING_UNAVAILABLE.
+- UI_REFERENCE_MISSING / UI_REFERENCE_UNREADABLE (HOLD): no intended registry to compare
+  with; UI_SERVICE_UNREACHABLE (HOLD): the API did not answer.
 
-Containment withdraws an unloadable layer from the published registry (undo re-adds the
-same entry at its place). Recovery restores a missing tile source from the intended
-configuration — the intended entry's `tiles` definition, else the convention every other
-served source shares — and re-publishes an intended layer at its intended place once its
-source is back. Each step is idempotent and has a registered undo.
+Containment withdraws an unloadable layer (admin op `ui.withdraw_layer`; undo
+`ui.publish_layer` puts the same entry back at its place). Recovery restores the tiles of
+an intended layer whose tiles fail (`ui.restore_tile_source`) and publishes an intended
+layer that is not published at its intended place (`ui.publish_layer`, the reference
+entry). Without an admin interface in the target, each step is a manual action.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from ...target import Target
 from .. import BLOCKING, HOLD, Finding, undoable
-from .base import TILE, Probe, UiSystem, intended_position, valid_id
+from .base import Probe, UiSystem, intended_position
 
-LOAD_CODES = frozenset(
-    {
-        "UI_LAYER_DESCRIPTOR_FAILED",
-        "UI_LAYER_TILE_FAILED",
-        "UI_LAYER_TILE_SOURCE_MISSING",
-        "UI_LAYER_TILE_SOURCE_INVALID",
-    }
-)
+LOAD_CODES = frozenset({"UI_LAYER_DESCRIPTOR_FAILED", "UI_LAYER_TILE_FAILED"})
 DRIFT_CODES = frozenset(
     {
         "UI_REGISTRY_LAYER_MISSING",
@@ -47,10 +38,12 @@ DRIFT_CODES = frozenset(
         "UI_REGISTRY_ORDER_DRIFT",
         "UI_REGISTRY_DUPLICATE_ID",
         "UI_LAYER_ID_INVALID",
+        "UI_LAYER_SENSITIVITY_MISSING",
+        "UI_LISTING_UNAVAILABLE",
     }
 )
-LISTING_CODES = frozenset({"UI_REGISTRY_LISTING_DRIFT"})
-COLUMNS = ("intended", "published", "advertised", "descriptor", "tile", "tile source")
+REFERENCE_CODES = frozenset({"UI_REFERENCE_MISSING", "UI_REFERENCE_UNREADABLE"})
+COLUMNS = ("intended", "published", "descriptor", "tile")
 
 
 @dataclass
@@ -58,30 +51,29 @@ class LayerStatus:
     layer_id: str
     title: str
     sensitivity: str
-    intended: bool
+    intended: bool | None  # None: no reference to say
     published: bool
-    advertised: bool
-    descriptor: str  # "200", "404 (unknown layer)", "unreachable", "-" (not published)
+    descriptor: str  # "HTTP 200", "HTTP 404 (unknown layer)", "unreachable", "-"
     tile: str
-    source: str  # present | missing | invalid
 
     @property
     def loadable(self) -> bool:
         return self.descriptor == "HTTP 200" and self.tile == "HTTP 200"
+
+    @property
+    def probed(self) -> bool:
+        return self.published and not self.descriptor.startswith("unreachable")
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "loadable": self.loadable if self.published else None}
 
     def cells(self) -> list[bool | None]:
         """One value per COLUMNS entry for the status grid (None: not applicable)."""
-        probed = self.published and self.descriptor != "unreachable"
         return [
             self.intended,
             self.published,
-            self.advertised,
-            (self.descriptor == "HTTP 200") if probed else None,
-            (self.tile == "HTTP 200") if probed else None,
-            self.source == "present",
+            (self.descriptor == "HTTP 200") if self.probed else None,
+            (self.tile == "HTTP 200") if self.probed else None,
         ]
 
 
@@ -90,7 +82,7 @@ class RegistryScan:
     layers: list[LayerStatus]
     findings: list[Finding]
     published_ids: list[str]
-    intended_ids: list[str]
+    intended_ids: list[str] | None  # None: the target names no usable reference
     reachable: bool
 
     def with_codes(self, codes: frozenset[str]) -> list[Finding]:
@@ -98,11 +90,7 @@ class RegistryScan:
 
     def unloadable(self) -> list[LayerStatus]:
         """Published layers that the API does not load (what containment withdraws)."""
-        return [
-            s
-            for s in self.layers
-            if s.published and s.descriptor != "unreachable" and not s.loadable
-        ]
+        return [s for s in self.layers if s.probed and not s.loadable]
 
     def status(self, layer_id: str) -> LayerStatus | None:
         return next((s for s in self.layers if s.layer_id == layer_id), None)
@@ -115,49 +103,34 @@ def _probe_text(probe: Probe, expect_id: str | None = None) -> str:
             return "HTTP 200 (wrong descriptor)"
     if probe.status == 200 and expect_id is None and not probe.body:
         return "HTTP 200 (empty tile)"
-    return probe.describe()
-
-
-def _advertised(system: UiSystem, sensitivities: set[str]) -> tuple[set[str], bool]:
-    """Layer ids `GET /api/v1/layers` advertises, each level asked with its own role."""
-    ids: set[str] = set()
-    for level in sorted(sensitivities):
-        probe = system.get("/api/v1/layers", system.role_for(level))
-        if probe.status is None:
-            return ids, False
-        body = probe.json()
-        listed = body.get("layers") if probe.ok and isinstance(body, dict) else None
-        for layer in listed if isinstance(listed, list) else []:
-            if isinstance(layer, dict) and layer.get("sensitivity") == level:
-                ids.add(str(layer.get("id")))
-    return ids, True
+    return "unreachable" if probe.status is None else probe.describe()
 
 
 def _compare(published: list[dict[str, Any]], intended: list[dict[str, Any]]) -> list[Finding]:
     out = []
     by_id = {layer["id"]: layer for layer in published}
     want = {layer["id"]: layer for layer in intended}
-    for layer_id in want.keys() - by_id.keys():
+    for layer_id in sorted(want.keys() - by_id.keys()):
         out.append(
             Finding(
                 "UI_REGISTRY_LAYER_MISSING",
                 layer_id,
                 "/layers",
                 BLOCKING,
-                "intended (config.json) but not in the published registry",
+                "in the intended registry (ui.layer_registry) but not published by the API",
             )
         )
-    for layer_id in by_id.keys() - want.keys():
+    for layer_id in sorted(by_id.keys() - want.keys()):
         out.append(
             Finding(
                 "UI_REGISTRY_LAYER_UNEXPECTED",
                 layer_id,
                 "/layers",
                 BLOCKING,
-                "published but not in the intended registry",
+                "published by the API but not in the intended registry",
             )
         )
-    for layer_id in by_id.keys() & want.keys():
+    for layer_id in sorted(by_id.keys() & want.keys()):
         for key in sorted(by_id[layer_id].keys() | want[layer_id].keys()):
             if by_id[layer_id].get(key) != want[layer_id].get(key):
                 out.append(
@@ -174,7 +147,7 @@ def _compare(published: list[dict[str, Any]], intended: list[dict[str, Any]]) ->
         out.append(
             Finding(
                 "UI_REGISTRY_ORDER_DRIFT",
-                "layers.json",
+                "layers",
                 "/layers",
                 BLOCKING,
                 "layer order differs from the intended registry",
@@ -184,29 +157,30 @@ def _compare(published: list[dict[str, Any]], intended: list[dict[str, Any]]) ->
 
 
 def scan(system: UiSystem) -> RegistryScan:
-    """Probe every published layer; compare the registry with the intended one and the API."""
-    published, findings = system.registry()
+    """Probe every published layer; compare the published layers with the intended ones."""
+    system.forget()
+    published, findings = system.published()
     intended, problems = system.intended("layers")
-    findings += problems
-    findings += _compare(published, intended)
-    levels = {layer["sensitivity"] for layer in published + intended}
-    advertised, reachable = _advertised(system, levels)
+    findings = findings + problems
+    reachable = published is not None
+    shown = published or []
+    if intended is not None and published is not None:
+        findings += _compare(published, intended)
     statuses: list[LayerStatus] = []
     seen: dict[str, dict[str, Any]] = {}
-    for layer in published + intended:
+    for layer in shown + (intended or []):
         seen.setdefault(layer["id"], layer)
-    published_ids = [layer["id"] for layer in published]
+    published_ids = [layer["id"] for layer in shown]
+    intended_ids = None if intended is None else [layer["id"] for layer in intended]
     for layer_id, layer in seen.items():
         status = LayerStatus(
             layer_id,
             str(layer.get("title", "")),
-            layer["sensitivity"],
-            intended=any(i["id"] == layer_id for i in intended),
+            str(layer["sensitivity"]),
+            intended=None if intended_ids is None else layer_id in intended_ids,
             published=layer_id in published_ids,
-            advertised=layer_id in advertised,
             descriptor="-",
             tile="-",
-            source=system.tile_source(layer_id)[0],
         )
         if status.published:
             descriptor, tile = system.probe_layer(layer)
@@ -215,50 +189,22 @@ def scan(system: UiSystem) -> RegistryScan:
             reachable = reachable and descriptor.status is not None and tile.status is not None
         statuses.append(status)
         findings += _layer_findings(status)
-    if reachable:
-        for layer_id in sorted(advertised - set(published_ids)):
-            findings.append(
-                Finding(
-                    "UI_REGISTRY_LISTING_DRIFT",
-                    layer_id,
-                    "/listing",
-                    BLOCKING,
-                    "advertised by the API but not published",
-                )
-            )
-        for layer_id in sorted(set(published_ids) - advertised):
-            findings.append(
-                Finding(
-                    "UI_REGISTRY_LISTING_DRIFT",
-                    layer_id,
-                    "/listing",
-                    BLOCKING,
-                    "published but not advertised by the API",
-                )
-            )
-    else:
+    if not reachable:
         findings.append(
             Finding(
                 "UI_SERVICE_UNREACHABLE",
                 "api",
                 "/",
                 HOLD,
-                "the API did not answer: layers cannot be verified",
+                f"the API did not answer ({system.why_unreachable()}): layers cannot be verified",
             )
         )
-    return RegistryScan(
-        statuses,
-        sorted(set(findings)),
-        published_ids,
-        [layer["id"] for layer in intended],
-        reachable,
-    )
+    return RegistryScan(statuses, sorted(set(findings)), published_ids, intended_ids, reachable)
 
 
 def _layer_findings(status: LayerStatus) -> list[Finding]:
     out = []
-    where = "/tile-source"
-    if status.published and status.descriptor not in ("HTTP 200", "unreachable"):
+    if status.probed and status.descriptor != "HTTP 200":
         out.append(
             Finding(
                 "UI_LAYER_DESCRIPTOR_FAILED",
@@ -268,150 +214,65 @@ def _layer_findings(status: LayerStatus) -> list[Finding]:
                 f"descriptor: {status.descriptor}",
             )
         )
-    if status.published and status.tile not in ("HTTP 200", "unreachable"):
-        out.append(
-            Finding("UI_LAYER_TILE_FAILED", status.layer_id, TILE, BLOCKING, f"tile: {status.tile}")
-        )
-    if status.source == "missing" and (status.published or status.intended):
+    if status.probed and status.tile != "HTTP 200":
         out.append(
             Finding(
-                "UI_LAYER_TILE_SOURCE_MISSING",
-                status.layer_id,
-                where,
-                BLOCKING,
-                "state/tiles/<layer>/source.json is missing",
-            )
-        )
-    if status.source == "invalid" and (status.published or status.intended):
-        out.append(
-            Finding(
-                "UI_LAYER_TILE_SOURCE_INVALID",
-                status.layer_id,
-                where,
-                BLOCKING,
-                "tile source unreadable or names another layer",
+                "UI_LAYER_TILE_FAILED", status.layer_id, "/tile", BLOCKING, f"tile: {status.tile}"
             )
         )
     return out
 
 
-# --- the intended tile source -------------------------------------------------------------
-
-
-def intended_tile_source(system: UiSystem, layer_id: str) -> tuple[dict[str, Any] | None, str]:
-    """(source document, where it comes from) — or (None, why it cannot be restored)."""
-    intended, _ = system.intended("layers")
-    entry = next((layer for layer in intended if layer["id"] == layer_id), None)
-    if entry is None:
-        return None, f"{layer_id} is not in the intended registry"
-    tiles = entry.get("tiles")
-    if isinstance(tiles, dict):
-        return {**tiles, "layer": layer_id}, "the intended registry entry's tile definition"
-    shapes: set[str] = set()
-    for other in intended:
-        state, source = system.tile_source(other["id"])
-        if other["id"] != layer_id and state == "present" and source is not None:
-            shapes.add(
-                json.dumps({k: v for k, v in source.items() if k != "layer"}, sort_keys=True)
-            )
-    if len(shapes) == 1:
-        return {**json.loads(shapes.pop()), "layer": layer_id}, (
-            "the tile-source convention every other intended layer's source shares"
-        )
-    return None, (
-        "the intended configuration defines no tile source for it and the other "
-        "sources share no single convention"
-    )
-
-
-# --- containment and recovery (only through run.action) -----------------------------------
-
-
-def _registry_doc(system: UiSystem) -> dict[str, Any]:
-    doc, problem = system.read_state("layers.json")
-    if problem or not isinstance(doc, dict) or not isinstance(doc.get("layers"), list):
-        raise ValueError("the published registry (layers.json) is not readable")
-    return doc
+# --- containment and recovery (only through run.action -> the target's admin) -------------
 
 
 def withdraw_layer(system: UiSystem, layer_id: str) -> dict[str, Any]:
     """Take a layer out of the published registry. Idempotent; returns the undo data."""
-    doc = _registry_doc(system)
-    layers = doc["layers"]
-    index = next(
-        (i for i, x in enumerate(layers) if isinstance(x, dict) and x.get("id") == layer_id), None
-    )
-    if index is None:
-        return {"layer": layer_id, "withdrawn": False, "reason": "not published"}
-    entry = layers.pop(index)
-    system.write_state("layers.json", doc)
-    return {"layer": layer_id, "withdrawn": True, "index": index, "entry": entry}
+    return system.admin("ui.withdraw_layer", {"layer_id": layer_id})
 
 
 def republish_layer(system: UiSystem, entry: dict[str, Any], index: int) -> dict[str, Any]:
     """Put a registry entry back at `index` (undo of withdraw). Idempotent."""
-    if not valid_id(entry.get("id")):
-        raise ValueError("entry has no valid layer id")
-    doc = _registry_doc(system)
-    layers = doc["layers"]
-    if any(isinstance(x, dict) and x.get("id") == entry["id"] for x in layers):
-        return {"layer": entry["id"], "republished": False, "reason": "already published"}
-    position = max(0, min(int(index), len(layers)))
-    layers.insert(position, entry)
-    system.write_state("layers.json", doc)
-    return {"layer": entry["id"], "republished": True, "index": position}
+    return system.admin("ui.publish_layer", {"entry": entry, "index": int(index)})
 
 
-def republish_intended(system: UiSystem, layer_id: str) -> dict[str, Any]:
-    """Publish the intended entry of a layer at its intended place (needs its tile source)."""
+def publish_intended(system: UiSystem, layer_id: str) -> dict[str, Any]:
+    """Publish the intended (reference) entry of a layer at its intended place."""
     intended, _ = system.intended("layers")
-    entry = next((layer for layer in intended if layer["id"] == layer_id), None)
+    entry = next((x for x in intended or [] if x["id"] == layer_id), None)
     if entry is None:
-        raise ValueError(f"{layer_id} is not in the intended registry")
-    if system.tile_source(layer_id)[0] != "present":
-        raise ValueError(f"{layer_id} has no tile source: restore it first")
-    published = [x.get("id") for x in _registry_doc(system)["layers"] if isinstance(x, dict)]
-    index = intended_position([str(i) for i in published], [i["id"] for i in intended], layer_id)
+        raise ValueError(f"{layer_id} is not in the intended registry (ui.layer_registry)")
+    published, _ = system.published()
+    index = intended_position(
+        [x["id"] for x in published or []], [x["id"] for x in intended or []], layer_id
+    )
     return republish_layer(system, entry, index)
 
 
-def _sha(value: dict[str, Any]) -> str:
-    """A state fingerprint persisted in undo arguments (old ledgers roll back with it):
-    json.dumps(sort_keys=True), never RFC 8785 and never to change. Not a spec_hash."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+def restore_tiles(system: UiSystem, layer_id: str) -> dict[str, Any]:
+    return system.admin("ui.restore_tile_source", {"layer_id": layer_id})
 
 
-def restore_tile_source(system: UiSystem, layer_id: str) -> dict[str, Any]:
-    """Write the intended tile source of a layer whose source is missing. Idempotent."""
-    state, current = system.tile_source(layer_id)
-    if state == "present" and current is not None:
-        return {
-            "layer": layer_id,
-            "restored": False,
-            "reason": "already present",
-            "sha256": _sha(current),
-        }
-    if state == "invalid":
-        raise ValueError(f"{layer_id}: an unreadable tile source is in the way (inspect it)")
-    source, origin = intended_tile_source(system, layer_id)
-    if source is None:
-        raise ValueError(f"{layer_id}: cannot restore: {origin}")
-    system.write_tile_source(layer_id, source)
-    return {"layer": layer_id, "restored": True, "from": origin, "sha256": _sha(source)}
+def is_published(system: UiSystem, layer_id: str) -> bool | None:
+    system.forget()
+    published, _ = system.published()
+    return None if published is None else layer_id in [x["id"] for x in published]
 
 
-def remove_tile_source(system: UiSystem, layer_id: str, sha256: str) -> dict[str, Any]:
-    """Undo of restore: delete the source only if it is still exactly what was written."""
-    state, current = system.tile_source(layer_id)
-    if state != "present" or current is None:
-        return {"layer": layer_id, "removed": False, "reason": "no tile source"}
-    if _sha(current) != sha256:
-        return {"layer": layer_id, "removed": False, "reason": "changed since it was restored"}
-    folder = system.live.state_dir / "tiles" / layer_id
-    (folder / "source.json").unlink()
-    if not any(folder.iterdir()):
-        folder.rmdir()
-    return {"layer": layer_id, "removed": True}
+def tile_answers(system: UiSystem, layer_id: str) -> str:
+    layer = {"id": layer_id, "sensitivity": _sensitivity(system, layer_id)}
+    return _probe_text(
+        system.get(system.route("tile", layer_id), system.role_for(layer["sensitivity"]))
+    )
+
+
+def _sensitivity(system: UiSystem, layer_id: str) -> str:
+    intended, _ = system.intended("layers")
+    published, _ = system.published()
+    for layer in (published or []) + (intended or []):
+        if layer["id"] == layer_id:
+            return str(layer["sensitivity"])
+    return "public"
 
 
 @undoable("ui_registry.republish_layer")
@@ -426,54 +287,56 @@ def _undo_republish(target: Target, layer_id: str) -> dict[str, Any]:
 
 @undoable("ui_registry.remove_tile_source")
 def _undo_restore_source(target: Target, layer_id: str, sha256: str) -> dict[str, Any]:
-    return remove_tile_source(UiSystem.from_target(target), layer_id, sha256)
+    return UiSystem.from_target(target).admin(
+        "ui.remove_tile_source", {"layer_id": layer_id, "sha256": sha256}
+    )
 
 
-# --- recovery planning (files only: what recovery would do now) --------------------------
+# --- recovery planning -------------------------------------------------------------------
 
 
 @dataclass
 class RecoveryStep:
-    kind: str  # restore-source | republish
+    kind: str  # restore-tiles | publish
     layer_id: str
-    detail: str  # where the source comes from, or why the step cannot run
+    detail: str
     blocked: bool = False
 
     @property
     def title(self) -> str:
-        if self.kind == "restore-source":
-            return f"Restore the tile source of {self.layer_id} from the intended configuration"
-        return f"Re-publish {self.layer_id} at its intended place in the registry"
+        if self.kind == "restore-tiles":
+            return f"Restore the tiles of {self.layer_id}"
+        return f"Publish {self.layer_id} at its intended place (entry from ui.layer_registry)"
 
-
-def recovery_plan(system: UiSystem) -> list[RecoveryStep]:
-    """Intended layers whose tile source is missing, then intended layers not published."""
-    published, _ = system.registry()
-    intended, _ = system.intended("layers")
-    published_ids = {layer["id"] for layer in published}
-    steps: list[RecoveryStep] = []
-    restorable: set[str] = set()
-    for layer in intended:
-        state, _ = system.tile_source(layer["id"])
-        if state == "present":
-            restorable.add(layer["id"])
-            continue
-        source, origin = intended_tile_source(system, layer["id"])
-        if state == "missing" and source is not None:
-            restorable.add(layer["id"])
-            steps.append(RecoveryStep("restore-source", layer["id"], origin))
-        else:
-            reason = origin if state == "missing" else "an unreadable tile source is in the way"
-            steps.append(RecoveryStep("restore-source", layer["id"], reason, blocked=True))
-    for layer in intended:
-        if layer["id"] not in published_ids:
-            ready = layer["id"] in restorable
-            steps.append(
-                RecoveryStep(
-                    "republish",
-                    layer["id"],
-                    "its tile source is (or will be) in place" if ready else "no tile source",
-                    blocked=not ready,
-                )
+    @property
+    def instruction(self) -> str:
+        if self.kind == "restore-tiles":
+            return (
+                f"Republish the tile artifacts of layer {self.layer_id} (the tile service must "
+                f"answer {self.layer_id}/tiles/0/0/0 with HTTP 200), then re-run this runbook"
             )
+        return (
+            f"Add layer {self.layer_id} to the published layer registry exactly as in the "
+            "intended registry (ui.layer_registry), PR-first, then re-run this runbook"
+        )
+
+
+def recovery_plan(
+    scan_result: RegistryScan, withdrawn: set[str] | None = None
+) -> list[RecoveryStep]:
+    """Intended layers whose tiles fail, then intended layers not published.
+
+    `withdrawn`: layers containment took down in this run (their tiles failed)."""
+    steps: list[RecoveryStep] = []
+    if scan_result.intended_ids is None or not scan_result.reachable:
+        return steps
+    withdrawn = withdrawn or set()
+    for layer_id in scan_result.intended_ids:
+        status = scan_result.status(layer_id)
+        tiles_fail = status is not None and status.probed and status.tile != "HTTP 200"
+        if tiles_fail or layer_id in withdrawn:
+            steps.append(RecoveryStep("restore-tiles", layer_id, status.tile if status else "-"))
+    for layer_id in scan_result.intended_ids:
+        if layer_id not in scan_result.published_ids:
+            steps.append(RecoveryStep("publish", layer_id, "not published"))
     return steps

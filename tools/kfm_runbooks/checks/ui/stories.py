@@ -1,24 +1,28 @@
 """Story Node render failures: a published story node that cannot be shown as written.
 
-Every node of every published story (live/state/stories.json, served by
-`GET /api/v1/stories/<id>`) must reference a layer of the published registry that loads
-(descriptor + tile), pin a time that layer serves (if it pins one), cite sources that
-resolve to catalog items (`GET /api/v1/catalog/items`) or Focus Mode corpus documents, and
-carry plain, non-empty text. The nodes are then rendered as HTML (ui_story_html) and the
-page is parsed back and checked. Intended stories and nodes (live/config.json) must be
-published. Codes:
+The stories to check are KFM's story definitions the target names (`ui.stories`), each
+as the API serves it (`GET /api/v1/stories/<id>`). Every node of a served story must
+reference a layer the API publishes that loads (descriptor + tile), pin a time that layer
+serves (if it pins one), cite sources that resolve to catalog items
+(`GET /api/v1/catalog/items`) or to documents of `ui.citations`, and carry plain,
+non-empty text. The nodes are then rendered as HTML (ui_story_html) and the page is
+parsed back and checked. Every intended story and node must be served. Codes:
 
 - UI_STORY_LAYER_MISSING, UI_STORY_LAYER_NOT_LOADABLE, UI_STORY_TIME_NOT_SERVED,
   UI_STORY_CITATION_MISSING, UI_STORY_CITATION_UNRESOLVED, UI_STORY_TEXT_EMPTY,
   UI_STORY_TEXT_MARKUP, UI_STORY_NODE_INVALID: the node's causes;
 - UI_STORY_HTML_INVALID: the rendered page or a node's section does not hold up;
-- UI_STORY_NOT_SERVED: the API does not answer the story;
-- UI_STORY_UNPUBLISHED / UI_STORY_NODE_UNPUBLISHED: intended but not published;
-- UI_SERVICE_UNREACHABLE / UI_STORY_CITATION_UNVERIFIED (HOLD).
+- UI_STORY_NOT_SERVED: the API answers the story with an error (not 404);
+- UI_STORY_UNPUBLISHED (404) / UI_STORY_NODE_UNPUBLISHED: intended but not served;
+- UI_REFERENCE_MISSING / UI_REFERENCE_UNREADABLE, UI_SERVICE_UNREACHABLE,
+  UI_STORY_CITATION_UNVERIFIED (HOLD).
 
 Containment unpublishes a broken node (or the story, when no node of it renders);
-recovery restores a node's layer from the intended configuration and re-publishes it at
-its intended place, only once the restored node passes every check. All reversible.
+recovery restores a node's layer from the intended definition and re-publishes it at its
+intended place, only once the restored node passes every check. Each goes through the
+admin interface the target names (ops `ui.withdraw_story_node`, `ui.withdraw_story`,
+`ui.set_story_node_layer`, `ui.publish_story_node`, `ui.publish_story`), else it is a
+manual action. All reversible.
 """
 
 from __future__ import annotations
@@ -75,11 +79,9 @@ class Context:
 
     @classmethod
     def load(cls, system: UiSystem) -> tuple[Context, list[Finding]]:
-        registry, problems = system.registry()
-        reference, _ = system.reference()
-        focus = reference.get("focus")
-        corpus = focus.get("corpus") if isinstance(focus, dict) else None
-        probe = system.get("/api/v1/catalog/items")
+        registry, problems = system.published()
+        corpus, _ = system.known_citations()
+        probe = system.get(system.route("catalog"))
         body = probe.json() if probe.ok else None
         items = body.get("items") if isinstance(body, dict) else None
         catalog = (
@@ -89,12 +91,10 @@ class Context:
         )
         context = cls(
             system,
-            {x["id"]: x for x in registry},
+            {x["id"]: x for x in registry or []},
             catalog,
-            {str(d.get("id")) for d in corpus if isinstance(d, dict)}
-            if isinstance(corpus, list)
-            else set(),
-            reachable=probe.status is not None,
+            corpus or set(),
+            reachable=probe.status is not None and registry is not None,
         )
         return context, problems
 
@@ -193,7 +193,7 @@ def _citation_problems(citations: Any, context: Context, subject: str) -> list[F
         )
         if known:
             continue
-        if context.catalog is None:
+        if context.catalog is None:  # unknown, not wrong: the catalog did not answer
             out.append(
                 Finding(
                     "UI_STORY_CITATION_UNVERIFIED",
@@ -210,7 +210,7 @@ def _citation_problems(citations: Any, context: Context, subject: str) -> list[F
                     subject,
                     f"/citations/{index}",
                     BLOCKING,
-                    f"{str(cited)[:60]!r} is no catalog item or corpus document",
+                    f"{str(cited)[:60]!r} is no catalog item nor a document of ui.citations",
                 )
             )
     return out
@@ -256,6 +256,7 @@ class StoryScan:
     published: list[dict[str, Any]]
     intended: list[dict[str, Any]]
     context: Context
+    referenced: bool = True  # the target names its stories (ui.stories)
 
     @property
     def reachable(self) -> bool:
@@ -309,21 +310,38 @@ def _render(
 
 
 def scan(system: UiSystem) -> StoryScan:
-    published, findings = system.stories()
-    intended, problems = system.intended("stories")
+    system.forget()
+    intended, answers, findings = system.served_stories()
     context, more = Context.load(system)
-    findings += problems + more
+    findings = findings + more
     reports: list[NodeReport] = []
     pages: dict[str, str] = {}
-    for story in published:
-        answer = system.get(f"/api/v1/stories/{story['id']}")
+    published: list[dict[str, Any]] = []
+    for story in intended or []:
+        answer = answers[story["id"]]
+        body = answer.json() if answer.ok else None
         if answer.status is None:
             context.reachable = False
-        elif not answer.ok:
+            continue
+        if answer.status == 404:
+            findings.append(
+                Finding(
+                    "UI_STORY_UNPUBLISHED",
+                    story["id"],
+                    "/stories",
+                    BLOCKING,
+                    "intended (ui.stories) but the API does not serve it (HTTP 404)",
+                )
+            )
+            continue
+        if not answer.ok or not isinstance(body, dict):
             findings.append(
                 Finding("UI_STORY_NOT_SERVED", story["id"], "/", BLOCKING, answer.describe())
             )
-        raw = story.get("nodes")
+            continue
+        served = {**body, "id": story["id"]}
+        published.append(served)
+        raw = served.get("nodes")
         nodes: list[Any] = raw if isinstance(raw, list) else []
         own = []
         for index, node in enumerate(nodes):
@@ -341,10 +359,10 @@ def scan(system: UiSystem) -> StoryScan:
                 )
             )
             findings += found
-        pages[story["id"]], rendered = _render(story, own, nodes, context)
+        pages[story["id"]], rendered = _render(served, own, nodes, context)
         findings += rendered
         reports += own
-    findings += _completeness(published, intended)
+    findings += _completeness(published, intended or [])
     if not context.reachable:
         findings.append(
             Finding(
@@ -352,10 +370,19 @@ def scan(system: UiSystem) -> StoryScan:
                 "api",
                 "/",
                 HOLD,
-                "the API did not answer: story nodes cannot be verified",
+                f"the API did not answer ({system.why_unreachable()}): "
+                "story nodes cannot be verified",
             )
         )
-    return StoryScan(reports, sorted(set(findings)), pages, published, intended, context)
+    return StoryScan(
+        reports,
+        sorted(set(findings)),
+        pages,
+        published,
+        intended or [],
+        context,
+        intended is not None,
+    )
 
 
 def _node_ids(story: dict[str, Any]) -> list[str]:
@@ -365,12 +392,18 @@ def _node_ids(story: dict[str, Any]) -> list[str]:
     )
 
 
+def _served(system: UiSystem, story_id: str) -> dict[str, Any] | None:
+    answer = system.get(system.route("story", story_id))
+    body = answer.json() if answer.ok else None
+    return body if isinstance(body, dict) else None
+
+
 def story_published(system: UiSystem, story_id: str) -> bool:
-    return story_id in [s["id"] for s in system.stories()[0]]
+    return _served(system, story_id) is not None
 
 
 def node_published(system: UiSystem, story_id: str, node_id: str) -> bool:
-    story = next((s for s in system.stories()[0] if s["id"] == story_id), None)
+    story = _served(system, story_id)
     return story is not None and node_id in _node_ids(story)
 
 
@@ -385,7 +418,7 @@ def _completeness(published: list[dict[str, Any]], intended: list[dict[str, Any]
                     story["id"],
                     "/stories",
                     BLOCKING,
-                    "intended (config.json) but not published",
+                    "intended (ui.stories) but not served",
                 )
             )
             continue
@@ -514,111 +547,37 @@ def plan_recovery(
     return steps
 
 
-# --- state changes (only through run.action) ------------------------------------------------
-
-
-def _doc(system: UiSystem) -> dict[str, Any]:
-    doc, problem = system.read_state("stories.json")
-    if problem or not isinstance(doc, dict) or not isinstance(doc.get("stories"), list):
-        raise ValueError("the published stories (stories.json) are not readable")
-    return doc
-
-
-def _story(doc: dict[str, Any], story_id: str) -> dict[str, Any]:
-    for story in doc["stories"]:
-        if isinstance(story, dict) and story.get("id") == story_id:
-            if not isinstance(story.get("nodes"), list):
-                story["nodes"] = []
-            return story
-    raise ValueError(f"story {story_id} is not published")
+# --- changes (only through run.action -> the target's admin interface) -----------------
 
 
 def withdraw_node(system: UiSystem, story_id: str, node_id: str) -> dict[str, Any]:
-    doc = _doc(system)
-    nodes = _story(doc, story_id)["nodes"]
-    index = next(
-        (i for i, n in enumerate(nodes) if isinstance(n, dict) and n.get("id") == node_id), None
-    )
-    if index is None:
-        return {"story": story_id, "node": node_id, "withdrawn": False, "reason": "not published"}
-    entry = nodes.pop(index)
-    system.write_state("stories.json", doc)
-    return {"story": story_id, "node": node_id, "withdrawn": True, "index": index, "entry": entry}
+    result = system.admin("ui.withdraw_story_node", {"story_id": story_id, "node_id": node_id})
+    return {**result, "story": story_id, "node": node_id}
 
 
 def republish_node(
     system: UiSystem, story_id: str, index: int, entry: dict[str, Any]
 ) -> dict[str, Any]:
-    if not valid_id(entry.get("id")):
-        raise ValueError("node has no valid id")
-    doc = _doc(system)
-    nodes = _story(doc, story_id)["nodes"]
-    if any(isinstance(n, dict) and n.get("id") == entry["id"] for n in nodes):
-        return {
-            "story": story_id,
-            "node": entry["id"],
-            "republished": False,
-            "reason": "already published",
-        }
-    position = max(0, min(int(index), len(nodes)))
-    nodes.insert(position, entry)
-    system.write_state("stories.json", doc)
-    return {"story": story_id, "node": entry["id"], "republished": True, "index": position}
+    result = system.admin(
+        "ui.publish_story_node", {"story_id": story_id, "index": int(index), "entry": entry}
+    )
+    return {**result, "story": story_id, "node": entry.get("id")}
 
 
 def withdraw_story(system: UiSystem, story_id: str) -> dict[str, Any]:
-    doc = _doc(system)
-    index = next(
-        (
-            i
-            for i, s in enumerate(doc["stories"])
-            if isinstance(s, dict) and s.get("id") == story_id
-        ),
-        None,
-    )
-    if index is None:
-        return {"story": story_id, "withdrawn": False, "reason": "not published"}
-    entry = doc["stories"].pop(index)
-    system.write_state("stories.json", doc)
-    return {"story": story_id, "withdrawn": True, "index": index, "entry": entry}
+    return {**system.admin("ui.withdraw_story", {"story_id": story_id}), "story": story_id}
 
 
 def republish_story(system: UiSystem, index: int, entry: dict[str, Any]) -> dict[str, Any]:
-    if not valid_id(entry.get("id")):
-        raise ValueError("story has no valid id")
-    doc = _doc(system)
-    if any(isinstance(s, dict) and s.get("id") == entry["id"] for s in doc["stories"]):
-        return {"story": entry["id"], "republished": False, "reason": "already published"}
-    position = max(0, min(int(index), len(doc["stories"])))
-    doc["stories"].insert(position, entry)
-    system.write_state("stories.json", doc)
-    return {"story": entry["id"], "republished": True, "index": position}
+    result = system.admin("ui.publish_story", {"index": int(index), "entry": entry})
+    return {**result, "story": entry.get("id")}
 
 
 def set_node_layer(system: UiSystem, story_id: str, node_id: str, layer: str) -> dict[str, Any]:
-    doc = _doc(system)
-    node = next(
-        (
-            n
-            for n in _story(doc, story_id)["nodes"]
-            if isinstance(n, dict) and n.get("id") == node_id
-        ),
-        None,
+    result = system.admin(
+        "ui.set_story_node_layer", {"story_id": story_id, "node_id": node_id, "layer": layer}
     )
-    if node is None:
-        raise ValueError(f"node {story_id}/{node_id} is not published")
-    previous = node.get("layer")
-    if previous == layer:
-        return {"story": story_id, "node": node_id, "changed": False, "layer": layer}
-    node["layer"] = layer
-    system.write_state("stories.json", doc)
-    return {
-        "story": story_id,
-        "node": node_id,
-        "changed": True,
-        "layer": layer,
-        "previous": previous,
-    }
+    return {**result, "story": story_id, "node": node_id}
 
 
 @undoable("ui_stories.republish_node")

@@ -14,15 +14,16 @@ must pin one the layer serves. Codes:
 - UI_STORY_TIME_NOT_SERVED, UI_STORY_TIME_NOT_IN_REGISTRY: a story node's pinned time.
 - UI_SERVICE_UNREACHABLE (HOLD).
 
-Recovery regenerates the served time index (state/times/<id>.json) from the registry;
-the undo puts the previous file back, byte for byte in content.
+The declared extent is KFM's layer registry named by the target (`ui.layer_registry`),
+else the API's own layer listing; story nodes are the stories of `ui.stories` as the API
+serves them. Recovery sets the served time steps to the declared ones through the admin
+interface the target names (op `ui.set_time_index`; undo `ui.restore_time_index` puts
+the previous index back); without one it is a manual action.
 """
 
 from __future__ import annotations
 
 import calendar
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ from typing import Any
 
 from ...target import Target
 from .. import BLOCKING, HOLD, Finding, undoable
-from .base import UiSystem, valid_id
+from .base import UiSystem
 
 DURATION = re.compile(
     r"P(?:(?P<Y>\d+)Y)?(?:(?P<M>\d+)M)?(?:(?P<W>\d+)W)?(?:(?P<D>\d+)D)?"
@@ -127,6 +128,8 @@ class TimelineScan:
     nodes: list[dict[str, Any]]
     findings: list[Finding]
     reachable: bool
+    declared_by: str = "ui.layer_registry"  # where the declared time steps come from
+    stories_named: bool = False  # the target names its stories (ui.stories)
 
     def with_codes(self, codes: frozenset[str]) -> list[Finding]:
         return [f for f in self.findings if f.code in codes]
@@ -261,15 +264,33 @@ def _short(values: list[str], limit: int = 3) -> str:
     return shown + (f", … (+{len(values) - limit})" if len(values) > limit else "")
 
 
+def declared_layers(
+    system: UiSystem, published: list[dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], str, list[Finding]]:
+    """The declared time extent per published layer, and where it comes from.
+
+    KFM's layer registry named by the target (`ui.layer_registry`) when there is one; else
+    what the API's own layer listing declares (`time` of each entry)."""
+    intended, problems = system.intended("layers")
+    if intended is not None:
+        return {x["id"]: x for x in intended}, "ui.layer_registry", problems
+    return {x["id"]: x for x in published}, "the API's layer listing", []
+
+
 def scan(system: UiSystem) -> TimelineScan:
-    published, findings = system.registry()
-    reachable = True
+    system.forget()
+    listed, findings = system.published()
+    published = listed or []
+    declared, source, problems = declared_layers(system, published)
+    findings = findings + problems
+    reachable = listed is not None
     layers: list[LayerTimes] = []
     served_by_layer: dict[str, list[Any] | None] = {}
     for layer in published:
-        if not layer.get("time"):
+        reference = declared.get(layer["id"])
+        if reference is None or not reference.get("time"):
             continue
-        values, step, problems = registry_findings(layer)
+        values, step, problems = registry_findings(reference)
         probe, served = system.served_times(layer)
         status = "unreachable" if probe.status is None else probe.describe()
         entry = LayerTimes(layer["id"], step, values, served, status, problems)
@@ -284,9 +305,17 @@ def scan(system: UiSystem) -> TimelineScan:
         served_by_layer[layer["id"]] = served
         layers.append(entry)
         findings += entry.findings
-    stories, problems = system.stories()
-    findings += problems
-    nodes, node_findings = _story_nodes(stories, published, served_by_layer)
+    stories, answers, _ = system.served_stories()
+    served_stories = [
+        {**story, **body}
+        for story in stories or []
+        if answers[story["id"]].ok and isinstance(body := answers[story["id"]].json(), dict)
+    ]
+    nodes, node_findings = _story_nodes(
+        served_stories,
+        [declared[x["id"]] for x in published if x["id"] in declared],
+        served_by_layer,
+    )
     findings += node_findings
     if not reachable:
         findings.append(
@@ -295,10 +324,13 @@ def scan(system: UiSystem) -> TimelineScan:
                 "api",
                 "/",
                 HOLD,
-                "the API did not answer: served time steps cannot be verified",
+                f"the API did not answer ({system.why_unreachable()}): served time steps cannot "
+                "be verified",
             )
         )
-    return TimelineScan(layers, nodes, sorted(set(findings)), reachable)
+    return TimelineScan(
+        layers, nodes, sorted(set(findings)), reachable, source, stories is not None
+    )
 
 
 def _story_nodes(
@@ -355,53 +387,24 @@ def _story_nodes(
 # --- recovery (only through run.action) ---------------------------------------------------
 
 
-def _digest(value: Any) -> str:
-    """A state fingerprint persisted in undo arguments (old ledgers roll back with it):
-    json.dumps(sort_keys=True), never RFC 8785 and never to change. Not a spec_hash."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
-
-
-def _index_name(layer_id: str) -> str:
-    if not valid_id(layer_id):
-        raise ValueError(f"invalid layer id {layer_id!r}")
-    return f"times/{layer_id}.json"
-
-
 def regenerate_time_index(system: UiSystem, layer_id: str) -> dict[str, Any]:
-    """Rewrite the served time index of a layer from the published registry. Idempotent."""
-    published, _ = system.registry()
-    layer = next((x for x in published if x["id"] == layer_id), None)
+    """Set the served time steps of a layer to the declared ones (admin ui.set_time_index)."""
+    listed, _ = system.published()
+    declared, _, _ = declared_layers(system, listed or [])
+    layer = declared.get(layer_id)
     values, _, problems = registry_findings(layer) if layer else ([], "", [])
     if layer is None or problems:
-        raise ValueError(f"{layer_id}: the registry's time extent is missing or incoherent")
-    name = _index_name(layer_id)
-    previous, problem = system.read_state(name)
-    if problem is None and isinstance(previous, dict) and previous.get("values") == values:
-        return {"layer": layer_id, "regenerated": False, "reason": "already in sync"}
-    document = {**(previous if isinstance(previous, dict) else {}), "values": values}
-    system.write_state(name, document)
-    return {
-        "layer": layer_id,
-        "regenerated": True,
-        "steps": len(values),
-        "previous": previous if problem is None else None,
-        "sha256": _digest(document),
-    }
+        raise ValueError(f"{layer_id}: the declared time extent is missing or incoherent")
+    return system.admin("ui.set_time_index", {"layer_id": layer_id, "values": values})
 
 
 def restore_time_index(
     system: UiSystem, layer_id: str, previous: Any, sha256: str
 ) -> dict[str, Any]:
-    """Undo of regenerate: put the previous index back if the file is still ours."""
-    name = _index_name(layer_id)
-    current, problem = system.read_state(name)
-    if problem is not None or _digest(current) != sha256:
-        return {"layer": layer_id, "restored": False, "reason": "changed since it was regenerated"}
-    if previous is None:
-        (system.live.state_dir / name).unlink()
-    else:
-        system.write_state(name, previous)
-    return {"layer": layer_id, "restored": True}
+    """Undo of regenerate: put the previous index back if it is still what was set."""
+    return system.admin(
+        "ui.restore_time_index", {"layer_id": layer_id, "previous": previous, "sha256": sha256}
+    )
 
 
 @undoable("ui_timeline.restore_time_index")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._fs import replace_atomic
-from ...checks.infra.backup_job import (
+from .backup_job import (
     JOB,
     LATEST,
     RUNS,

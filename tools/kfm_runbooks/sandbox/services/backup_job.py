@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ..._fs import open_regular, replace_atomic
-from ..common import json as strict_json
-from ..common.files import read_regular
+from ...checks.common import json as strict_json
+from ...checks.common.files import read_regular
 
 JOB = "live/state/backup_job.json"
 RUNS = "live/state/backups/runs.jsonl"

@@ -120,6 +120,8 @@ def _run_line(kind: str, d: dict[str, Any]) -> str:
 
 def _action_line(d: dict[str, Any]) -> str:
     state = "applied" if d.get("ok") else f"FAILED ({d.get('error')})"
+    if d.get("manual"):
+        state = "MANUAL (handed to a human, not done by the run)"
     return f"action {d.get('action_id')} {state}: {d.get('title')}"
 
 
@@ -153,6 +155,10 @@ _LINES: dict[str, Callable[[dict[str, Any]], str]] = {
     LedgerKind.CODE: lambda d: (
         f"code of run {d.get('run_id')}: {d.get('package')} {d.get('version')}, "
         f"{d.get('python')}, {len(d.get('modules') or {})} modules"
+    ),
+    LedgerKind.CONNECTIONS: lambda d: (
+        f"run {d.get('run_id')} connected {len(d.get('connections') or []) + (d.get('not_listed') or 0)}"
+        f" time(s): {', '.join(sorted({str(c.get('where')) for c in d.get('connections') or []})[:3])}"
     ),
     LedgerKind.EVIDENCE: lambda d: f"evidence saved: {d.get('path')}",
     LedgerKind.INTEGRITY_FLAGGED: lambda d: (

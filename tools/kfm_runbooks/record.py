@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import codeprov, ledger, redact, scraps
+from . import codeprov, connections, ledger, redact, scraps
 from ._fs import sha256_bytes
 from ._time import now_iso
 from .coverage import Coverage, row_status
@@ -366,6 +366,77 @@ class Recorder:
             action_id, applied=True, ok=True, precheck=pre, result=result, postcheck=post
         )
 
+    def manual_action(self, title: str, *, instruction: str, reason: str = "") -> ActionResult:
+        """A step the run cannot take itself (the target names no interface for it).
+
+        Nothing is changed. With apply, the exact instruction for a human goes into
+        commands.md, the timeline and the ledger (an action with `manual: true`,
+        `applied: false`), so the gap is on record and the incident cannot look fixed by
+        this run; without apply it is listed like any planned step.
+        """
+        entry: dict[str, Any] = {
+            "title": title,
+            "command": instruction,
+            "applied": False,
+            "manual": True,
+            "reason": reason,
+            "rollback": "",
+        }
+        if not self.apply:
+            self.actions.append(entry)
+            _publish(f"kfm.action.{len(self.actions):04d}", entry)
+            print(f"🔒 DRY RUN (apply=False) — a human would: {title}\n   how: {instruction}")
+            return ActionResult("", applied=False, ok=True)
+        action_id = f"ACT-{secrets.token_hex(4)}"
+        entry = {
+            **entry,
+            "action_id": action_id,
+            "run_id": self.run_id,
+            "runbook": self.runbook_id,
+            "precheck": None,
+            "result": None,
+            "postcheck": None,
+            "ok": True,
+            "error": None,
+            "undo": None,
+            "target": str(self.target.path),
+        }
+        line = (
+            f"MANUAL step {action_id} handed to a human: {title} ({reason or 'no interface'}) "
+            f"(run {self.run_id})"
+        )
+        commands = (
+            f"\n## {action_id} — MANUAL: {title}\n"
+            f"- time (UTC): {now_iso()}\n"
+            f"- recorded by: {self.actor} (run {self.run_id}, runbook {self.runbook_id})\n"
+            f"- target: {entry['target']}\n"
+            f"- NOT DONE by this run ({reason or 'the target names no interface for it'})\n"
+            f"- instruction for a human: {instruction}\n"
+            "- when done: record it (`kfm-runbook incident note`) and re-run verification\n"
+        )
+        with self.workspace.locked():
+            self.workspace.record(
+                LedgerKind.ACTION,
+                entry,
+                self.actor,
+                {COMMANDS: commands, TIMELINE: timeline_line(line)},
+            )
+        self.actions.append(entry)
+        _publish(f"kfm.action.{len(self.actions):04d}", entry)
+        print(f"✋ MANUAL {action_id}: {title}\n   a human must: {instruction}")
+        return ActionResult(action_id, applied=False, ok=True)
+
+    def record_connections(self) -> int:
+        """Write the connections noted since the last call into the ledger (one entry)."""
+        taken, dropped = connections.drain()
+        if not taken and not dropped:
+            return 0
+        self._ledger(
+            LedgerKind.CONNECTIONS,
+            {"run_id": self.run_id, "connections": taken, "not_listed": dropped},
+        )
+        return len(taken) + dropped
+
     def rollback_plan(self) -> list[str]:
         """Print and return how to undo this run's applied actions, newest first.
 
@@ -535,6 +606,7 @@ def _record_code_after_cells(recorder: Recorder) -> None:
 
     def post_run_cell(result: Any) -> None:
         recorder.record_code()
+        recorder.record_connections()
 
     shell.events.register("post_run_cell", post_run_cell)
     _CODE_HOOK.append(post_run_cell)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import os
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,7 @@ def load_target(path: str | Path) -> Target:
         raise TargetError(f"target file {file}: 'name' must be a one-line string")
     if raw.get("network", "deny") not in NETWORK_MODES:
         raise TargetError(f"target file {file}: network must be one of {', '.join(NETWORK_MODES)}")
+    _check_services(file, raw)
     repo = _repo(file, raw)
     base = repo if repo is not None else file.parent
     sections: dict[str, dict[str, Any]] = {}
@@ -256,6 +258,61 @@ def load_target(path: str | Path) -> Target:
                     base,
                 )
     return Target(file, raw, repo, sections)
+
+
+# Keys whose value would be a secret itself: a target names where a secret is
+# (`<key>_env`, `<key>_file`), never the secret.
+SECRET_KEYS = frozenset(
+    {"token", "password", "passwd", "secret", "dsn", "api_key", "apikey", "private_key"}
+)
+URL_SCHEMES = ("http", "https")
+
+
+def _check_services(file: Path, raw: dict[str, Any]) -> None:
+    """Inline secrets, credentials in URLs and a malformed `remote.allow` are bad input."""
+    remote = raw.get("remote")
+    if remote is not None:
+        allow = remote.get("allow") if isinstance(remote, dict) else None
+        hosts = allow if isinstance(allow, list) else None
+        if hosts is None or not all(
+            isinstance(h, str) and h.strip() == h and h and "/" not in h and " " not in h
+            for h in hosts
+        ):
+            raise TargetError(
+                f"target file {file}: 'remote' must be {{allow: [host, ...]}} (host names only, "
+                "no scheme or path)"
+            )
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                dotted = f"{where}.{key}" if where else str(key)
+                if str(key).lower() in SECRET_KEYS and isinstance(item, str | int) and item != "":
+                    raise TargetError(
+                        f"target file {file}: '{dotted}' holds an inline secret: name it by "
+                        f"reference instead ({key}_env: VARIABLE or {key}_file: PATH, mode 0600)"
+                    )
+                if (str(key) == "url" or str(key).endswith("_url")) and item is not None:
+                    _check_url(file, dotted, item)
+                walk(item, dotted)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{where}[{index}]")
+
+    walk(raw, "")
+
+
+def _check_url(file: Path, where: str, value: Any) -> None:
+    parts = urllib.parse.urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in URL_SCHEMES or not parts.hostname:
+        raise TargetError(
+            f"target file {file}: '{where}' must be an http(s) URL with a host, not {value!r}"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise TargetError(
+            f"target file {file}: '{where}' carries credentials in the URL: remove them and "
+            "name a token by reference (api.roles.<role>.token_env / token_file)"
+        )
 
 
 def _repo(file: Path, raw: dict[str, Any]) -> Path | None:

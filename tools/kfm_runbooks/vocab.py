@@ -71,6 +71,7 @@ class LedgerKind(_Word):
     CHECK = "check"
     FINDING = "finding"
     CODE = "code"  # the code a kernel ran: version, Python, environment, module digests
+    CONNECTIONS = "connections"  # hosts a run connected to (HTTP, PostgreSQL, TLS, commands)
     EVIDENCE = "evidence"
     STATUS = "status"
     SEVERITY = "severity"

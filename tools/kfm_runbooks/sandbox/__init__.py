@@ -19,6 +19,7 @@ import yaml
 from .. import paths
 from .._fs import create_new
 from ..errors import InputError
+from .services import target_render
 
 SANDBOX_ENV = paths.SANDBOX_ENV
 
@@ -65,15 +66,22 @@ def create_sandbox(dest: str | Path, *, clean: bool = False) -> Path:
     for name, build in builders():
         sections, seeded = build(folder, clean)
         for section, config in sections.items():
-            if section in target:
+            if section not in target:
+                target[section] = config
+                continue
+            mine = target[section]
+            if not isinstance(mine, dict) or not isinstance(config, dict) or set(mine) & set(config):
                 raise RuntimeError(f"sandbox part {name} redefines target section {section!r}")
-            target[section] = config
+            mine.update(config)  # parts may share a section, never a key
         faults.extend(seeded)
     header = (
         "# kfm-runbook target: the built-in sandbox (see SANDBOX.md).\n"
-        "# Paths are relative to this file.\n"
+        "# Paths are relative to this file. `kfm-runbook sandbox up` fills in the URLs\n"
+        "# (host sandbox-api.invalid until then) from live/target.template.yaml.\n"
     )
-    create_new(folder / "target.yaml", (header + yaml.safe_dump(target, sort_keys=False)).encode())
+    text = (header + yaml.safe_dump(target, sort_keys=False)).encode()
+    create_new(folder / target_render.TEMPLATE, text)
+    create_new(folder / "target.yaml", text)
     notes = ["# KFM sandbox", "", f"Variant: {target['variant']}.", "", "## Seeded faults", ""]
     notes += [f"- {fault}" for fault in faults] or ["- none (clean variant)"]
     create_new(folder / "SANDBOX.md", ("\n".join(notes) + "\n").encode())

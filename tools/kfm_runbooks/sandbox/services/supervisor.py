@@ -28,7 +28,7 @@ from ..._fs import replace_atomic
 from ..._proc import ProcessRef
 from ..._time import now_iso
 from ...errors import InputError, SetupError
-from . import infra, postgres
+from . import infra, postgres, target_render
 from .faults import EXTERNAL, FAULTS, active, set_fault
 
 GEOM_INDEX_SQL = (
@@ -218,6 +218,7 @@ def up(folder: Path, *, owner: int | None = None) -> dict[str, Any]:
         state.update({"api": {"pid": pid, "port": port, "url": url}, **extras})
         _write_state(folder, state)
         _wait_http(f"{url}/health", 30)
+        target_render.render(folder, state)  # the target now names the real URLs
         infra.started(folder, state)  # the first backup
         _write_state(folder, state)
         for name in sorted(active(folder) & EXTERNAL):

@@ -100,6 +100,7 @@ def run_command(
         done = subprocess.run(
             command,
             cwd=config.base,
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -72,7 +72,8 @@ def find_dumps(config: BackupConfig) -> tuple[list[Dump], list[str]]:
     Links are never followed (a dump that is a link is not counted)."""
     found: dict[str, Dump] = {}
     ignored: list[str] = []
-    for pattern in config.patterns:
+    globs = [*config.patterns, *(p + s for p in config.patterns for s in IN_PROGRESS_SUFFIXES)]
+    for pattern in globs:
         for path in sorted(config.folder.glob(pattern)):
             name = path.name
             if name in found or name.startswith(".") or path.is_symlink():
@@ -199,7 +200,8 @@ def read_whole(config: BackupConfig, dump: Dump) -> ReadCheck:
         error = last_error(listing.stderr)
     if error is None:
         return check
-    if "unsupported version" in error:
+    version = re.search(r"unsupported version \((\d+)\.\d+", error)
+    if version is not None and version.group(1) == "1":  # a real archive, newer than this tool
         check.findings.append(
             Finding(
                 UNVERIFIABLE,

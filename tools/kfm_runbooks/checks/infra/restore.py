@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from .backup import BackupConfig, Dump
 
 
-def _pg_env(dsn: str) -> tuple[dict[str, str], str]:
-    """Environment for the PostgreSQL tools (the password never on a command line), and
-    where the DSN points (host:port, for the connection log)."""
+def _pg_env(dsn: str) -> dict[str, str]:
+    """Environment for the PostgreSQL tools: the connection from the DSN (the password
+    never on a command line), any PG* variables of this process left out."""
     from psycopg.conninfo import conninfo_to_dict
 
     parts = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
@@ -43,14 +43,7 @@ def _pg_env(dsn: str) -> tuple[dict[str, str], str]:
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update({names[k]: v for k, v in parts.items() if k in names})
-    host = parts.get("host", "") or "localhost"
-    return env, f"{host}:{parts.get('port', '5432')}"
-
-
-def _allowed(config: BackupConfig, where: str) -> None:
-    host = where.rsplit(":", 1)[0]
-    if not host.startswith("/"):  # a Unix socket folder is this host
-        config.infra.service.allowed(f"postgresql://{where}")
+    return env
 
 
 @dataclass
@@ -73,23 +66,21 @@ class Drill:
 
 
 def restore_drill(config: BackupConfig, dump: Dump, dsn: str) -> Drill:
-    """Restore into a new database on the scratch server, count rows, drop it (always)."""
+    """Restore into a new database on the scratch server, count rows, drop it (always).
+    Connections go through `Service` (remote hosts only when allowed, each one logged)."""
     import psycopg
     from psycopg import sql
 
-    env, where = _pg_env(dsn)
-    _allowed(config, where)
+    service = config.infra.service
+    env = _pg_env(dsn)
     scratch = f"kfm_restore_drill_{secrets.token_hex(4)}"
     started = time.monotonic()
     drill = Drill(ok=False, database=scratch)
-    service = config.infra.service
     try:
-        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        admin = service.connect_pg(dsn, autocommit=True)
     except psycopg.Error as exc:
-        service.note_connection("postgres", where, error=type(exc).__name__)
         drill.error, drill.held = f"the scratch server does not answer ({type(exc).__name__})", True
         return drill
-    service.note_connection("postgres", where, purpose="restore drill")
     with admin:
         try:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
@@ -100,7 +91,7 @@ def restore_drill(config: BackupConfig, dump: Dump, dsn: str) -> Drill:
         try:
             drill.error = _restore_into(config, dump, scratch, env)
             if drill.error is None:
-                drill.counts = _count_rows(dsn, scratch)
+                drill.counts = _count_rows(config, dsn, scratch)
                 drill.ok = True
         finally:
             admin.execute(
@@ -115,6 +106,9 @@ def _restore_into(
 ) -> str | None:
     env = {**env, "PGDATABASE": database}
     timeout = config.drill_timeout
+    where = f"{env.get('PGHOST', 'localhost')}:{env.get('PGPORT', '5432')}/{database}"
+    tool = "psql" if config.format == "plain" else "pg_restore"
+    config.infra.service.note_connection("postgres", where, purpose=f"restore drill ({tool})")
     if config.format != "plain":
         done = _run_env(
             [
@@ -162,12 +156,11 @@ def _run_env(
     )
 
 
-def _count_rows(dsn: str, database: str) -> dict[str, int]:
-    import psycopg
+def _count_rows(config: BackupConfig, dsn: str, database: str) -> dict[str, int]:
     from psycopg import sql
 
     counts: dict[str, int] = {}
-    with psycopg.connect(dsn, dbname=database, connect_timeout=10) as conn:
+    with config.infra.service.connect_pg(dsn, dbname=database) as conn:
         rows = conn.execute(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
             "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN "

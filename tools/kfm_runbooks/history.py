@@ -157,8 +157,9 @@ _LINES: dict[str, Callable[[dict[str, Any]], str]] = {
         f"{d.get('python')}, {len(d.get('modules') or {})} modules"
     ),
     LedgerKind.CONNECTIONS: lambda d: (
-        f"run {d.get('run_id')} connected {len(d.get('connections') or []) + (d.get('not_listed') or 0)}"
-        f" time(s): {', '.join(sorted({str(c.get('where')) for c in d.get('connections') or []})[:3])}"
+        f"run {d.get('run_id')} connected "
+        f"{len(d.get('connections') or []) + (d.get('not_listed') or 0)} time(s): "
+        + ", ".join(sorted({str(c.get("where")) for c in d.get("connections") or []})[:3])
     ),
     LedgerKind.EVIDENCE: lambda d: f"evidence saved: {d.get('path')}",
     LedgerKind.INTEGRITY_FLAGGED: lambda d: (

@@ -70,7 +70,8 @@ def create_sandbox(dest: str | Path, *, clean: bool = False) -> Path:
                 target[section] = config
                 continue
             mine = target[section]
-            if not isinstance(mine, dict) or not isinstance(config, dict) or set(mine) & set(config):
+            shared = isinstance(mine, dict) and isinstance(config, dict) and set(mine) & set(config)
+            if not isinstance(mine, dict) or not isinstance(config, dict) or shared:
                 raise RuntimeError(f"sandbox part {name} redefines target section {section!r}")
             mine.update(config)  # parts may share a section, never a key
         faults.extend(seeded)

@@ -43,7 +43,7 @@ def resolve(spec: dict[str, Any], what: str, where: str, base: Path) -> str | No
         name = spec[file_key]
         if not isinstance(name, str) or not name:
             raise TargetError(f"target: '{where}.{file_key}' must be a file path")
-        path = (base / Path(name).expanduser()).resolve(strict=False)
+        path = Path(os.path.normpath(base.resolve() / Path(name).expanduser()))  # links kept
         return _read_private(path, f"{where}.{file_key}")
     return None
 
@@ -52,7 +52,9 @@ def _read_private(path: Path, where: str) -> str:
     try:
         info = os.lstat(path)
     except FileNotFoundError as exc:
-        raise TargetError(f"target: '{where}' = {path} does not exist: create it (mode 0600)") from exc
+        raise TargetError(
+            f"target: '{where}' = {path} does not exist: create it (mode 0600)"
+        ) from exc
     except OSError as exc:
         raise TargetError(f"target: '{where}' = {path} cannot be read: {exc.strerror}") from exc
     if not stat.S_ISREG(info.st_mode):

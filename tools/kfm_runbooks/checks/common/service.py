@@ -163,7 +163,9 @@ class Service:
             return str(candidate)
         found = shutil.which(tool)
         if not found:
-            raise TargetError(f"{tool} is not on PATH: install PostgreSQL's client tools or set postgres.bin_dir")
+            raise TargetError(
+                f"{tool} is not on PATH: install PostgreSQL's client tools or set postgres.bin_dir"
+            )
         return found
 
     # -- connections ------------------------------------------------------------------------
@@ -207,7 +209,11 @@ class Service:
                 got = {k.lower(): v for k, v in error.headers.items()}
         except OSError as exc:
             self.note_connection(
-                "http", url, method=method, role=role, error=type(exc).__name__,
+                "http",
+                url,
+                method=method,
+                role=role,
+                error=type(exc).__name__,
                 seconds=round(time.perf_counter() - start, 4),
             )
             raise
@@ -270,9 +276,9 @@ class Service:
         if "/" in program and not program.startswith("/"):  # relative to the target's folder
             program = str(self.target.base / program)
         argv = [program, *command[1:], op]
-        self.note_connection("command", " ".join(command[:1] + [op]))
+        self.note_connection("command", " ".join([*command[:1], op]))
         try:
-            done = subprocess.run(  # noqa: S603
+            done = subprocess.run(
                 argv,
                 input=json.dumps(args).encode(),
                 capture_output=True,
@@ -283,8 +289,9 @@ class Service:
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise TargetError(f"admin command for {op!r} could not run: {exc}") from exc
         if done.returncode != 0:
-            reason = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
-            raise TargetError(f"admin command for {op!r} failed (exit {done.returncode}): {reason[0]}")
+            lines = done.stderr.decode(errors="replace").strip().splitlines()
+            reason = lines[-1] if lines else "no message"
+            raise TargetError(f"admin command for {op!r} failed (exit {done.returncode}): {reason}")
         try:
             value = json.loads(done.stdout[:MAX_ADMIN_OUTPUT] or b"{}")
         except ValueError as exc:

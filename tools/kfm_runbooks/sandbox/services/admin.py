@@ -56,12 +56,13 @@ def install(folder: Path) -> list[str]:
 def main(folder: Path, argv: list[str]) -> int:
     ops = operations()
     if len(argv) != 1 or argv[0] not in ops:
-        print(f"usage: kfm-sandbox-admin OP < args.json  (OP: {', '.join(sorted(ops))})", file=sys.stderr)
+        names = ", ".join(sorted(ops))
+        print(f"usage: kfm-sandbox-admin OP < args.json  (OP: {names})", file=sys.stderr)
         return 2
     try:
         args = json.loads(sys.stdin.read() or "{}")
     except ValueError:
-        print("kfm-sandbox-admin: stdin is not JSON: pass the arguments as a JSON object", file=sys.stderr)
+        print("kfm-sandbox-admin: stdin is not JSON: pass a JSON object", file=sys.stderr)
         return 2
     if not isinstance(args, dict):
         print("kfm-sandbox-admin: the arguments must be a JSON object", file=sys.stderr)

@@ -32,12 +32,12 @@ DSN_FILE = Path("live") / "secrets" / "postgres.dsn"
 def write_secret(path: Path, value: str) -> None:
     """A secret file, owner-only from its creation (never world-readable, not even briefly)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
+    path.parent.chmod(0o700)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def render(folder: Path, state: dict[str, Any]) -> Path:
@@ -50,8 +50,7 @@ def render(folder: Path, state: dict[str, Any]) -> Path:
     tls = state.get("tls") or {}
     if tls.get("url"):
         text = text.replace(TLS_HOST, str(tls["url"]).rstrip("/"))
-    header, _, body = text.partition("\n---\n") if "\n---\n" in text else ("", "", text)
-    data = yaml.safe_load(body)
+    data = yaml.safe_load(text)
     postgres = state.get("postgres") or {}
     if isinstance(data, dict) and postgres.get("dsn"):
         write_secret(folder / DSN_FILE, str(postgres["dsn"]))

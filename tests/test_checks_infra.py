@@ -300,6 +300,44 @@ def test_served_certificate_is_read_renewed_and_reloaded_without_restart(pki: Pa
         server.server_close()
 
 
+def test_renewal_by_command_must_end_in_a_served_new_certificate(pki: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "pki"
+    shutil.copytree(pki, folder)
+    tls.issue(folder / "ca/ca.crt", folder / "ca/ca.key", folder / "server", days=3)
+    server = tls.serve_tls(
+        ("127.0.0.1", 0), _Hello, folder / "server/server.crt", folder / "server/server.key"
+    )
+    code = (
+        "from pathlib import Path\n"
+        "from kfm_runbooks.checks.infra.pki import issue\n"
+        "issue(Path('ca/ca.crt'), Path('ca/ca.key'), Path('server'), days=90)\n"
+    )
+    try:
+        port = server.server_address[1]
+        config = _tls_config(folder, port, renew={"command": [sys.executable, "-c", code]})
+        assert config.renewal == "command"
+        before = infra_tls.probe(config)
+        assert before.served is not None and [f.code for f in before.findings] == [
+            infra_tls.EXPIRING
+        ]
+        result = infra_tls.renew_by_command(config, before.served.sha256)
+        assert result["served"] and result["fingerprint"] != before.served.sha256
+        assert infra_tls.probe(config).findings == []
+        idle = _tls_config(folder, port, renew={"command": [sys.executable, "-c", "pass"]})
+        served = infra_tls.probe(idle).served
+        assert served is not None
+        with pytest.raises(RuntimeError, match="still serves the previous certificate"):
+            infra_tls.renew_by_command(idle, served.sha256)  # exit 0 is not a renewal
+        manual = _tls_config(folder, port, renew=None)
+        assert manual.renewal == "manual"
+        assert "reload the server" in infra_tls.manual_instruction(manual)
+        assert infra_tls.issuer_usable(_tls_config(folder, port))
+        assert not infra_tls.issuer_usable(manual)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_untrusted_chain_and_wrong_hostname(pki: Path, tmp_path: Path) -> None:
     other_ca = tls.make_ca(tmp_path / "other")
     tls.issue(*other_ca, tmp_path / "srv", hostname="tiles.example", ips=(), days=30)

@@ -283,9 +283,9 @@ def assess(config: BackupConfig, now: datetime | None = None) -> BackupReport:
             add(
                 Finding(
                     STALE,
-                    newest.name,
+                    "newest dump",
                     field="/modified",
-                    message=f"the newest dump is older than the {config.max_age_hours:g} h policy",
+                    message=f"older than the {config.max_age_hours:g} h policy",
                 )
             )
         report.read = read_whole(config, newest)
@@ -296,7 +296,7 @@ def assess(config: BackupConfig, now: datetime | None = None) -> BackupReport:
                 add(
                     Finding(
                         TABLE_MISSING,
-                        newest.name,
+                        "newest dump",
                         field="/toc",
                         message=f"no table data for {', '.join(absent)}",
                     )
@@ -348,7 +348,7 @@ def _judge_records(
         add(
             Finding(
                 CHECKSUM,
-                newest.name,
+                "newest dump",
                 field="/sha256",
                 message="the newest dump's bytes differ from the sha256 its run recorded",
             )
@@ -386,17 +386,17 @@ def verify_restore(config: BackupConfig, report: BackupReport, drill: bool = Tru
     if newest is None:
         finding = Finding(NO_BACKUP, "backups", message="no dump to restore")
         return RestoreCheck("", [finding], None)
-    name = newest.name
+    name = "newest dump"  # the file name is in the restore check's `dump` (evidence)
     if report.read is not None and not report.read.readable:
         finding = Finding(
             NOT_RESTORABLE, name, message="it cannot be read whole, so it cannot restore"
         )
-        return RestoreCheck(name, [finding], None)
+        return RestoreCheck(newest.name, [finding], None)
     if not drill:
         finding = Finding(
             UNVERIFIABLE, name, severity=HOLD, message="restore drill off: not proven"
         )
-        return RestoreCheck(name, [finding], None)
+        return RestoreCheck(newest.name, [finding], None)
     if not config.drill_configured:
         finding = Finding(
             UNVERIFIABLE,
@@ -405,7 +405,7 @@ def verify_restore(config: BackupConfig, report: BackupReport, drill: bool = Tru
             message="no scratch database named (backups.restore.scratch_dsn_env or "
             "scratch_dsn_file): restorability not proven",
         )
-        return RestoreCheck(name, [finding], None)
+        return RestoreCheck(newest.name, [finding], None)
     dsn = config.scratch_dsn()
     assert dsn is not None
     result = restore_drill(config, newest, dsn)
@@ -445,7 +445,7 @@ def verify_restore(config: BackupConfig, report: BackupReport, drill: bool = Tru
                     + ", ".join(differ),
                 )
             )
-    return RestoreCheck(name, findings, result)
+    return RestoreCheck(newest.name, findings, result)
 
 
 # --- the verification checks -------------------------------------------------------------
@@ -546,7 +546,7 @@ def take_backup(config: BackupConfig) -> dict[str, Any]:
     after = find_dumps(config)[0]
     if not after or (after[0].name, after[0].mtime) == previous:
         raise RuntimeError("the backup command exited 0 but wrote no new dump into backups.path")
-    read = read_whole(config, after[0])
+    read = read_whole(config, after[0], "new dump")
     if not read.readable:
         raise RuntimeError(
             "the new dump does not read whole: " + "; ".join(f.message for f in read.findings)

@@ -102,6 +102,7 @@ class ReadCheck:
     findings: list[Finding] = field(default_factory=list)
     toc_tables: list[str] = field(default_factory=list)
     method: str = ""
+    subject: str = "newest dump"  # findings name the role, the file name is in the evidence
 
     @property
     def readable(self) -> bool:
@@ -162,30 +163,34 @@ def _read_plain(dump: Dump, check: ReadCheck) -> None:
                         copies.add(match.group(1).replace('"', ""))
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         check.findings.append(
-            Finding(UNREADABLE, dump.name, message=f"cannot be read whole: {type(exc).__name__}")
+            Finding(
+                UNREADABLE, check.subject, message=f"cannot be read whole: {type(exc).__name__}"
+            )
         )
         return
     check.toc_tables = sorted(qualified(t) for t in copies)
     if not any(h in head for h in PLAIN_HEADERS):
         check.findings.append(
-            Finding(UNREADABLE, dump.name, message="no pg_dump header: not a plain SQL dump")
+            Finding(UNREADABLE, check.subject, message="no pg_dump header: not a plain SQL dump")
         )
     if not any(f in tail for f in PLAIN_FOOTERS):
         check.findings.append(
             Finding(
                 UNREADABLE,
-                dump.name,
+                check.subject,
                 message="no 'dump complete' footer: the dump stops part-way (truncated or "
                 "the dump was interrupted)",
             )
         )
 
 
-def read_whole(config: BackupConfig, dump: Dump) -> ReadCheck:
+def read_whole(config: BackupConfig, dump: Dump, subject: str = "newest dump") -> ReadCheck:
     """Read the dump end to end (see the module docstring for what each format proves)."""
-    check = ReadCheck(dump.name)
+    check = ReadCheck(dump.name, subject=subject)
     if dump.size == 0:
-        check.findings.append(Finding(UNREADABLE, dump.name, message="the dump is empty (0 bytes)"))
+        check.findings.append(
+            Finding(UNREADABLE, check.subject, message="the dump is empty (0 bytes)")
+        )
         return check
     if config.format == "plain":
         _read_plain(dump, check)
@@ -205,7 +210,7 @@ def read_whole(config: BackupConfig, dump: Dump) -> ReadCheck:
         check.findings.append(
             Finding(
                 UNVERIFIABLE,
-                dump.name,
+                check.subject,
                 severity=HOLD,
                 message=f"this pg_restore is older than the dump ({error}): point "
                 "postgres.bin_dir at the server's version",
@@ -213,6 +218,6 @@ def read_whole(config: BackupConfig, dump: Dump) -> ReadCheck:
         )
     else:
         check.findings.append(
-            Finding(UNREADABLE, dump.name, message=f"pg_restore cannot read it whole: {error}")
+            Finding(UNREADABLE, check.subject, message=f"pg_restore cannot read it whole: {error}")
         )
     return check

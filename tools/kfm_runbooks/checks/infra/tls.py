@@ -118,8 +118,9 @@ class TLSConfig:
 
     @property
     def label(self) -> str:
-        parts = urllib.parse.urlsplit(self.url)
-        return f"{self.hostname} ({parts.hostname}:{parts.port or 443})"
+        """How findings and checks name the endpoint: its place in the list and its name
+        (stable across runs; the URL, port included, is in the evidence)."""
+        return f"tls[{self.index}] {self.hostname}"
 
     @property
     def renewal(self) -> str:

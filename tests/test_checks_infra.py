@@ -99,6 +99,23 @@ def test_thresholds_are_judged_on_real_measurements(tmp_path: Path) -> None:
     assert strict.detail().startswith("free space below the 101% threshold")
 
 
+def test_a_database_volume_without_a_reachable_database_holds(tmp_path: Path) -> None:
+    (tmp_path / "vol").mkdir()
+    target = _target(
+        tmp_path,
+        {
+            "postgres": {"dsn_file": "secrets/none.dsn"},
+            "disk": {"volumes": [{"name": "pg", "postgres": "data_directory"}]},
+        },
+    )
+    [spec] = infra_disk.volumes(InfraConfig.from_target(load_target(target)))
+    report = infra_disk.assess(spec)
+    assert report.status == "HOLD" and "postgres.dsn_file" in report.findings[0].message
+    with pytest.raises(TargetError, match="give 'path'"):
+        bad = _target(tmp_path, {"disk": {"volumes": [{"name": "x", "service": "postgres"}]}})
+        infra_disk.volumes(InfraConfig.from_target(load_target(bad)))
+
+
 def test_unknown_and_not_dedicated_volumes_hold(tmp_path: Path) -> None:
     report = infra_disk.assess(infra_disk.VolumeSpec("pg", None, problem="service down"))
     assert report.status == "HOLD" and report.findings[0].code == infra_disk.UNAVAILABLE
@@ -361,7 +378,10 @@ def test_unreachable_and_remote_endpoints(pki: Path) -> None:
     assert {c.status for c in checks} == {"HOLD"} and {c.examined for c in checks} == {0}
     remote = _tls_config(pki, 443, url="https://example.org/")
     with pytest.raises(TargetError, match=r"remote\.allow"):
-        remote.endpoint()  # refused before any connection
+        remote.endpoint()  # refused before any connection ...
+    refused = infra_tls.probe(remote)  # ... and judged as nothing read: HOLD, never PASS
+    assert [(f.code, f.severity) for f in refused.findings] == [(infra_tls.UNREACHABLE, "hold")]
+    assert "remote.allow" in refused.findings[0].message
     with pytest.raises(TargetError, match="https URL"):
         _tls_config(pki, 443, url="http://127.0.0.1:80/")
     allowed = yaml.safe_load((pki / "target.yaml").read_text()) | {
@@ -466,6 +486,9 @@ def test_the_newest_dump_is_aged_and_read_whole(tmp_path: Path) -> None:
     assert checks["backup-restorable"].status == "HOLD"
     proof = infra_backup.verify_restore(config, report)
     assert proof.status == "HOLD" and "scratch_dsn_env" in proof.findings[0].message
+    unset = _backup_config(tmp_path, restore={"scratch_dsn_env": "KFM_TEST_UNSET_SCRATCH_DSN"})
+    proof = infra_backup.verify_restore(unset, infra_backup.assess(unset))
+    assert proof.status == "HOLD" and "KFM_TEST_UNSET_SCRATCH_DSN" in proof.findings[0].message
     _dump(tmp_path, "kfm-new.sql", 27)  # nothing newer than 26 h
     os.utime(tmp_path / "backups/kfm-old.sql", (time.time() - 180000,) * 2)
     assert infra_backup.assess(config).codes == [infra_backup.STALE]

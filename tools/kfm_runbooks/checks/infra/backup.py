@@ -244,8 +244,8 @@ class BackupReport(FindingsReport):
     dumps: list[Dump]
     runs: list[dict[str, Any]]
     latest: dict[str, Any] | None
-    findings: list[Finding] = field(default_factory=list)
     newest: Dump | None = None
+    findings: list[Finding] = field(default_factory=list)
     read: ReadCheck | None = None
     ignored: list[str] = field(default_factory=list)
 
@@ -406,7 +406,11 @@ def verify_restore(config: BackupConfig, report: BackupReport, drill: bool = Tru
             "scratch_dsn_file): restorability not proven",
         )
         return RestoreCheck(newest.name, [finding], None)
-    dsn = config.scratch_dsn()
+    try:
+        dsn = config.scratch_dsn()
+    except TargetError as exc:  # named, but unusable (variable unset, file absent or open)
+        finding = Finding(UNVERIFIABLE, name, severity=HOLD, message=str(exc))
+        return RestoreCheck(newest.name, [finding], None)
     assert dsn is not None
     result = restore_drill(config, newest, dsn)
     findings = []

@@ -78,8 +78,8 @@ def postgres_data_directory(config: InfraConfig) -> tuple[Path | None, str]:
     try:
         with config.service.connect_pg(connect_timeout=10) as conn:
             row = conn.execute("SHOW data_directory").fetchone()
-    except TargetError:
-        raise
+    except TargetError as exc:  # no DSN to reach it by (e.g. the secret file is absent)
+        return None, str(exc)
     except Exception as exc:  # psycopg's errors: the database does not answer or refuses
         return None, f"the database (postgres section) does not answer: {type(exc).__name__}"
     if not row or not row[0]:

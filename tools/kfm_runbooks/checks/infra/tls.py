@@ -363,7 +363,11 @@ def probe(config: TLSConfig, now: datetime | None = None) -> Probe:
     """Handshake with the endpoint (twice when a CA bundle is named) and judge it; every
     handshake is noted as a connection. Unreachable: no verdict about the certificate."""
     now = datetime.now(UTC) if now is None else now
-    host, port = config.endpoint()
+    try:
+        host, port = config.endpoint()
+    except TargetError as exc:  # refused before any connection: nothing judged, never PASS
+        finding = Finding(UNREACHABLE, config.label, severity=HOLD, message=str(exc))
+        return Probe("", None, None, [finding])
     label = f"{host}:{port}"
     started = time.monotonic()
     try:

@@ -521,6 +521,26 @@ def test_a_custom_dump_pg_restore_cannot_read_fails(tmp_path: Path) -> None:
     assert report.findings[0].message.startswith("pg_restore cannot read it whole")
 
 
+def test_a_read_that_never_ends_is_held_not_judged(tmp_path: Path) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "pg_restore").write_text("#!/bin/sh\nexec sleep 600\n")  # never finishes
+    (tools / "pg_restore").chmod(0o755)
+    (tmp_path / "backups").mkdir()
+    target = _target(
+        tmp_path,
+        {
+            "postgres": {"bin_dir": "bin"},
+            "backups": {"path": "backups", "format": "custom", "read_timeout_s": 1},
+        },
+    )
+    config = infra_backup.BackupConfig.from_target(load_target(target))
+    _dump(tmp_path, "kfm-1.dump", 1, "PGDMP")
+    report = infra_backup.assess(config)
+    assert [(f.code, f.severity) for f in report.findings] == [(infra_backup.UNVERIFIABLE, "hold")]
+    assert "read_timeout_s" in report.findings[0].message
+
+
 def _record(run: str, ok: bool, file: str = "", **extra: Any) -> dict[str, Any]:
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"run": run, "ok": ok, "started": stamp, "finished": stamp, "file": file, **extra}

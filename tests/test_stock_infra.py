@@ -270,3 +270,39 @@ def test_disk_pressure_on_a_stock_tmpfs(
     finally:
         mounted.__exit__(None, None, None)
         shutil.rmtree(tmp_path / "quarantine", ignore_errors=True)
+
+
+def test_directory_and_tar_dumps_are_read_whole_and_drilled(
+    stock_postgres: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other pg_dump formats, at the library level (no kernel): read whole, drilled,
+    and a damaged one found."""
+    import subprocess
+
+    from kfm_runbooks.checks.infra import backup as infra_backup
+    from kfm_runbooks.target import load_target
+
+    monkeypatch.setenv("KFM_STOCK_SCRATCH_DSN", stock_postgres.dsn)
+    pg_dump = str(stock_postgres.bin_dir / "pg_dump")
+    for fmt, flag, name in (("directory", "-Fd", "kfm-1"), ("tar", "-Ft", "kfm-1.tar")):
+        folder = tmp_path / fmt
+        (folder / "dumps").mkdir(parents=True)
+        dest = folder / "dumps" / name
+        subprocess.run([pg_dump, flag, f"--file={dest}", stock_postgres.dsn], check=True)
+        config = infra_backup.BackupConfig.from_target(
+            load_target(_backups(folder, stock_postgres, fmt, True))
+        )
+        report = infra_backup.assess(config)
+        assert report.codes == [] and report.read is not None, (fmt, report.findings)
+        assert "public.points" in report.read.toc_tables
+        proof = infra_backup.verify_restore(config, report)
+        assert proof.status == "PASS" and proof.drill is not None, (fmt, proof.findings)
+        assert proof.drill.counts["public.points"] == 50_000
+        damaged = (
+            max((dest).glob("*.dat.gz"), key=lambda p: p.stat().st_size)
+            if fmt == "directory"
+            else dest
+        )
+        data = damaged.read_bytes()
+        damaged.write_bytes(data[: len(data) // 2])
+        assert infra_backup.assess(config).codes == [infra_backup.UNREADABLE], fmt

@@ -115,6 +115,7 @@ class BackupConfig:
     run_command: list[str] | None
     fix_command: list[str] | None
     drill_timeout: float = 3600.0
+    read_timeout: float = 1800.0
 
     @classmethod
     def from_target(cls, target: Target) -> BackupConfig:
@@ -168,6 +169,7 @@ class BackupConfig:
             run_command=argv(job.get("run_command"), "backups.job.run_command", target),
             fix_command=argv(job.get("fix_command"), "backups.job.fix_command", target),
             drill_timeout=float(restore.get("timeout_s", 3600)),
+            read_timeout=float(part.get("read_timeout_s", 1800)),
         )
 
     @property

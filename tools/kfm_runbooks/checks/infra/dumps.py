@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import re
 import subprocess
+import tarfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,17 +120,40 @@ def last_error(text: str) -> str:
     return re.sub(r'"/[^"]*"', '"…"', line).strip()
 
 
+class ReadTimeoutError(Exception):
+    """pg_restore did not finish reading within `backups.read_timeout_s`."""
+
+
 def _pg_restore(config: BackupConfig, *args: str) -> subprocess.CompletedProcess[str]:
     tool = config.pg_tool("pg_restore")
     try:
         return subprocess.run(
-            [tool, *args], capture_output=True, text=True, timeout=config.drill_timeout, check=False
+            [tool, *args], capture_output=True, text=True, timeout=config.read_timeout, check=False
         )
     except FileNotFoundError as exc:
         raise TargetError(
             f"pg_restore not found ({tool}): install PostgreSQL's client tools or set "
             "postgres.bin_dir in the target"
         ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ReadTimeoutError(
+            f"pg_restore did not finish within {config.read_timeout:g} s"
+        ) from exc
+
+
+def _tar_problem(path: Path) -> str | None:
+    """Read every member of a tar archive to its end (pg_restore can spin forever on a
+    truncated tar): None when whole, else what is wrong."""
+    try:
+        with tarfile.open(path, "r:") as archive:
+            for member in archive:
+                stream = archive.extractfile(member) if member.isfile() else None
+                if stream is not None:
+                    while stream.read(1 << 20):
+                        pass
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        return f"the tar archive is damaged or cut short ({exc})"
+    return None
 
 
 def _toc_tables(listing: str) -> list[str]:
@@ -196,13 +220,23 @@ def read_whole(config: BackupConfig, dump: Dump, subject: str = "newest dump") -
         _read_plain(dump, check)
         return check
     check.method = "pg_restore --list, then pg_restore --file=/dev/null (every data block read)"
-    listing = _pg_restore(config, "--list", str(dump.path))
-    if listing.returncode == 0:
-        check.toc_tables = _toc_tables(listing.stdout)
-        full = _pg_restore(config, "--file=/dev/null", str(dump.path))
-        error = None if full.returncode == 0 else last_error(full.stderr)
-    else:
-        error = last_error(listing.stderr)
+    if config.format == "tar":
+        problem = _tar_problem(dump.path)
+        if problem is not None:
+            check.findings.append(Finding(UNREADABLE, check.subject, message=problem))
+            return check
+    try:
+        listing = _pg_restore(config, "--list", str(dump.path))
+        if listing.returncode == 0:
+            check.toc_tables = _toc_tables(listing.stdout)
+            full = _pg_restore(config, "--file=/dev/null", str(dump.path))
+            error = None if full.returncode == 0 else last_error(full.stderr)
+        else:
+            error = last_error(listing.stderr)
+    except ReadTimeoutError as exc:
+        message = f"{exc}: not judged (raise backups.read_timeout_s for a very large dump)"
+        check.findings.append(Finding(UNVERIFIABLE, check.subject, severity=HOLD, message=message))
+        return check
     if error is None:
         return check
     version = re.search(r"unsupported version \((\d+)\.\d+", error)

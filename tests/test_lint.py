@@ -47,6 +47,9 @@ EXPECTED = {
     "no_verification_check": {"RB075"},
     "check_without_coverage": {"RB076"},
     "unknown_undo_op": {"RB077"},
+    "pr_first_without_pr_action": {"RB078"},
+    "pr_action_without_pr_first": {"RB078"},
+    "pr_first_in_containment": {"RB079"},
     "todo_marker": {"RB080"},
 }
 WARNINGS = {"RB004", "RB080"}

@@ -19,6 +19,8 @@ from kfm_runbooks.errors import TargetError
 from kfm_runbooks.layout import Workspace
 from kfm_runbooks.target import load_target
 
+from .conftest import NOTEBOOKS, Cli
+
 SECRET = "s3cr3t-Value-0042"
 
 
@@ -270,3 +272,34 @@ def test_connections_are_written_to_the_ledger(applying: rb.Recorder) -> None:
     entry = [e for e in entries if e["kind"] == "connections"]
     assert entry[-1]["data"]["connections"][0]["where"] == "http://127.0.0.1:1/health"
     assert os.environ["KFM_RUN_ID"] == entry[-1]["data"]["run_id"]
+
+
+def test_a_run_leaves_every_connection_in_its_evidence(
+    cli: Cli,
+    incident: tuple[str, Path],
+    tmp_path: Path,
+    server: tuple[str, list[dict[str, object]]],
+) -> None:
+    url, seen = server
+    incident_id, path = incident
+    target = _target(tmp_path, f"api:\n  url: {url}\n")
+    result = cli(
+        "run",
+        str(NOTEBOOKS / "connects.ipynb"),
+        "--incident",
+        incident_id,
+        "--target",
+        str(target),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    assert seen == [{"path": "/health", "auth": None}]
+    entries = ledger.check(path / "10_evidence" / "ledger.jsonl").entries
+    noted = [c for e in entries if e["kind"] == "connections" for c in e["data"]["connections"]]
+    assert [(c["kind"], c["where"], c["status"]) for c in noted] == [("http", f"{url}/health", 200)]
+    run = [e for e in entries if e["kind"] == "run"][-1]["data"]
+    assert run["connections"] == {"count": 1, "to": [url]}
+    report = cli("report", incident_id)
+    assert report.exit_code == 0, report.output
+    html = next((path / "90_postmortem").glob("report-*.html")).read_text()
+    assert url in html and "1 connection(s)" in html

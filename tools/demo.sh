@@ -47,6 +47,14 @@ run kfm-runbook run RBK-catalog-checksum-mismatch --incident "$kfm_incident" \
   --target tests/kfm_sample/catalog_health.target.yaml
 [ $? -eq 1 ] || { echo "expected exit 1 on KFM's fixtures"; exit 1; }
 
+# 3b. A health sweep: every catalog and graph runbook, read-only, two at a time, each sealed
+#     as a normal run (in its own incident: a sweep's FAILs are findings to work through).
+sweep_incident=$(kfm-runbook incident new --title "Demo: health sweep of the sandbox" --severity Sev3) || exit 1
+run kfm-runbook sweep --incident "$sweep_incident" --target "$sandbox/target.yaml" \
+  --domain catalog --domain graph --jobs 2
+[ $? -eq 1 ] || { echo "expected exit 1: the faulty sandbox fails its sweep"; exit 1; }
+run kfm-runbook verify "$sweep_incident" || exit 1
+
 # 4. Close: root cause, postmortem (required: Sev1), report, proof of integrity, resolve.
 run kfm-runbook incident note "$incident" --root-cause "asset files rewritten by a re-run without new checksums" || exit 1
 run kfm-runbook postmortem "$incident" || exit 1
@@ -90,6 +98,45 @@ run kfm-runbook verify "$live_incident" || exit 1
 run kfm-runbook sandbox down --dir "$sandbox" || exit 1
 trap - EXIT
 
+# 6. A PR-first fix on the GitOps sandbox (`sandbox create --git`: a repository with a bare
+#    origin beside it). A commit listed a catalog item whose file was never added; the
+#    runbook's repair becomes a branch + commit + patch, pushed for review; a reviewer
+#    merges it; the runbook verifies after the merge; the incident resolves.
+gitops=".kfm/demo/gitops-$stamp"
+run kfm-runbook sandbox create "$gitops" --clean --git || exit 1
+say "# a developer commits a collection link to an item that was never added"
+python3 - "$gitops/catalog/hydrology/collection.json" <<'PY' || exit 1
+import json, sys
+path = sys.argv[1]
+doc = json.load(open(path))
+doc["links"].append({"rel": "item", "href": "./items/kfm-sbx-hydro-springs.json",
+                     "type": "application/geo+json"})
+open(path, "w").write(json.dumps(doc, indent=2) + "\n")
+PY
+run git -C "$gitops" -c user.name=demo-dev -c user.email=dev@kfm.invalid commit --quiet -am \
+  "hydrology: list the springs item" || exit 1
+pr_incident=$(kfm-runbook incident new --title "Demo: dangling catalog link (GitOps)" \
+  --severity Sev3 --commander demo-ic) || exit 1
+pr_workspace=$(kfm-runbook incident show "$pr_incident" --json | json '["path"]')
+run kfm-runbook run RBK-catalog-checksum-mismatch --incident "$pr_incident" --target "$gitops/target.yaml"
+[ $? -eq 1 ] || { echo "expected exit 1: the dangling link"; exit 1; }
+run kfm-runbook incident status "$pr_incident" Identified --note "a collection links a missing item" || exit 1
+run kfm-runbook incident status "$pr_incident" Mitigating --note "fix proposed as a PR" || exit 1
+run kfm-runbook run RBK-catalog-checksum-mismatch --incident "$pr_incident" \
+  --target "$gitops/target.yaml" --apply --push origin
+[ $? -eq 1 ] || { echo "expected exit 1: the fix waits for review, the checkout is untouched"; exit 1; }
+run kfm-runbook incident fixes "$pr_incident" || exit 1
+run ls "$pr_workspace/20_actions/diffs/" || exit 1
+branch=$(kfm-runbook incident fixes "$pr_incident" --json | json '[0]["branch"]') || exit 1
+say "# a reviewer approves the PR and merges it"
+run git -C "$gitops" -c user.name=demo-reviewer -c user.email=reviewer@kfm.invalid merge \
+  --quiet --no-ff -m "Merge $branch" "$branch" || exit 1
+run kfm-runbook incident fixes "$pr_incident" || exit 1
+run kfm-runbook run RBK-catalog-checksum-mismatch --incident "$pr_incident" --target "$gitops/target.yaml" || exit 1
+run kfm-runbook incident status "$pr_incident" Monitoring --note "merged fix verified" || exit 1
+run kfm-runbook incident note "$pr_incident" --root-cause "a collection link was committed without its item" || exit 1
+run kfm-runbook incident resolve "$pr_incident" --note "PR merged and verified" || exit 1
+
 cat <<MSG
 
 Where everything is:
@@ -103,5 +150,6 @@ Where everything is:
   bundle        $bundle
   sandbox       $sandbox (quarantined items in catalog/quarantine/)
   live incident $live_incident (RBK-api-5xx-spike: flag switched off through the admin API)
+  PR-first      $pr_incident (fix branch merged in $gitops; patch in 20_actions/diffs/)
 Step through a runbook in JupyterLab: kfm-runbook open RBK-catalog-checksum-mismatch --incident $incident
 MSG

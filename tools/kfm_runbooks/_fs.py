@@ -105,6 +105,35 @@ def sha256_regular(path: Path, base: Path | None = None) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def hash_jobs() -> int:
+    """Threads for hashing: the cores this process may use (hashlib and reads release the
+    GIL, so threads hash in parallel; memory is jobs x CHUNK)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def sha256_many(
+    paths: list[Path], base: Path | None = None, jobs: int | None = None
+) -> list[tuple[str, int] | OSError]:
+    """`sha256_regular` of each path, across cores, in the given order; a file that cannot
+    be hashed gives its OSError (FileNotFoundError, NotRegularError…) in its place."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(path: Path) -> tuple[str, int] | OSError:
+        try:
+            return sha256_regular(path, base)
+        except OSError as exc:
+            return exc
+
+    workers = min(jobs or hash_jobs(), max(1, len(paths)))
+    if workers == 1:
+        return [one(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sha256") as pool:
+        return list(pool.map(one, paths))
+
+
 def regular_problem(path: Path, label: str, base: Path | None = None) -> str | None:
     """`None` for a regular file, else one line naming what `label` is instead."""
     try:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import EXIT_CHECK_FAILED, RunbookError
+from .errors import EXIT_CHECK_FAILED, InputError, RunbookError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -327,6 +327,54 @@ def incident_waive(
     )
 
 
+@incident.command("fixes")
+@click.argument("incident_id")
+@click.option(
+    "--abandon",
+    "abandon_id",
+    metavar="ACT",
+    default=None,
+    help="Record that this PR-first fix will not be merged (deletes its local branch).",
+)
+@click.option("--reason", default=None, help="Why it is abandoned (required with --abandon).")
+@click.option("--actor", default=None, help="Who. Default: $KFM_ACTOR, else user@host.")
+@root_option
+@json_option
+@handle_errors
+def incident_fixes(
+    incident_id: str,
+    abandon_id: str | None,
+    reason: str | None,
+    actor: str | None,
+    root: Path | None,
+    as_json: bool,
+) -> None:
+    """List the incident's PR-first fixes: pending, merged, abandoned, branch deleted."""
+    from . import fixes
+
+    if abandon_id is not None:
+        if reason is None:
+            raise InputError("--abandon needs --reason: say why the fix is not merged")
+        entry = fixes.abandon(incident_id, abandon_id, reason=reason, root=root, actor=actor)
+        click.echo(f"{incident_id}: {abandon_id} abandoned (ledger #{entry['seq']})")
+        return
+    found = fixes.list_fixes(incident_id, root)
+    if as_json:
+        _emit_json([row.as_dict() for row in found])
+        return
+    if not found:
+        click.echo(f"{incident_id}: no PR-first fix was made")
+        return
+    for row in found:
+        when = f" at {row.merged_at}" if row.merged_at else ""
+        why = f": {row.reason}" if row.reason else (f" ({row.detail})" if row.detail else "")
+        click.echo(
+            f"{row.action_id:<20} {row.state.upper():<15} {row.branch} @ {row.commit[:12]}"
+            f"{when}{why}"
+        )
+        click.echo(f"{'':<20} {row.runbook}: {row.title}")
+
+
 @main.command("update")
 @click.argument("incident_id")
 @click.option(
@@ -461,6 +509,14 @@ def runbook_options(function: F) -> F:
     show_default=True,
     help="Wall-clock limit for the whole run, in seconds; the kernel is stopped then.",
 )
+@click.option(
+    "--push",
+    "push",
+    metavar="REMOTE",
+    default=None,
+    help="With --apply: push each PR-first fix's branch to this git remote (and open a PR "
+    "when gh / glab is on PATH).",
+)
 @handle_errors
 def run_cmd(
     runbook: str,
@@ -469,6 +525,7 @@ def run_cmd(
     params_file: Path | None,
     apply: bool,
     timeout: float,
+    push: str | None,
     target: Path | None,
     actor: str | None,
     root: Path | None,
@@ -488,6 +545,7 @@ def run_cmd(
             timeout=timeout,
             target=target,
             actor=actor,
+            push=push,
         )
     )
     if as_json:
@@ -766,6 +824,60 @@ def rollback_cmd(
 # --- library, sandbox, kernel ----------------------------------------------------------
 
 
+@main.command("sweep")
+@click.option("--incident", "incident_id", required=True, help="The incident the runs belong to.")
+@click.option(
+    "--target",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Target YAML (default: the built-in sandbox).",
+)
+@click.option("--domain", "domains", multiple=True, help="Only this domain (repeatable).")
+@click.option(
+    "--signal", "signals", multiple=True, help="Only runbooks listing this signal (repeatable)."
+)
+@click.option("--jobs", type=int, default=None, help="Runs at a time. Default: the cores.")
+@root_option
+@json_option
+@handle_errors
+def sweep_cmd(
+    incident_id: str,
+    target: Path | None,
+    domains: tuple[str, ...],
+    signals: tuple[str, ...],
+    jobs: int | None,
+    root: Path | None,
+    as_json: bool,
+) -> None:
+    """Run the matching runbooks read-only, N at a time, each sealed as a normal run."""
+    import signal as signals_mod
+
+    from .execute import default_target
+    from .sweep import sweep, worst_exit
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signals_mod.Signals(signum).name)
+
+    signals_mod.signal(signals_mod.SIGTERM, stop)
+    rows = sweep(
+        incident_id,
+        target=target if target is not None else default_target(),
+        domains=domains,
+        signals=signals,
+        jobs=jobs,
+        root=root,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    if as_json:
+        _emit_json({"runs": [r.as_dict() for r in rows], "exit_code": worst_exit(rows)})
+    else:
+        click.echo(f"{'runbook':<44} {'outcome':<11} {'coverage':<16} failing checks")
+        for row in rows:
+            failing = ", ".join(row.failing) or ("-" if row.outcome == "passed" else row.detail)
+            click.echo(f"{row.runbook:<44} {row.outcome:<11} {row.coverage or '-':<16} {failing}")
+    sys.exit(worst_exit(rows))
+
+
 @main.command("list")
 @json_option
 @handle_errors
@@ -794,12 +906,19 @@ def sandbox() -> None:
 @sandbox.command("create")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--clean", is_flag=True, help="Build the variant without faults.")
+@click.option(
+    "--git",
+    "git",
+    is_flag=True,
+    help="Make it a git repository (branch main, history) with a bare origin DIRECTORY.origin.git"
+    " beside it: PR-first fixes become branches there.",
+)
 @handle_errors
-def sandbox_create(directory: Path, clean: bool) -> None:
+def sandbox_create(directory: Path, clean: bool, git: bool) -> None:
     """Build a deterministic sandbox in DIRECTORY; prints its target.yaml path."""
     from .sandbox import create_sandbox
 
-    target = create_sandbox(directory, clean=clean)
+    target = create_sandbox(directory, clean=clean, git=git)
     click.echo(str(target))
     click.echo(f"  faults: see {target.parent / 'SANDBOX.md'}", err=True)
 

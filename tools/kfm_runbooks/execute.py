@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -66,6 +67,7 @@ class RunOptions:
     actor: str | None = None
     kernel_name: str = kernel_mod.KERNEL_NAME
     quiet: bool = False
+    push: str | None = None  # a git remote PR-first fixes are pushed to (with apply)
 
 
 def default_target() -> Path:
@@ -166,6 +168,12 @@ def prepare(options: RunOptions) -> Prepared:
     declared = runbook.parameters()
     if options.timeout <= 0:
         raise InputError(f"--timeout must be a positive number of seconds, not {options.timeout}")
+    if options.push is not None and not options.apply:
+        raise InputError("--push pushes PR-first fixes, which only --apply makes: add --apply")
+    if options.push is not None and not re.fullmatch(
+        r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}", options.push
+    ):
+        raise InputError(f"--push {options.push!r} is not a git remote name (see `git remote`)")
     target = load_target(options.target if options.target is not None else default_target())
     parameters = params_mod.build(
         declared,
@@ -258,6 +266,7 @@ def run_runbook(options: RunOptions) -> RunResult:
                 "KFM_RUNBOOK_ID": runbook.id,
                 "KFM_ACTOR": prepared.actor,
                 "JUPYTER_PLATFORM_DIRS": "1",
+                **({"KFM_PUSH_REMOTE": options.push} if options.push else {}),
             },
         }
         (private / "request.json").write_text(json.dumps(request))

@@ -161,6 +161,9 @@ _LINES: dict[str, Callable[[dict[str, Any]], str]] = {
         f"{len(d.get('connections') or []) + (d.get('not_listed') or 0)} time(s): "
         + ", ".join(sorted({str(c.get("where")) for c in d.get("connections") or []})[:3])
     ),
+    LedgerKind.FIX_ABANDONED: lambda d: (
+        f"PR-first fix {d.get('action_id')} ({d.get('branch')}) abandoned: {d.get('reason')}"
+    ),
     LedgerKind.EVIDENCE: lambda d: f"evidence saved: {d.get('path')}",
     LedgerKind.INTEGRITY_FLAGGED: lambda d: (
         f"integrity unproven ({d.get('source')}): {d.get('reason')}"

@@ -132,7 +132,7 @@ def render(workspace: Workspace) -> str:
         )
     parts.append(
         "</table><h2>Runbook runs</h2><table id='runs'><tr><th>run</th><th>runbook</th>"
-        "<th>outcome</th><th>checks</th><th>findings</th><th>code</th></tr>"
+        "<th>outcome</th><th>checks</th><th>findings</th><th>connected to</th><th>code</th></tr>"
     )
     findings_by_run: dict[str, list[dict[str, Any]]] = {}
     for entry in history.of("finding"):
@@ -153,6 +153,7 @@ def render(workspace: Workspace) -> str:
             f"<td>{_e((data.get('runbook') or {}).get('id'))}</td>"
             f"<td class='{_e(data.get('outcome'))}'>{_e(data.get('outcome'))}</td>"
             f"<td>{checks or '—'}</td><td>{listing or '—'}{more}</td>"
+            f"<td class='connections'>{_connections_cell(data.get('connections'))}</td>"
             f"<td class='code'>{_code_cell(data.get('code'))}</td></tr>"
         )
     parts.append(
@@ -175,6 +176,14 @@ def render(workspace: Workspace) -> str:
                 )
     parts.append("</body></html>\n")
     return "".join(parts)
+
+
+def _connections_cell(summary: Any) -> str:
+    """Where a run connected (its `connections` ledger entries, summed up at seal)."""
+    if not isinstance(summary, dict) or not summary.get("count"):
+        return "none"
+    places = "<br>".join(f"<span class='mono'>{_e(p)}</span>" for p in summary.get("to") or [])
+    return f"{_e(summary.get('count'))} connection(s)<br>{places}"
 
 
 def _code_cell(code: Any) -> str:

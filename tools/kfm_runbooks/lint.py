@@ -22,6 +22,8 @@ to fix it. Rule codes (README has the table):
                                                 RB075 no verification cell with run.check
                                                 RB076 verification check without coverage
                                                 RB077 undo op not in checks/undo.py
+                                                RB078 pr-first tag and run.pr_action disagree
+                                                RB079 pr-first outside recovery
 
 Fast by design: notebooks are read as JSON, the parameters cell is parsed with `ast`
 (no papermill), so the whole library lints in a fraction of a second.
@@ -50,6 +52,8 @@ from .standard import (
     KERNEL_NAME,
     METADATA_KEY,
     PHASES,
+    PR_FIRST,
+    PR_FIRST_PHASES,
     SECTIONS,
     RunbookMeta,
 )
@@ -518,7 +522,9 @@ def _check_cells(cells: list[dict[str, Any]], out: _Collector) -> None:
             )
         phases = [t for t in tags if t in PHASES]
         unknown = [
-            t for t in tags if t not in PHASES and t not in FOREIGN_TAGS and t != CHANGES_TARGET
+            t
+            for t in tags
+            if t not in PHASES and t not in FOREIGN_TAGS and t not in (CHANGES_TARGET, PR_FIRST)
         ]
         if not phases:
             out.add(
@@ -536,7 +542,26 @@ def _check_cells(cells: list[dict[str, Any]], out: _Collector) -> None:
             )
         changes = CHANGES_TARGET in tags
         calls = _run_calls(source, tree)
-        calls_action = "action" in calls
+        calls_action = bool(calls & {"action", "pr_action", "manual_action"})
+        pr_first = PR_FIRST in tags
+        if pr_first != ("pr_action" in calls):
+            out.add(
+                "RB078",
+                "cell calls run.pr_action(...) but is not tagged pr-first"
+                if not pr_first
+                else "pr-first cell does not go through run.pr_action(...)",
+                f"tag PR-first steps '{PR_FIRST}' and make their change with run.pr_action "
+                "(a commit on a branch, never an edit of the checkout)",
+                cell=where,
+            )
+        if pr_first and phases and phases[0] not in PR_FIRST_PHASES:
+            out.add(
+                "RB079",
+                f"pr-first in a {phases[0]} cell",
+                "containment stays direct (it stops the bleeding now); PR-first steps are "
+                f"{', '.join(PR_FIRST_PHASES)} steps",
+                cell=where,
+            )
         if changes and not calls_action:
             out.add(
                 "RB072",

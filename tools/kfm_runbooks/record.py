@@ -36,13 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import codeprov, connections, ledger, redact, scraps
+from . import codeprov, connections, digest_memo, ledger, redact, scraps
 from ._fs import sha256_bytes
 from ._time import now_iso
 from .coverage import Coverage, row_status
 from .coverage import judge as judge_coverage
 from .errors import InputError, WorkspaceError
 from .evidence import publish_locked
+from .history import History
 from .ids import check_incident_id
 from .layout import COMMANDS, ROLLBACK, TIMELINE, Workspace, default_actor, timeline_line
 from .target import Target, load_target
@@ -336,6 +337,8 @@ class Recorder:
             result = _jsonable(change())
         except Exception as exc:
             error = "".join(traceback.format_exception_only(exc)).strip()
+        finally:
+            digest_memo.forget_all()  # after a change (even a failed one) nothing is assumed
         post = _jsonable(postcheck()) if postcheck and error is None else None
         if callable(undo):
             undo = undo(result) if error is None else None
@@ -365,6 +368,138 @@ class Recorder:
         return ActionResult(
             action_id, applied=True, ok=True, precheck=pre, result=result, postcheck=post
         )
+
+    def pr_action(
+        self,
+        title: str,
+        *,
+        files: list[Path],
+        change: Callable[[Callable[[Path], Path]], Any],
+        command: str,
+        precheck: Callable[[], Any] | None = None,
+        rollback: str = "",
+        undo: dict[str, Any] | Callable[[Any], dict[str, Any] | None] | None = None,
+    ) -> ActionResult:
+        """A PR-first step: its change becomes a commit on a branch, never an edit.
+
+        `files` are the files / folders the step changes; `change(at)` writes through
+        `at(path)`, which maps a path of the target to its twin in a private worktree of
+        branch `incident/<INC>/<runbook>` (prfirst.py). With apply, when the files are
+        under git: pre-check, branch + commit (trailers Incident / Run / Evidence), the
+        `git format-patch` saved to 20_actions/diffs/ and hashed, pushed when the runner was
+        given `--push REMOTE`, and one ledger action naming branch, commit, base and patch
+        sha256. The checkout is untouched: the fix lands when its PR is merged
+        (`kfm-runbook incident fixes`). Files git does not track (no repository, or an
+        ignored folder): the step acts directly, as `action` does (with `undo`, used only
+        then), and says so; with `git: true` in the target that is refused instead. A step
+        that cannot be made (dirty files, detached HEAD, existing branch, rejected push) is
+        recorded as failed and raises; no branch or worktree is left.
+        """
+        from . import prfirst
+
+        if not self.apply:
+            planned = {
+                "title": title,
+                "command": command,
+                "applied": False,
+                "pr_first": True,
+                "rollback": rollback,
+            }
+            self.actions.append(planned)
+            _publish(f"kfm.action.{len(self.actions):04d}", planned)
+            print(
+                f"🔒 DRY RUN (apply=False) — would commit (PR-first): {title}\n"
+                f"   command: {command}"
+            )
+            return ActionResult("", applied=False, ok=True)
+        repo, untracked = prfirst.tracked_repo(files)
+        if repo is None or untracked:
+            if self.target.data.get("git") is True:
+                named = ", ".join(untracked[:3]) or "(no file)"
+                raise prfirst.FixError(
+                    f"target {self.target.path} says git: true but git does not track "
+                    f"{named}: commit the files or fix the target"
+                )
+            print(f"ℹ not tracked by git: {title} acts directly (no PR possible)")
+            return self.action(
+                title,
+                command=command,
+                change=lambda: change(lambda p: p),
+                precheck=precheck,
+                rollback=rollback,
+                undo=undo,
+            )
+        action_id = f"ACT-{secrets.token_hex(4)}"
+        pre = _jsonable(precheck()) if precheck else None
+        started = History.read(self.workspace).started_entry(self.run_id)
+        evidence = str(((started or {}).get("data", {}).get("runbook") or {}).get("sha256", ""))
+        fix: prfirst.Fix | None = None
+        error: str | None = None
+        result: Any = None
+        patch = b""
+        try:
+            fix, result, patch = prfirst.make_fix(
+                files,
+                change,
+                incident_id=self.incident_id,
+                run_id=self.run_id,
+                runbook_slug=self.runbook_id.removeprefix("RBK-"),
+                evidence=evidence or "unknown",
+                title=title,
+                actor=self.actor,
+            )
+            remote = os.environ.get(PUSH_ENV, "").strip()
+            if fix is not None and remote:
+                try:
+                    fix = prfirst.push(fix, remote)
+                except prfirst.FixError:
+                    prfirst.git(Path(fix.repo), "branch", "-D", fix.branch, check=False)
+                    raise
+        except Exception as exc:
+            error = "".join(traceback.format_exception_only(exc)).strip()
+        files_out: list[tuple[str, bytes]] = []
+        fix_data: dict[str, Any] | None = None
+        if fix is not None:
+            rel = (
+                f"20_actions/diffs/{action_id}-{prfirst.slug(fix.branch.rsplit('/', 1)[-1])}.patch"
+            )
+            fix = prfirst.Fix(
+                **{**fix.as_dict(), "patch": rel, "patch_sha256": sha256_bytes(patch)}
+            )
+            files_out.append((rel, patch))
+            fix_data = fix.as_dict()
+        entry = {
+            "action_id": action_id,
+            "run_id": self.run_id,
+            "runbook": self.runbook_id,
+            "title": title,
+            "command": command,
+            "precheck": pre,
+            "result": _jsonable(result),
+            "postcheck": None,
+            "ok": error is None,
+            "error": error,
+            "rollback": rollback or "revert the commit on a new branch (PR-first)",
+            "undo": None,
+            "target": str(self.target.path),
+            "applied": error is None and fix is not None,
+            "pr_first": fix_data or {"made": False},
+        }
+        self._write_action(entry, files_out)
+        self.actions.append(entry)
+        _publish(f"kfm.action.{len(self.actions):04d}", entry)
+        if error is not None:
+            print(f"❌ PR-first step FAILED (nothing was left behind): {title}: {error}")
+            raise RuntimeError(f"action {action_id} failed: {error}")
+        if fix is None:
+            print(f"✓ nothing to change: {title}")
+            return ActionResult(action_id, applied=False, ok=True, precheck=pre, result=result)
+        where = fix.pr_url or (f"pushed to {fix.remote}" if fix.remote else "not pushed")
+        print(
+            f"🔀 PR-first {action_id}: {title}\n   branch {fix.branch} @ {fix.commit[:12]} "
+            f"(base {fix.base[:12]}), patch {fix.patch}, {where}"
+        )
+        return ActionResult(action_id, applied=True, ok=True, precheck=pre, result=result)
 
     def manual_action(self, title: str, *, instruction: str, reason: str = "") -> ActionResult:
         """A step the run cannot take itself (the target names no interface for it).
@@ -466,7 +601,9 @@ class Recorder:
             print(line)
         return plan
 
-    def _write_action(self, entry: dict[str, Any]) -> None:
+    def _write_action(
+        self, entry: dict[str, Any], files: list[tuple[str, bytes]] | None = None
+    ) -> None:
         stamp = now_iso()
         status = "ok" if entry["ok"] else f"FAILED: {entry['error']}"
         commands = (
@@ -494,13 +631,24 @@ class Recorder:
             f"action {entry['action_id']} {status}: {entry['title']} by {self.actor} "
             f"(run {self.run_id})"
         )
-        with self.workspace.locked():
-            self.workspace.record(
-                LedgerKind.ACTION,
-                entry,
-                self.actor,
-                {COMMANDS: commands, ROLLBACK: rollback, TIMELINE: timeline_line(line)},
+        fix = entry.get("pr_first")
+        if isinstance(fix, dict) and fix.get("commit"):
+            commands += (
+                f"- PR-first: branch `{fix['branch']}` commit `{fix['commit']}` on base "
+                f"`{fix['base']}` (merge into `{fix['main']}`)\n"
+                f"- patch: {fix['patch']} (sha256 {fix['patch_sha256']})\n"
+                + (f"- pushed: {fix['remote']} {fix['pushed_ref']}\n" if fix.get("remote") else "")
+                + (f"- PR: {fix['pr_url']}\n" if fix.get("pr_url") else "")
             )
+        views = {COMMANDS: commands, ROLLBACK: rollback, TIMELINE: timeline_line(line)}
+        with self.workspace.locked():
+            if files:
+                publish_locked(self.workspace, files, LedgerKind.ACTION, entry, self.actor, views)
+            else:
+                self.workspace.record(LedgerKind.ACTION, entry, self.actor, views)
+
+
+PUSH_ENV = "KFM_PUSH_REMOTE"  # set by `kfm-runbook run --push REMOTE`
 
 
 def _session_namespace() -> Mapping[str, Any]:

@@ -11,6 +11,8 @@ An incident is Resolved only when, each proven from the workspace:
 - a rollback plan exists for every applied change (in its ledger entry and rollback.md);
 - the postmortem exists when required (Sev0/Sev1, a rollback, integrity flagged), with
   its sections filled in by people and at least one owned action item;
+- every PR-first fix is merged (and its runbook passed in a run started after the merge)
+  or abandoned with a reason (fixes.py);
 - the incident is in Monitoring (no skipping the status flow).
 Otherwise nothing changes and every missing part is listed. Resolving records the ledger
 head it closed on.
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import fixes
 from . import runbook as runbook_mod
 from ._time import utc_now
 from .errors import InputError, IntegrityError, RunbookError
@@ -67,6 +70,7 @@ def _missing(workspace: Workspace) -> list[str]:
             f"no root cause recorded: `kfm-runbook incident note {record.id} --root-cause ...`"
         )
     missing += _verification(record.id, history)
+    missing += [m.replace(" INC ", f" {record.id} ") for m in fixes.gate(history)]
     report = verify_locked(workspace, None)
     if not report.ok:
         missing.append(f"verify fails: {report.problems[0]}")

@@ -19,14 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import prfirst
+from ._fs import sha256_bytes
 from ._time import now_iso
 from .checks.undo import UnknownUndoOpError, undo_effect, undo_op
 from .errors import ActionFailedError, InputError
+from .evidence import publish_locked
 from .history import History
 from .layout import COMMANDS, TIMELINE, Workspace, default_actor, timeline_line
 from .recovery import open_for_update
 from .target import load_target
 from .vocab import LedgerKind
+
+REVERT_OP = "prfirst.revert"  # how a PR-first fix is undone (not an UNDO_OPS name)
 
 
 @dataclass
@@ -47,6 +52,9 @@ def _action(history: History, incident_id: str, action_id: str) -> dict[str, Any
         )
     data: dict[str, Any] = actions[-1]["data"]
     undo = data.get("undo")
+    fix = data.get("pr_first")
+    if isinstance(fix, dict) and fix.get("commit"):
+        undo = {"op": REVERT_OP}
     if not undo or not isinstance(undo, dict):
         raise InputError(
             f"{action_id} has no automatic undo: follow its entry in 20_actions/rollback.md by hand"
@@ -69,6 +77,8 @@ def rollback_action(
     workspace = open_for_update(incident_id, root, actor)
     with workspace.locked():
         data = _action(History.read(workspace), incident_id, action_id)
+        if isinstance(data.get("pr_first"), dict) and data["pr_first"].get("commit"):
+            return _revert_fix(workspace, incident_id, action_id, data, apply, actor)
         undo = data["undo"]
         try:
             function = undo_op(undo.get("op"))
@@ -96,6 +106,58 @@ def rollback_action(
     return RollbackResult(
         action_id, True, data.get("title", ""), str(undo["op"]), result, str(entry["hash"])
     )
+
+
+def _revert_fix(
+    workspace: Workspace,
+    incident_id: str,
+    action_id: str,
+    data: dict[str, Any],
+    apply: bool,
+    actor: str,
+) -> RollbackResult:
+    """Undo a PR-first fix the PR-first way: a revert commit on a new branch (never a
+    force-push); refused while the fix is not merged (abandon it instead)."""
+    fix = data["pr_first"]
+    now = prfirst.state(fix)
+    if now.state != prfirst.MERGED:
+        raise InputError(
+            f"{action_id}'s fix is {now.state} ({now.detail}): there is nothing on "
+            f"{fix.get('main')} to revert; drop it with `kfm-runbook incident fixes "
+            f"{incident_id} --abandon {action_id} --reason …`"
+        )
+    title = str(data.get("title", ""))
+    if not apply:
+        return RollbackResult(action_id, False, title, REVERT_OP)
+    made, patch = prfirst.revert(fix, incident_id=incident_id, action_id=action_id, actor=actor)
+    rel = f"20_actions/diffs/{action_id}-revert.patch"
+    record = {**made.as_dict(), "patch": rel, "patch_sha256": sha256_bytes(patch)}
+    commands = (
+        f"\n## ROLLBACK of {action_id} — {title} (PR-first revert)\n"
+        f"- time (UTC): {now_iso()}\n- actor: {actor}\n"
+        f"- command: `kfm-runbook rollback {incident_id} {action_id} --apply`\n"
+        f"- revert branch `{made.branch}` commit `{made.commit}` (merge into `{made.main}`)\n"
+        f"- patch: {rel} (sha256 {record['patch_sha256']})\n"
+    )
+    line = f"rollback of {action_id} ({title}) by {actor}: revert PR branch {made.branch}"
+    entry = publish_locked(
+        workspace,
+        [(rel, patch)],
+        LedgerKind.ROLLBACK,
+        {
+            "action_id": action_id,
+            "title": title,
+            "op": REVERT_OP,
+            "args": None,
+            "result": {"branch": made.branch, "commit": made.commit},
+            "ok": True,
+            "error": None,
+            "pr_first": record,
+        },
+        actor,
+        {COMMANDS: commands, TIMELINE: timeline_line(line)},
+    )
+    return RollbackResult(action_id, True, title, REVERT_OP, record, str(entry["hash"]))
 
 
 def _record(

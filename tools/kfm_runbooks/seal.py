@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import urllib.parse
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -112,6 +113,23 @@ class Live:
     checks: list[dict[str, Any]]  # the last status per check name, in first-seen order
     findings: list[dict[str, Any]]
     code: dict[str, Any] | None = None  # the last code provenance the kernel recorded
+    connections: list[dict[str, Any]] = field(default_factory=list)  # hosts it touched
+
+    def connection_summary(self) -> dict[str, Any]:
+        """How many connections the run opened and to where (scheme://host:port, or the
+        kind and host), from the `connections` entries its kernel wrote."""
+        places: set[str] = set()
+        count = 0
+        for batch in self.connections:
+            listed = batch.get("connections") or []
+            count += len(listed) + int(batch.get("not_listed") or 0)
+            for item in listed:
+                where = str(item.get("where", ""))
+                parts = urllib.parse.urlsplit(where) if "//" in where else None
+                places.add(
+                    f"{parts.scheme}://{parts.netloc}" if parts else f"{item.get('kind')} {where}"
+                )
+        return {"count": count, "to": sorted(places)}
 
     def code_provenance(self) -> dict[str, Any] | None:
         """The code that made the call, as the kernel recorded it (codeprov.py); None when
@@ -125,6 +143,7 @@ class Live:
         checks: dict[str, dict[str, Any]] = {}
         findings: list[dict[str, Any]] = []
         code: dict[str, Any] | None = None
+        connections: list[dict[str, Any]] = []
         for entry in history.entries:
             data = entry["data"]
             if data.get("run_id") != run_id:
@@ -141,7 +160,9 @@ class Live:
                 findings.append(data)
             elif entry["kind"] == LedgerKind.CODE:
                 code = data
-        return cls(list(checks.values()), findings, code)
+            elif entry["kind"] == LedgerKind.CONNECTIONS:
+                connections.append(data)
+        return cls(list(checks.values()), findings, code, connections)
 
 
 def outcome_from(status: dict[str, Any], checks: list[dict[str, Any]]) -> tuple[str, str]:
@@ -365,7 +386,11 @@ def seal_notebook(
         files += [(f"10_evidence/{rel}", data) for rel, data in extra_files.items()]
         sealed = (notebook_name, notebook_bytes)
         result = _result(workspace, inputs, (verdict, detail), ended, sealed, live, counts)
-        extra_data = {**(extra_data or {}), "code": live.code_provenance()}  # entry + attestation
+        extra_data = {
+            **(extra_data or {}),
+            "code": live.code_provenance(),  # entry + attestation
+            "connections": live.connection_summary(),
+        }
         files, extra_data = _attest(workspace, kind, inputs, result, files, extra_data)
         _publish(workspace, kind, inputs, result, files, counts, extra_data, live, metrics)
         if discard is not None:

@@ -49,6 +49,10 @@ PHASES = (
     "evidence",
 )
 CHANGES_TARGET = "changes-target"  # the cell can change the target: it must use run.action
+# A recovery step whose change to files under git becomes a reviewed commit on a branch
+# (run.pr_action, prfirst.py), never an edit of the checkout. Containment stays direct.
+PR_FIRST = "pr-first"
+PR_FIRST_PHASES = ("recovery",)
 CHANGING_PHASES = ("containment", "recovery", "rollback")
 # Tags other tools understand, allowed beside ours.
 FOREIGN_TAGS = (

@@ -48,7 +48,14 @@ from pathlib import Path
 from typing import Any
 
 from . import attestation, evidence, ledger, manifest, signing
-from ._fs import NotRegularError, is_partial, read_regular, regular_problem, sha256_regular
+from ._fs import (
+    NotRegularError,
+    is_partial,
+    read_regular,
+    regular_problem,
+    sha256_many,
+    sha256_regular,
+)
 from ._proc import owner_state
 from .history import History
 from .layout import CHECKS, LAYOUT_DIRS, TIMELINE, VIEWS, Workspace
@@ -266,16 +273,19 @@ def check_agreement(audit: Audit) -> None:
 
 
 def check_evidence(audit: Audit) -> None:
-    for name, digest in audit.manifest.items():
-        path = audit.evidence / name
-        try:
-            actual = sha256_regular(path, audit.evidence)[0]
-        except FileNotFoundError:
+    names = list(audit.manifest)
+    hashed = sha256_many([audit.evidence / name for name in names], audit.evidence)
+    for name, got in zip(names, hashed, strict=True):
+        digest = audit.manifest[name]
+        if isinstance(got, FileNotFoundError):
             audit.problems.append(f"{name}: recorded in hashes.sha256 but missing (deleted)")
             continue
-        except NotRegularError as exc:
-            audit.problems.append(f"{name}: {exc.kind}, not a regular file")
+        if isinstance(got, NotRegularError):
+            audit.problems.append(f"{name}: {got.kind}, not a regular file")
             continue
+        if isinstance(got, OSError):
+            raise got
+        actual = got[0]
         audit.checked += 1
         if actual != digest:
             audit.problems.append(

@@ -83,6 +83,7 @@ class LedgerKind(_Word):
     INTEGRITY_FLAGGED = "integrity.flagged"
     INTEGRITY_CLEARED = "integrity.cleared"
     GATE_WAIVED = "gate.waived"
+    FIX_ABANDONED = "fix.abandoned"  # a PR-first fix that will not be merged, and why
     PUBLISH_INTENT = "publish.intent"
     PUBLISH_TORN = "publish.torn"
     RECOVERED = "recovered"

@@ -47,8 +47,9 @@ def default_sandbox_dir() -> Path:
     return paths.sandbox_dir().path
 
 
-def create_sandbox(dest: str | Path, *, clean: bool = False) -> Path:
-    """Build the sandbox in `dest` (must not exist or be empty); returns target.yaml."""
+def create_sandbox(dest: str | Path, *, clean: bool = False, git: bool = False) -> Path:
+    """Build the sandbox in `dest` (must not exist or be empty); returns target.yaml.
+    With `git`, the sandbox is a git repository with a bare origin (git_variant.py)."""
     folder = Path(dest).expanduser().resolve()
     if folder.exists() and any(folder.iterdir()):
         raise InputError(
@@ -61,6 +62,7 @@ def create_sandbox(dest: str | Path, *, clean: bool = False) -> Path:
         "kind": "sandbox",
         "variant": "clean" if clean else "faulty",
         "network": "deny",
+        **({"git": True} if git else {}),
     }
     faults: list[str] = []
     for name, build in builders():
@@ -86,6 +88,10 @@ def create_sandbox(dest: str | Path, *, clean: bool = False) -> Path:
     notes = ["# KFM sandbox", "", f"Variant: {target['variant']}.", "", "## Seeded faults", ""]
     notes += [f"- {fault}" for fault in faults] or ["- none (clean variant)"]
     create_new(folder / "SANDBOX.md", ("\n".join(notes) + "\n").encode())
+    if git:
+        from .git_variant import make_repository
+
+        make_repository(folder)
     return folder / "target.yaml"
 
 

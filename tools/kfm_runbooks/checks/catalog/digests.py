@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ... import digest_memo
 from ..._fs import open_regular
 
 # multihash code -> (name, digest length in bytes, hashlib name)
@@ -129,8 +130,23 @@ def parse(value: object) -> Declared:
 
 def file_hexdigest(path: Path, hashlib_name: str) -> str:
     """The file's digest, streamed in 1 MiB chunks."""
-    digest = hashlib.new(hashlib_name)
+    return file_digest(path, hashlib_name, reuse=False)[0]
+
+
+def file_digest(path: Path, hashlib_name: str, *, reuse: bool = True) -> tuple[str, bool]:
+    """(the file's digest, whether it was reused): with `reuse`, a digest this process
+    computed for the same file in the same state (digest_memo.py) is returned unread."""
+    key = str(Path(path).absolute())
     with os.fdopen(open_regular(path), "rb") as stream:  # links refused: OSError
+        before = digest_memo.stat_key(os.fstat(stream.fileno()))
+        if reuse:
+            known = digest_memo.lookup(key, hashlib_name, before)
+            if known is not None:
+                return known, True
+        digest = hashlib.new(hashlib_name)
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+        after = digest_memo.stat_key(os.fstat(stream.fileno()))
+    value = digest.hexdigest()
+    digest_memo.remember(key, hashlib_name, before, after, value)
+    return value, False

@@ -33,11 +33,12 @@ import os
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..._fs import create_new, replace_atomic
+from ..._fs import create_new, hash_jobs, replace_atomic
 from ..._time import now_iso
 from ...target import Target
 from ...vocab import Verdict
@@ -160,6 +161,7 @@ class ItemReport(FindingsReport):
     assets_embargoed: int = 0
     assets_held: int = 0
     assets_examined: int = 0  # bytes read and compared (match or not)
+    assets_reused: int = 0  # of those, digests this run computed before for unchanged files
 
     @property
     def assets_in_scope(self) -> int:
@@ -482,11 +484,12 @@ def asset_findings(
             continue
         try:
             actual_size = local.stat().st_size
-            actual = digests.file_hexdigest(local, declared.hashlib_name)
+            actual, reused = digests.file_digest(local, declared.hashlib_name)
         except OSError:
             add("CAT_ASSET_READ_ERROR", f"asset {href!r} could not be read")
             continue
         report.assets_examined += 1
+        report.assets_reused += reused
         if size is not None and actual_size != size:
             add("CAT_ASSET_SIZE_MISMATCH", f"{href}: {actual_size} bytes, catalog says {size}")
         elif actual != declared.hexdigest:
@@ -723,6 +726,12 @@ class CatalogScan:
     def assets_verified(self) -> int:
         return sum(item.assets_verified for item in self.items)
 
+    @property
+    def assets_reused(self) -> int:
+        """Digests taken from this run's earlier scan: the files are unchanged since
+        (device, inode, size, mtime, ctime), and no action was applied in between."""
+        return sum(item.assets_reused for item in self.items)
+
 
 def scan_item(
     path: Path,
@@ -763,7 +772,7 @@ def scan(config: CatalogConfig, head_probe: HeadProbe = _head_probe) -> CatalogS
     skipped: list[dict[str, str]] = []
     parents: dict[Path, Path] = {}
     files = item_files(config, link_findings, broken, skipped, parents)
-    items: list[ItemReport] = []
+    wanted: list[Path] = []
     for path in files:
         if config.root is None:
             record, _ = read_json_object(path)
@@ -773,7 +782,12 @@ def scan(config: CatalogConfig, head_probe: HeadProbe = _head_probe) -> CatalogS
                     {"file": rel(path, config.base), "reason": f"a STAC {kind}, not an item"}
                 )
                 continue
-        items.append(scan_item(path, config, head_probe, parents.get(path)))
+        wanted.append(path)
+    # Items are independent: scanned on every core (hashing and reads release the GIL),
+    # reported in catalog order.
+    workers = min(hash_jobs(), max(1, len(wanted)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="catalog-scan") as pool:
+        items = list(pool.map(lambda p: scan_item(p, config, head_probe, parents.get(p)), wanted))
     return CatalogScan(items, sorted(link_findings), broken, skipped)
 
 
@@ -885,10 +899,18 @@ def restore_item(config: CatalogConfig, item_id: str) -> dict[str, Any]:
     return {"item_id": item_id, "restored": True, "path": meta["original_path"]}
 
 
-def remove_broken_link(config: CatalogConfig, parent_file: str, href: str) -> dict[str, Any]:
-    """Drop a dangling child/item link (a CAT_LINK_BROKEN finding). Idempotent."""
+def remove_broken_link(
+    config: CatalogConfig,
+    parent_file: str,
+    href: str,
+    at: Callable[[Path], Path] = lambda path: path,
+) -> dict[str, Any]:
+    """Drop a dangling child/item link (a CAT_LINK_BROKEN finding). Idempotent.
+
+    `at` maps the catalog file to where the change is written: itself, or its twin in a
+    PR-first worktree (record.pr_action); the link target is looked for in the catalog."""
     parent = config.base / parent_file
-    doc, _ = read_json_object(parent)
+    doc, _ = read_json_object(at(parent))
     if doc is None:
         return {"removed": False, "reason": "parent unreadable"}
     links = doc.get("links", [])
@@ -899,7 +921,7 @@ def remove_broken_link(config: CatalogConfig, parent_file: str, href: str) -> di
         href = urllib.parse.unquote(str(link.get("href", "")))
         if href == urllib.parse.unquote(wanted) and not (parent.parent / href).exists():
             del links[index]
-            replace_atomic(parent, _dump(doc))
+            replace_atomic(at(parent), _dump(doc))
             return {"removed": True, "parent": parent_file, "index": index, "link": link}
     return {"removed": False, "reason": "no dangling link left"}
 

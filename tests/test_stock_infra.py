@@ -9,7 +9,8 @@ would give:
   the target naming no way to renew), the third PASSes.
 - backup-failure: dumps of a separately initdb'd PostgreSQL + PostGIS cluster: a fresh
   `pg_dump -Fc` restored by the drill PASSes; the same dump cut in half FAILs (it still
-  lists, only the full read finds it); a plain cron line's `pg_dump > file.sql` PASSes
+  lists, only the full read finds it) and `--apply` runs the cron line named as
+  `backups.job.run_command`, after which it PASSes; a plain cron line's `pg_dump > file.sql` PASSes
   once drilled and HOLDs without a scratch database (naming the key); a dump older than the
   policy FAILs.
 - disk-pressure: a 4 MiB tmpfs filled with rotated logs FAILs, `--apply` moves them to a
@@ -112,7 +113,9 @@ def test_cert_expiry_judges_stock_openssl_endpoints(
 # --- backup-failure ------------------------------------------------------------------------
 
 
-def _backups(folder: Path, cluster: Cluster, fmt: str, scratch: bool) -> Path:
+def _backups(
+    folder: Path, cluster: Cluster, fmt: str, scratch: bool, job: dict[str, Any] | None = None
+) -> Path:
     section: dict[str, Any] = {
         "path": "dumps",
         "format": fmt,
@@ -121,6 +124,8 @@ def _backups(folder: Path, cluster: Cluster, fmt: str, scratch: bool) -> Path:
     }
     if scratch:
         section["restore"] = {"scratch_dsn_env": "KFM_STOCK_SCRATCH_DSN"}
+    if job:
+        section["job"] = job
     return _target(folder, {"postgres": {"bin_dir": str(cluster.bin_dir)}, "backups": section})
 
 
@@ -158,6 +163,21 @@ def test_backup_failure_judges_stock_pg_dump_files(
     assert cut["statuses"]["backup-freshness"] == "PASS"  # fresh, but cut short
     assert "INFRA_BACKUP_UNREADABLE" in finding_codes(ws, cut)
     assert _manual(ws, cut) == ["Take a fresh backup now"]  # no run_command named
+    cron = (  # the crontab line itself, run now through the target's run_command
+        f'{stock_postgres.bin_dir}/pg_dump -Fc "$KFM_STOCK_SCRATCH_DSN" '
+        "> dumps/kfm-$(date -u +%Y%m%dT%H%M%SZ).dump"
+    )
+    with_job = _backups(
+        cut_dir, stock_postgres, "custom", True, {"run_command": ["/bin/sh", "-c", cron]}
+    )
+    fixed = run_json(cli, "RBK-infra-backup-failure", incident_id, with_job, "--apply")
+    assert fixed["_exit"] == 0 and set(fixed["statuses"].values()) == {"PASS"}, fixed
+    [taken] = [a for a in applied_actions(ws) if not a.get("manual")]
+    assert taken["command"] == f"/bin/sh -c {cron}" and taken["undo"] is None
+    assert (
+        taken["result"]["file"].startswith("kfm-2")
+        and "public.points" in taken["result"]["toc_tables"]
+    )
     stock.age(good, 30)
     stale = run_json(
         cli,

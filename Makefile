@@ -105,6 +105,7 @@ bench: kernel
 	$(BIN)/python tests/bench/bench_run.py
 	$(BIN)/python tests/bench/bench_scan.py
 	$(BIN)/python tests/bench/bench_verify.py
+	$(BIN)/python tests/bench/bench_sweep.py
 
 # Contributor set-up: nbdime's git diff/merge drivers for notebooks (this repo only) and
 # the pre-commit hooks (ruff, runbook lint, index check, private keys, large files).

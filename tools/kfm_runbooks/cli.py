@@ -510,6 +510,13 @@ def runbook_options(function: F) -> F:
     help="Wall-clock limit for the whole run, in seconds; the kernel is stopped then.",
 )
 @click.option(
+    "--executor",
+    metavar="ADDRESS",
+    default=None,
+    help="Hash data on this Dask cluster (tcp://host:port; 'local' for this machine), "
+    "overriding the target's executor.",
+)
+@click.option(
     "--push",
     "push",
     metavar="REMOTE",
@@ -525,6 +532,7 @@ def run_cmd(
     params_file: Path | None,
     apply: bool,
     timeout: float,
+    executor: str | None,
     push: str | None,
     target: Path | None,
     actor: str | None,
@@ -546,6 +554,7 @@ def run_cmd(
             target=target,
             actor=actor,
             push=push,
+            executor=executor,
         )
     )
     if as_json:

@@ -68,6 +68,7 @@ class RunOptions:
     kernel_name: str = kernel_mod.KERNEL_NAME
     quiet: bool = False
     push: str | None = None  # a git remote PR-first fixes are pushed to (with apply)
+    executor: str | None = None  # a Dask scheduler address, or "local" (overrides the target)
 
 
 def default_target() -> Path:
@@ -175,6 +176,10 @@ def prepare(options: RunOptions) -> Prepared:
     ):
         raise InputError(f"--push {options.push!r} is not a git remote name (see `git remote`)")
     target = load_target(options.target if options.target is not None else default_target())
+    if options.executor is not None:
+        from .checks.common.cluster import check_address
+
+        check_address(options.executor, target)
     parameters = params_mod.build(
         declared,
         cli=options.cli_params,
@@ -267,6 +272,7 @@ def run_runbook(options: RunOptions) -> RunResult:
                 "KFM_ACTOR": prepared.actor,
                 "JUPYTER_PLATFORM_DIRS": "1",
                 **({"KFM_PUSH_REMOTE": options.push} if options.push else {}),
+                **({"KFM_EXECUTOR": options.executor} if options.executor else {}),
             },
         }
         (private / "request.json").write_text(json.dumps(request))

@@ -131,6 +131,19 @@ class Live:
                 )
         return {"count": count, "to": sorted(places)}
 
+    def executor(self) -> dict[str, Any] | None:
+        """The Dask cluster the run hashed on (its first connection to one), else None:
+        the only difference between a local run's record and a cluster run's."""
+        for batch in self.connections:
+            for item in batch.get("connections") or []:
+                if item.get("kind") == "dask" and item.get("status") == "connected":
+                    return {
+                        "kind": "dask",
+                        "address": item.get("where"),
+                        "workers": item.get("workers"),
+                    }
+        return None
+
     def code_provenance(self) -> dict[str, Any] | None:
         """The code that made the call, as the kernel recorded it (codeprov.py); None when
         it recorded none (no recorder started, or the kernel died before a cell ended)."""
@@ -390,6 +403,7 @@ def seal_notebook(
             **(extra_data or {}),
             "code": live.code_provenance(),  # entry + attestation
             "connections": live.connection_summary(),
+            **({"executor": live.executor()} if live.executor() else {}),
         }
         files, extra_data = _attest(workspace, kind, inputs, result, files, extra_data)
         _publish(workspace, kind, inputs, result, files, counts, extra_data, live, metrics)

@@ -43,7 +43,9 @@ from ..._time import now_iso
 from ...target import Target
 from ...vocab import Verdict
 from .. import BLOCKING, HOLD, Finding, undoable, verdict
+from ..common import cluster
 from ..common import json as strict_json
+from ..common.cluster import NotVerifiedError
 from ..common.files import FileProblem, read_bounded, read_regular
 from ..common.findings import FindingsReport
 from ..common.paths import rel
@@ -93,6 +95,7 @@ LINK_CODES = frozenset(
     }
 )
 HeadProbe = Callable[[str], tuple[int, dict[str, str]]]
+Hasher = Callable[[Path, str], tuple[str, bool]]  # (digest, reused); NotVerifiedError
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class CatalogConfig:
     network: str = "deny"
     allowed_hosts: frozenset[str] = frozenset()
     data_root: Path | None = None  # explicit boundary for item-relative hrefs
+    executor: str | None = None  # a Dask scheduler that hashes the assets (cluster.py)
 
     @classmethod
     def from_target(cls, target: Target) -> CatalogConfig:
@@ -132,6 +136,7 @@ class CatalogConfig:
             network=target.network,
             allowed_hosts=frozenset(str(h).lower().rstrip(".") for h in hosts),
             data_root=data_root,
+            executor=cluster.address_of(target),
         )
 
     def boundary_for(self, record: Path) -> Path:
@@ -420,6 +425,7 @@ def asset_findings(
     config: CatalogConfig,
     report: ItemReport,
     head_probe: HeadProbe = _head_probe,
+    hasher: Hasher = digests.file_digest,
 ) -> list[Finding]:
     found: list[Finding] = []
     links = record.get("links") if isinstance(record.get("links"), list) else []
@@ -484,7 +490,11 @@ def asset_findings(
             continue
         try:
             actual_size = local.stat().st_size
-            actual, reused = digests.file_digest(local, declared.hashlib_name)
+            actual, reused = hasher(local, declared.hashlib_name)
+        except NotVerifiedError as exc:
+            report.assets_held += 1
+            add("CAT_ASSET_NOT_VERIFIED", f"{href}: not verified: {exc} (HOLD)", HOLD)
+            continue
         except OSError:
             add("CAT_ASSET_READ_ERROR", f"asset {href!r} could not be read")
             continue
@@ -738,6 +748,7 @@ def scan_item(
     config: CatalogConfig,
     head_probe: HeadProbe = _head_probe,
     parent: Path | None = None,
+    hasher: Hasher = digests.file_digest,
 ) -> ItemReport:
     subject = rel(path, config.base)
     record, code = read_json_object(path)
@@ -760,6 +771,7 @@ def scan_item(
             config=config,
             report=report,
             head_probe=head_probe,
+            hasher=hasher,
         )
     )
     report.findings.sort()
@@ -784,10 +796,23 @@ def scan(config: CatalogConfig, head_probe: HeadProbe = _head_probe) -> CatalogS
                 continue
         wanted.append(path)
     # Items are independent: scanned on every core (hashing and reads release the GIL),
-    # reported in catalog order.
-    workers = min(hash_jobs(), max(1, len(wanted)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="catalog-scan") as pool:
-        items = list(pool.map(lambda p: scan_item(p, config, head_probe, parents.get(p)), wanted))
+    # or with the target's Dask cluster hashing (cluster.py); reported in catalog order.
+    hasher: Hasher = digests.file_digest
+    workers = hash_jobs()
+    remote: cluster.DaskHasher | None = None
+    if config.executor is not None:
+        remote = cluster.DaskHasher(config.executor).connect()
+        hasher, workers = remote, remote.parallelism
+    try:
+        with ThreadPoolExecutor(
+            max_workers=min(workers, max(1, len(wanted))), thread_name_prefix="catalog-scan"
+        ) as pool:
+            items = list(
+                pool.map(lambda p: scan_item(p, config, head_probe, parents.get(p), hasher), wanted)
+            )
+    finally:
+        if remote is not None:
+            remote.close()
     return CatalogScan(items, sorted(link_findings), broken, skipped)
 
 

@@ -4,12 +4,14 @@ Disk: thresholds judged on real measurements, reclaimable candidates chosen safe
 (symlinks, young or open files, unsafe patterns), gzip quarantine and byte-identical restore
 (on a tmpfs when we may mount one). TLS: openssl-made certificates read over a real
 loopback handshake, a renewed certificate served without a restart, hostname rules.
-Backup: the job, status records and LATEST pointer judged from files, hostile input
-turned into findings.
+Backup: dump files found, aged and read whole (plain SQL dumps here; custom dumps from a
+real PostgreSQL in test_stock_infra.py), the job's optional records, hostile input turned
+into findings.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -38,9 +40,9 @@ from kfm_runbooks.target import load_target
 from . import hostile
 
 
-def _target(folder: Path, infra: dict[str, Any]) -> Path:
+def _target(folder: Path, sections: dict[str, Any]) -> Path:
     path = folder / "target.yaml"
-    path.write_text(yaml.safe_dump({"name": "t", "kind": "fixture", "infra": infra}))
+    path.write_text(yaml.safe_dump({"name": "t", "kind": "fixture", **sections}))
     return path
 
 
@@ -95,6 +97,23 @@ def test_thresholds_are_judged_on_real_measurements(tmp_path: Path) -> None:
     codes = [f.code for f in strict.findings]
     assert infra_disk.SPACE_LOW in codes and strict.status == "FAIL"
     assert strict.detail().startswith("free space below the 101% threshold")
+
+
+def test_a_database_volume_without_a_reachable_database_holds(tmp_path: Path) -> None:
+    (tmp_path / "vol").mkdir()
+    target = _target(
+        tmp_path,
+        {
+            "postgres": {"dsn_file": "secrets/none.dsn"},
+            "disk": {"volumes": [{"name": "pg", "postgres": "data_directory"}]},
+        },
+    )
+    [spec] = infra_disk.volumes(InfraConfig.from_target(load_target(target)))
+    report = infra_disk.assess(spec)
+    assert report.status == "HOLD" and "postgres.dsn_file" in report.findings[0].message
+    with pytest.raises(TargetError, match="give 'path'"):
+        bad = _target(tmp_path, {"disk": {"volumes": [{"name": "x", "service": "postgres"}]}})
+        infra_disk.volumes(InfraConfig.from_target(load_target(bad)))
 
 
 def test_unknown_and_not_dedicated_volumes_hold(tmp_path: Path) -> None:
@@ -249,22 +268,20 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _tls_config(folder: Path, port: int, **extra: Any) -> infra_tls.TLSConfig:
-    target = _target(
-        folder,
-        {
-            "tls": {
-                "url": f"https://127.0.0.1:{port}",
-                "hostname": "localhost",
-                "ca_file": "ca/ca.crt",
-                "issuer_cert": "ca/ca.crt",
-                "issuer_key": "ca/ca.key",
-                "cert_file": "server/server.crt",
-                "key_file": "server/server.key",
-                "archive": "server/archive",
-                **extra,
-            }
+    entry = {
+        "url": f"https://127.0.0.1:{port}",
+        "hostname": "localhost",
+        "ca_file": "ca/ca.crt",
+        "cert_file": "server/server.crt",
+        "key_file": "server/server.key",
+        "renew": {
+            "issuer_cert": "ca/ca.crt",
+            "issuer_key": "ca/ca.key",
+            "archive": "server/archive",
         },
-    )
+    }
+    entry = {k: v for k, v in (entry | extra).items() if v is not None}
+    target = _target(folder, {"tls": [entry]})
     return infra_tls.TLSConfig.from_target(load_target(target))
 
 
@@ -300,6 +317,44 @@ def test_served_certificate_is_read_renewed_and_reloaded_without_restart(pki: Pa
         server.server_close()
 
 
+def test_renewal_by_command_must_end_in_a_served_new_certificate(pki: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "pki"
+    shutil.copytree(pki, folder)
+    tls.issue(folder / "ca/ca.crt", folder / "ca/ca.key", folder / "server", days=3)
+    server = tls.serve_tls(
+        ("127.0.0.1", 0), _Hello, folder / "server/server.crt", folder / "server/server.key"
+    )
+    code = (
+        "from pathlib import Path\n"
+        "from kfm_runbooks.checks.infra.pki import issue\n"
+        "issue(Path('ca/ca.crt'), Path('ca/ca.key'), Path('server'), days=90)\n"
+    )
+    try:
+        port = server.server_address[1]
+        config = _tls_config(folder, port, renew={"command": [sys.executable, "-c", code]})
+        assert config.renewal == "command"
+        before = infra_tls.probe(config)
+        assert before.served is not None and [f.code for f in before.findings] == [
+            infra_tls.EXPIRING
+        ]
+        result = infra_tls.renew_by_command(config, before.served.sha256)
+        assert result["served"] and result["fingerprint"] != before.served.sha256
+        assert infra_tls.probe(config).findings == []
+        idle = _tls_config(folder, port, renew={"command": [sys.executable, "-c", "pass"]})
+        served = infra_tls.probe(idle).served
+        assert served is not None
+        with pytest.raises(RuntimeError, match="still serves the previous certificate"):
+            infra_tls.renew_by_command(idle, served.sha256)  # exit 0 is not a renewal
+        manual = _tls_config(folder, port, renew=None)
+        assert manual.renewal == "manual"
+        assert "reload the server" in infra_tls.manual_instruction(manual)
+        assert infra_tls.issuer_usable(_tls_config(folder, port))
+        assert not infra_tls.issuer_usable(manual)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_untrusted_chain_and_wrong_hostname(pki: Path, tmp_path: Path) -> None:
     other_ca = tls.make_ca(tmp_path / "other")
     tls.issue(*other_ca, tmp_path / "srv", hostname="tiles.example", ips=(), days=30)
@@ -317,13 +372,30 @@ def test_untrusted_chain_and_wrong_hostname(pki: Path, tmp_path: Path) -> None:
 
 def test_unreachable_and_remote_endpoints(pki: Path) -> None:
     config = _tls_config(pki, 9)  # discard port: nothing listens on loopback
-    assert [f.code for f in infra_tls.probe(config).findings] == [infra_tls.UNREACHABLE]
+    probe = infra_tls.probe(config)
+    assert [f.code for f in probe.findings] == [infra_tls.UNREACHABLE]
+    checks = infra_tls.verification_checks([config], [probe])
+    assert {c.status for c in checks} == {"HOLD"} and {c.examined for c in checks} == {0}
     remote = _tls_config(pki, 443, url="https://example.org/")
-    with pytest.raises(TargetError, match="loopback only"):
-        remote.endpoint()
-    down = _tls_config(pki, 443, url=None, service="tls")
-    probe = infra_tls.probe(down)
-    assert probe.findings[0].severity == "hold"
+    with pytest.raises(TargetError, match=r"remote\.allow"):
+        remote.endpoint()  # refused before any connection ...
+    refused = infra_tls.probe(remote)  # ... and judged as nothing read: HOLD, never PASS
+    assert [(f.code, f.severity) for f in refused.findings] == [(infra_tls.UNREACHABLE, "hold")]
+    assert "remote.allow" in refused.findings[0].message
+    with pytest.raises(TargetError, match="https URL"):
+        _tls_config(pki, 443, url="http://127.0.0.1:80/")
+    allowed = yaml.safe_load((pki / "target.yaml").read_text()) | {
+        "remote": {"allow": ["example.org"]}
+    }
+    allowed["tls"][0]["url"] = "https://example.org/"
+    (pki / "target.yaml").write_text(yaml.safe_dump(allowed))
+    assert infra_tls.TLSConfig.from_target(load_target(pki / "target.yaml")).endpoint() == (
+        "example.org",
+        443,
+    )
+    empty = _target(pki, {})
+    assert infra_tls.TLSConfig.all(load_target(empty)) == []
+    assert [c.status for c in infra_tls.verification_checks([], [])] == ["HOLD"]
 
 
 def _served(**changes: Any) -> infra_tls.Served:
@@ -358,115 +430,187 @@ def test_hostname_rules_and_expiry_edges(pki: Path) -> None:
 
 # --- backup ------------------------------------------------------------------------------
 
+PLAIN = (
+    "--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\n"
+    "COPY public.counties (id, name) FROM stdin;\n1\tAllen\n\\.\n\n"
+    "--\n-- PostgreSQL database dump complete\n--\n\n"
+)
 
-def _backup_config(
-    tmp_path: Path, job: Any, runs: list[Any], latest: Any = None
-) -> infra_backup.BackupConfig:
-    (tmp_path / "live/state/backups").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "live/backups").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "live/infra.json").write_text(
-        json.dumps({"backup_job": {"target_dir": "live/backups"}})
-    )
-    (tmp_path / "live/state/backup_job.json").write_text(
-        job if isinstance(job, str) else json.dumps(job)
-    )
-    (tmp_path / "live/state/backups/runs.jsonl").write_text(
-        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in runs)
-    )
-    if latest is not None:
-        (tmp_path / "live/state/backups/LATEST.json").write_text(json.dumps(latest))
-    target = _target(
-        tmp_path,
-        {
-            "reference": "live/infra.json",
-            "services": "live/services.json",
-            "backup": {
-                "job": "live/state/backup_job.json",
-                "runs": "live/state/backups/runs.jsonl",
-                "latest": "live/state/backups/LATEST.json",
-                "max_age_hours": 26,
-            },
-        },
-    )
+
+def _backup_config(tmp_path: Path, **backups: Any) -> infra_backup.BackupConfig:
+    (tmp_path / "backups").mkdir(exist_ok=True)
+    section = {"path": "backups", "format": "plain", "max_age": "26h", **backups}
+    target = _target(tmp_path, {"backups": section})
     return infra_backup.BackupConfig.from_target(load_target(target))
 
 
-def _good_run(tmp_path: Path, run: str, hours_ago: float, data: bytes = b"dump") -> dict[str, Any]:
+def _dump(tmp_path: Path, name: str, hours_ago: float, text: str = PLAIN) -> Path:
+    path = tmp_path / "backups" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode())
+    stamp = time.time() - hours_ago * 3600
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_backup_keys_are_checked_when_read(tmp_path: Path) -> None:
+    for bad, match in [
+        ({"path": "nowhere"}, "is not a folder"),
+        ({"format": "zip"}, "one of custom"),
+        ({"max_age": "soon"}, "not an age"),
+        ({"job": {"run_command": "pg_dump > x"}}, "list of arguments"),
+        ({"pattern": "../*.dump"}, "file name pattern"),
+    ]:
+        with pytest.raises(TargetError, match=match):
+            _backup_config(tmp_path, **bad)
+    assert infra_backup.parse_age("90m", "k") == 1.5 and infra_backup.parse_age(2, "k") == 2
+    assert infra_backup.parse_age("2d", "k") == 48
+    with pytest.raises(TargetError, match="no 'backups' section"):
+        infra_backup.BackupConfig.from_target(load_target(_target(tmp_path, {})))
+
+
+def test_the_newest_dump_is_aged_and_read_whole(tmp_path: Path) -> None:
+    config = _backup_config(tmp_path)
+    assert infra_backup.assess(config).codes == [infra_backup.NO_BACKUP]
+    _dump(tmp_path, "kfm-old.sql", 50)
+    _dump(tmp_path, "kfm-new.sql", 2)
+    _dump(tmp_path, "kfm-running.sql.partial", 0, "-- PostgreSQL database dump\n")
+    report = infra_backup.assess(config)
+    assert report.codes == [] and report.newest is not None
+    assert report.newest.name == "kfm-new.sql" and report.read is not None
+    assert report.read.toc_tables == ["public.counties"]
+    assert [f.code for f in report.findings] == [infra_backup.IN_PROGRESS]
+    checks = {c.name: c for c in infra_backup.verification_checks(config, report, None)}
+    assert checks["backup-readable"].status == "PASS"
+    assert "proven by the restore drill only" in checks["backup-readable"].detail
+    assert checks["backup-restorable"].status == "HOLD"
+    proof = infra_backup.verify_restore(config, report)
+    assert proof.status == "HOLD" and "scratch_dsn_env" in proof.findings[0].message
+    unset = _backup_config(tmp_path, restore={"scratch_dsn_env": "KFM_TEST_UNSET_SCRATCH_DSN"})
+    proof = infra_backup.verify_restore(unset, infra_backup.assess(unset))
+    assert proof.status == "HOLD" and "KFM_TEST_UNSET_SCRATCH_DSN" in proof.findings[0].message
+    _dump(tmp_path, "kfm-new.sql", 27)  # nothing newer than 26 h
+    os.utime(tmp_path / "backups/kfm-old.sql", (time.time() - 180000,) * 2)
+    assert infra_backup.assess(config).codes == [infra_backup.STALE]
+
+
+def test_a_cut_short_or_empty_dump_fails(tmp_path: Path) -> None:
+    config = _backup_config(tmp_path, tables=["counties", "public.observations"])
+    _dump(tmp_path, "kfm-1.sql", 1, PLAIN[: len(PLAIN) // 2])
+    report = infra_backup.assess(config)
+    assert report.codes == [infra_backup.UNREADABLE]
+    assert "no 'dump complete' footer" in report.findings[0].message
+    assert infra_backup.verify_restore(config, report).status == "FAIL"
+    _dump(tmp_path, "kfm-2.sql", 0.5, "")
+    assert "empty" in infra_backup.assess(config).findings[0].message
+    with gzip.open(tmp_path / "backups/kfm-3.sql.gz", "wb") as out:
+        out.write(PLAIN.encode())
+    report = infra_backup.assess(config)
+    assert report.newest is not None and report.newest.name == "kfm-3.sql.gz"
+    assert report.codes == [infra_backup.TABLE_MISSING]  # no observations in it
+    data = (tmp_path / "backups/kfm-3.sql.gz").read_bytes()
+    (tmp_path / "backups/kfm-3.sql.gz").write_bytes(data[: len(data) - 12])
+    assert infra_backup.assess(config).codes == [infra_backup.UNREADABLE]
+
+
+def test_a_custom_dump_pg_restore_cannot_read_fails(tmp_path: Path) -> None:
+    config = _backup_config(tmp_path, format="custom")
+    _dump(tmp_path, "kfm-1.dump", 1, "PGDMP not really")
+    report = infra_backup.assess(config)
+    assert report.codes == [infra_backup.UNREADABLE]
+    assert report.findings[0].message.startswith("pg_restore cannot read it whole")
+
+
+def test_a_read_that_never_ends_is_held_not_judged(tmp_path: Path) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "pg_restore").write_text("#!/bin/sh\nexec sleep 600\n")  # never finishes
+    (tools / "pg_restore").chmod(0o755)
+    (tmp_path / "backups").mkdir()
+    target = _target(
+        tmp_path,
+        {
+            "postgres": {"bin_dir": "bin"},
+            "backups": {"path": "backups", "format": "custom", "read_timeout_s": 1},
+        },
+    )
+    config = infra_backup.BackupConfig.from_target(load_target(target))
+    _dump(tmp_path, "kfm-1.dump", 1, "PGDMP")
+    report = infra_backup.assess(config)
+    assert [(f.code, f.severity) for f in report.findings] == [(infra_backup.UNVERIFIABLE, "hold")]
+    assert "read_timeout_s" in report.findings[0].message
+
+
+def _record(run: str, ok: bool, file: str = "", **extra: Any) -> dict[str, Any]:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"run": run, "ok": ok, "started": stamp, "finished": stamp, "file": file, **extra}
+
+
+def test_job_records_are_optional_extra_evidence(tmp_path: Path) -> None:
     import hashlib
 
-    dump = tmp_path / f"live/backups/{run}.dump"
-    dump.parent.mkdir(parents=True, exist_ok=True)
-    dump.write_bytes(data)
-    stamp = (datetime.now(UTC) - timedelta(hours=hours_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "run": run,
-        "ok": True,
-        "started": stamp,
-        "finished": stamp,
-        "file": f"live/backups/{run}.dump",
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "counts": {"t": 1},
-    }
-
-
-def test_failed_and_stale_backups(tmp_path: Path) -> None:
-    good = _good_run(tmp_path, "BKP-1", 30)
-    failed = {
-        "run": "BKP-2",
-        "ok": False,
-        "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "error": 'pg_dump: error: could not open output file "live/mnt/x/kfm-1.dump": No such file',
-    }
+    dump = _dump(tmp_path, "kfm-1.sql", 1)
+    (tmp_path / "state").mkdir()
+    runs = tmp_path / "state/runs.jsonl"
+    good = _record(
+        "R1", True, "live/backups/kfm-1.sql", sha256=hashlib.sha256(dump.read_bytes()).hexdigest()
+    )
+    failed = _record(
+        "R2", False, error='pg_dump: could not open output file "/mnt/x/a": No such file'
+    )
+    runs.write_text(json.dumps(good) + "\n{torn\n" + json.dumps(failed) + "\n")
     config = _backup_config(
-        tmp_path, {"target_dir": "live/mnt/x"}, [good, "{torn", failed], {"run": "BKP-1"}
+        tmp_path, job={"runs": "state/runs.jsonl", "latest": "state/LATEST.json"}
     )
     report = infra_backup.assess(config)
-    by_code = {f.code: f for f in report.findings}
-    assert sorted(by_code) == sorted(
-        [
-            infra_backup.MALFORMED,
-            infra_backup.TARGET_INVALID,
-            infra_backup.JOB_DRIFT,
-            infra_backup.LAST_RUN_FAILED,
-            infra_backup.STALE,
-        ]
-    )
-    assert by_code[infra_backup.LAST_RUN_FAILED].message == (
-        'the last 1 run(s) failed: pg_dump: error: could not open output file "…": No such file'
-    )
-    assert report.good is not None and report.good["run"] == "BKP-1"
-    assert report.age_hours == pytest.approx(30, abs=0.1)
-    fixed = infra_backup.fix_job(config)
-    assert fixed["previous"] == {"target_dir": "live/mnt/x"}
-    assert infra_backup.TARGET_INVALID not in set(infra_backup.assess(config).codes)
-
-
-def test_tampered_missing_and_hostile_backups(tmp_path: Path) -> None:
-    good = _good_run(tmp_path, "BKP-1", 1)
-    escaping = _good_run(tmp_path, "BKP-0", 2) | {"file": "../../etc/passwd"}
-    config = _backup_config(tmp_path, "{not json", [escaping, good], {"run": "BKP-1"})
-    (tmp_path / "live/backups/BKP-1.dump").write_bytes(b"changed")
+    assert report.codes == [infra_backup.LAST_RUN_FAILED]
+    failed_finding = next(f for f in report.findings if f.code == infra_backup.LAST_RUN_FAILED)
+    assert failed_finding.message.endswith('could not open output file "…": No such file')
+    checks = {c.name: c.status for c in infra_backup.verification_checks(config, report, None)}
+    assert checks["backup-last-run"] == "FAIL" and checks["backup-freshness"] == "PASS"
+    dump.write_bytes(PLAIN.encode() + b"-- changed\n")
+    os.utime(dump, (time.time() - 3600,) * 2)
+    runs.write_text(json.dumps(good) + "\n")
+    (tmp_path / "state/LATEST.json").write_text(json.dumps({"file": "live/backups/gone.sql"}))
     codes = set(infra_backup.assess(config).codes)
-    assert {infra_backup.TARGET_INVALID, infra_backup.NO_BACKUP, infra_backup.CHECKSUM} <= codes
-    (tmp_path / "live/backups/BKP-1.dump").unlink()
-    assert infra_backup.FILE_MISSING in set(infra_backup.assess(config).codes)
-    assert infra_backup.verify_dump(config, good, ["t"]).status == "HOLD"  # no database
+    assert codes == {infra_backup.CHECKSUM, infra_backup.FILE_MISSING}
+    without = _backup_config(tmp_path)  # the same dumps, no records named: no such check
+    names = [
+        c.name
+        for c in infra_backup.verification_checks(without, infra_backup.assess(without), None)
+    ]
+    assert "backup-last-run" not in names
 
 
-def test_removing_a_backup_restores_the_pointer_once(tmp_path: Path) -> None:
-    old, new = _good_run(tmp_path, "BKP-1", 30), _good_run(tmp_path, "BKP-2", 0, b"new")
-    config = _backup_config(tmp_path, {"target_dir": "live/backups"}, [old, new], {"run": "BKP-2"})
-    assert set(infra_backup.assess(config).codes) == set()
-    out = infra_backup.remove_backup(config, "BKP-2", new["file"], {"run": "BKP-1"})
-    assert out["removed"] and out["latest"] == {"run": "BKP-1"}
-    again = infra_backup.remove_backup(config, "BKP-2", new["file"], {"run": "BKP-1"})
-    assert not again["removed"]
-    assert config.runs_file.read_text().count('"removed"') == 1
-    report = infra_backup.assess(config)
-    assert set(report.codes) == {infra_backup.STALE} and report.good is not None
-    assert report.good["run"] == "BKP-1"
-    with pytest.raises(TargetError):
-        infra_backup.remove_backup(config, "x", "../outside", None)
+def test_taking_a_backup_runs_the_named_command_and_reads_the_new_dump(tmp_path: Path) -> None:
+    _dump(tmp_path, "kfm-1.sql", 40)
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import sys, pathlib\n"
+        "pathlib.Path('backups', sys.argv[1]).write_text(pathlib.Path(sys.argv[2]).read_text())\n"
+    )
+    (tmp_path / "good.txt").write_text(PLAIN)
+    (tmp_path / "bad.txt").write_text(PLAIN[:40])
+    ok = _backup_config(
+        tmp_path, job={"run_command": [sys.executable, "job.py", "kfm-2.sql", "good.txt"]}
+    )
+    result = infra_backup.take_backup(ok)
+    assert result["file"] == "kfm-2.sql" and result["exit"] == 0
+    assert infra_backup.assess(ok).codes == []
+    idle = _backup_config(tmp_path, job={"run_command": [sys.executable, "-c", "pass"]})
+    with pytest.raises(RuntimeError, match="no new dump"):
+        infra_backup.take_backup(idle)  # exits 0, writes nothing
+    bad = _backup_config(
+        tmp_path, job={"run_command": [sys.executable, "job.py", "kfm-3.sql", "bad.txt"]}
+    )
+    with pytest.raises(RuntimeError, match="does not read whole"):
+        infra_backup.take_backup(bad)
+    failing = _backup_config(
+        tmp_path, job={"run_command": [sys.executable, "-c", "raise SystemExit(3)"]}
+    )
+    with pytest.raises(RuntimeError, match="exited 3"):
+        infra_backup.take_backup(failing)
+    assert "pg_dump -Fp --file=" in infra_backup.manual_run_instruction(ok)
 
 
 def test_without_mount_permission_the_volume_is_a_plain_folder(
@@ -516,15 +660,18 @@ def test_an_installed_certificate_that_is_not_a_small_regular_file_is_held(
 
 
 @pytest.mark.parametrize("kind", hostile.KINDS)
-def test_backup_state_that_is_not_a_small_regular_file_is_held(tmp_path: Path, kind: str) -> None:
-    good = _good_run(tmp_path, "BKP-1", 1)
-    config = _backup_config(tmp_path, {"target_dir": "live/backups"}, [good], {"run": "BKP-1"})
+def test_backup_records_that_are_not_a_small_regular_file_are_held(
+    tmp_path: Path, kind: str
+) -> None:
+    _dump(tmp_path, "kfm-1.sql", 1)
+    (tmp_path / "state").mkdir()
+    line = (json.dumps(_record("R1", True, "kfm-1.sql")) + "\n").encode()
+    (tmp_path / "state/runs.jsonl").write_bytes(line)
+    config = _backup_config(tmp_path, job={"runs": "state/runs.jsonl"})
     assert infra_backup.assess(config).codes == []
-    line = (json.dumps(good) + "\n").encode()
-    hostile.plant(config.runs_file, kind, line, infra_backup.MAX_HISTORY_BYTES)
+    hostile.plant(tmp_path / "state/runs.jsonl", kind, line, infra_backup.MAX_HISTORY_BYTES)
     report = infra_backup.assess(config)
     refused = [f for f in report.findings if f.code == infra_backup.MALFORMED]
     assert [f.severity for f in refused] == ["hold"] and "refused unread" in refused[0].message
-    assert report.outcome != "PASS"
-    hostile.plant(config.job_file, kind, b'{"target_dir": "live/backups"}', 16 << 20)
-    assert infra_backup.TARGET_INVALID in infra_backup.assess(config).codes
+    checks = {c.name: c.status for c in infra_backup.verification_checks(config, report, None)}
+    assert checks["backup-last-run"] == "HOLD"

@@ -1,10 +1,11 @@
 """Disk pressure: free space and inodes of the volumes a target names, measured for real.
 
-`volumes(config, workspace)` resolves the target's `infra.disk.volumes` (a path, the
-running PostgreSQL's data folder from services.json, or a folder of the incident
-workspace); `assess(spec)` measures one with os.statvfs and returns findings against its
-thresholds, plus the files its `reclaimable` patterns match (rotated logs, temp files —
-never anything a process holds open, never through a symlink, never outside the volume).
+`volumes(config, workspace)` resolves the target's `disk.volumes` (a path, the data
+directory the database of the target's `postgres` section reports — `SHOW data_directory`,
+measured when it lies on this host —, or a folder of the incident workspace);
+`assess(spec)` measures one with os.statvfs and returns findings against its thresholds,
+plus the files its `reclaimable` patterns match (rotated logs, temp files — never
+anything a process holds open, never through a symlink, never outside the volume).
 `consumers` and `growth` describe where the bytes are and when they were written.
 
 `reclaim` (through the apply gate only) gzips reclaimable files into a quarantine on
@@ -54,7 +55,7 @@ class VolumeSpec:
 
     name: str
     path: Path | None
-    problem: str = ""  # why the path is unknown (e.g. the services are not running)
+    problem: str = ""  # why the path is unknown (e.g. the database does not answer)
     dedicated: bool = False  # must be its own filesystem
     min_free_percent: float = 10.0
     min_free_inodes_percent: float = 10.0
@@ -62,33 +63,57 @@ class VolumeSpec:
     min_age_minutes: float = 30.0
 
 
+def disk_section(config: InfraConfig) -> dict[str, Any]:
+    disk = config.section("disk")
+    if not disk:
+        raise TargetError(
+            f"target {config.target.path} has no 'disk' section, which this runbook needs: "
+            "add disk: {volumes: [{name: data, path: /srv/data, min_free_percent: 15}]}"
+        )
+    return disk
+
+
+def postgres_data_directory(config: InfraConfig) -> tuple[Path | None, str]:
+    """The data directory the target's database reports, or why it is unknown."""
+    try:
+        with config.service.connect_pg(connect_timeout=10) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+    except TargetError as exc:  # no DSN to reach it by (e.g. the secret file is absent)
+        return None, str(exc)
+    except Exception as exc:  # psycopg's errors: the database does not answer or refuses
+        return None, f"the database (postgres section) does not answer: {type(exc).__name__}"
+    if not row or not row[0]:
+        return None, "the database does not report its data_directory"
+    folder = Path(str(row[0]))
+    if not folder.is_dir():
+        return None, f"its data_directory {folder} is not on this host: measure it there"
+    return folder, ""
+
+
 def volumes(config: InfraConfig, workspace: Path | None = None) -> list[VolumeSpec]:
-    disk = config.part("disk")
+    disk = disk_section(config)
     raw = disk.get("volumes")
     if not isinstance(raw, list) or not raw:
-        raise TargetError(f"target {config.target.path}: 'infra.disk.volumes' must be a list")
-    services = config.services()
+        raise TargetError(f"target {config.target.path}: 'disk.volumes' must be a list")
     specs = []
     for entry in raw:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise TargetError(f"target {config.target.path}: each volume needs a 'name'")
+            raise TargetError(f"target {config.target.path}: each disk volume needs a 'name'")
         path: Path | None = None
         problem = ""
         if "path" in entry:
-            path = config.path(entry["path"], f"infra.disk.volumes[{entry['name']}].path")
-        elif "service" in entry:
-            folder = (services or {}).get(str(entry["service"]), {}).get("folder")
-            if folder:
-                path = Path(folder) / "data" if (Path(folder) / "data").is_dir() else Path(folder)
-            else:
-                problem = f"service {entry['service']!r} is not running (no folder in services)"
+            path = config.path(entry["path"], f"disk.volumes[{entry['name']}].path")
+        elif entry.get("postgres") == "data_directory":
+            path, problem = postgres_data_directory(config)
         elif "workspace" in entry:
             if workspace is None:
                 problem = "no incident workspace given"
             else:
                 path = Path(workspace) / str(entry["workspace"])
         else:
-            raise TargetError(f"volume {entry['name']}: give 'path', 'service' or 'workspace'")
+            raise TargetError(
+                f"volume {entry['name']}: give 'path', 'postgres: data_directory' or 'workspace'"
+            )
         specs.append(
             VolumeSpec(
                 name=entry["name"],
@@ -104,6 +129,16 @@ def volumes(config: InfraConfig, workspace: Path | None = None) -> list[VolumeSp
     return specs
 
 
+def source(config: InfraConfig, name: str) -> str:
+    """Where a volume comes from, as the operator reads it."""
+    raw = next(v for v in disk_section(config)["volumes"] if v.get("name") == name)
+    if raw.get("postgres") == "data_directory":
+        return "data_directory of the target's database"
+    if "workspace" in raw:
+        return f"this incident's {raw['workspace']} folder"
+    return str(raw["path"])
+
+
 def _patterns(raw: Any, name: str) -> tuple[tuple[str, str], ...]:
     """`reclaimable: {kind: [pattern, ...]}` as (kind, pattern) pairs, in order."""
     if raw is None:
@@ -116,7 +151,11 @@ def _patterns(raw: Any, name: str) -> tuple[tuple[str, str], ...]:
 
 
 def quarantine_dir(config: InfraConfig) -> Path:
-    return config.path(config.part("disk").get("quarantine"), "infra.disk.quarantine")
+    """`disk.quarantine`, else .kfm-runbooks/disk/quarantine beside the target."""
+    value = disk_section(config).get("quarantine")
+    if value is None:
+        return config.target.write_area("disk", "quarantine")
+    return config.path(value, "disk.quarantine")
 
 
 # --- measuring ---------------------------------------------------------------------------

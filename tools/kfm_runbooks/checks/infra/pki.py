@@ -1,11 +1,12 @@
 """Server certificates with the `openssl` command line tool: issue one, fingerprint one.
 
 What RBK-infra-cert-expiry's renewal uses against any target that names its issuer
-(`infra.tls.issuer_cert` / `issuer_key`): `issue` signs a fresh server certificate (new EC
+(`tls[].renew.issuer_cert` / `issuer_key`): `issue` signs a fresh server certificate (new EC
 P-256 key) for a hostname and IPs with a given validity, `fingerprint` is the sha256 of a
 certificate's DER bytes (what a TLS client sees). Debian's `openssl` only, no Python
-crypto package; light imports (used inside kernels). The sandbox's PKI (live/tls.py) is
-built from these, never the other way round: checks do not import the sandbox.
+crypto package; light imports (used inside kernels). The sandbox's PKI
+(sandbox/services/tls.py) is built from these, never the other way round: checks do not
+import the sandbox.
 """
 
 from __future__ import annotations

@@ -1,17 +1,22 @@
-"""Certificate expiry of a TLS endpoint, read over a real handshake.
+"""Certificate expiry of TLS endpoints, read over a real handshake.
 
-`fetch` opens a TLS connection (Python's ssl module) to the endpoint the target names —
-the sandbox API's HTTPS port from services.json, or `infra.tls.url` — and reads the
-certificate the server actually presents; `verify_chain` makes a second handshake that
-validates it against the configured CA bundle. `evaluate` judges days to expiry against
-the threshold, the hostname against the subject alternative names, the chain, and whether
-the served certificate is the one installed on disk (a renewal the server has not picked up
-is not a renewal). Loopback only unless the target allows remote endpoints.
+The target's `tls` section lists endpoints (`url`, `hostname`, `ca_file`, `min_days`, and
+optionally the installed `cert_file` / `key_file` and how to `renew`). `fetch` opens a TLS
+connection (Python's ssl module) to an endpoint and reads the certificate the server
+actually presents; `verify_chain` makes a second handshake that validates it against the
+configured CA bundle. `evaluate` judges days to expiry against the threshold, the hostname
+against the subject alternative names, the chain, and — when the target names the
+installed files — whether the served certificate is the installed one (a renewal the
+server has not picked up is not a renewal). Remote endpoints only when `remote.allow`
+lists them; every handshake is noted in the evidence (through `Service`).
 
-`renew` (through the apply gate only) issues a new certificate from the configured issuer
-(openssl, see pki.py), proves it loads with its key, covers the hostname and chains
-to the CA, archives the installed pair and installs the new one, then waits until the
-endpoint serves it — no restart. `reinstall` (the undo) puts an archived pair back.
+Renewal (through the apply gate only) acts through what the target names:
+`renew.command` (run as is, e.g. `certbot renew --cert-name kfm` then a reload), or
+`renew.issuer_cert` / `issuer_key` / `archive` (an internal CA on this host: `renew`
+issues a new certificate with openssl, proves it loads with its key, covers the hostname
+and chains to the CA, archives the installed pair and installs the new one, then waits
+until the endpoint serves it). `reinstall` (the undo) puts an archived pair back. With
+neither, the runbook records a manual action with the exact instruction.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from ...errors import TargetError
 from ...target import Target
 from .. import HOLD, Finding, undoable
 from ..common.files import FileProblem, read_bounded, read_regular
-from .config import LOOPBACK, InfraConfig
+from .config import InfraConfig, argv, run_command
 from .pki import MAX_PEM_BYTES, read_pem
 
 EXPIRING = "INFRA_TLS_CERT_EXPIRING"
@@ -51,58 +56,89 @@ EXPIRY_CODES = frozenset({EXPIRING, EXPIRED, NOT_YET_VALID})
 
 @dataclass(frozen=True)
 class TLSConfig:
+    """One endpoint of the target's `tls` list."""
+
     infra: InfraConfig
+    index: int
+    url: str
     hostname: str
     ca_file: Path | None
-    issuer_cert: Path | None
-    issuer_key: Path | None
     cert_file: Path | None
     key_file: Path | None
-    archive: Path | None
     min_days: float
+    renew_command: list[str] | None
+    issuer_cert: Path | None
+    issuer_key: Path | None
+    archive: Path | None
     renew_days: int
 
     @classmethod
-    def from_target(cls, target: Target) -> TLSConfig:
+    def all(cls, target: Target) -> list[TLSConfig]:
         infra = InfraConfig.from_target(target)
-        part = infra.part("tls")
+        return [cls.of(infra, i, e) for i, e in enumerate(infra.entries("tls"))]
 
-        def opt(key: str) -> Path | None:
-            value = part.get(key)
-            return None if value is None else infra.path(value, f"infra.tls.{key}")
+    @classmethod
+    def from_target(cls, target: Target, index: int = 0) -> TLSConfig:
+        found = cls.all(target)
+        if not found:
+            raise TargetError(
+                f"target {target.path} lists no TLS endpoint: add tls: [{{url: https://…, "
+                "hostname: …, ca_file: …, min_days: 14}]"
+            )
+        return found[index]
 
+    @classmethod
+    def of(cls, infra: InfraConfig, index: int, entry: dict[str, Any]) -> TLSConfig:
+        where = f"tls[{index}]"
+        url = entry.get("url")
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme != "https" or not parts.hostname:
+            raise TargetError(
+                f"target {infra.target.path}: '{where}.url' = {url!r} must be an https URL "
+                "(https://host:port)"
+            )
+        renew = entry.get("renew") or {}
+        if not isinstance(renew, dict):
+            raise TargetError(f"target {infra.target.path}: '{where}.renew' must be a mapping")
         return cls(
             infra=infra,
-            hostname=str(part.get("hostname", "localhost")),
-            ca_file=opt("ca_file"),
-            issuer_cert=opt("issuer_cert"),
-            issuer_key=opt("issuer_key"),
-            cert_file=opt("cert_file"),
-            key_file=opt("key_file"),
-            archive=opt("archive"),
-            min_days=float(part.get("min_days", 14)),
-            renew_days=int(part.get("renew_days", 90)),
+            index=index,
+            url=str(url),
+            hostname=str(entry.get("hostname") or parts.hostname),
+            ca_file=infra.optional_path(entry, "ca_file", where),
+            cert_file=infra.optional_path(entry, "cert_file", where),
+            key_file=infra.optional_path(entry, "key_file", where),
+            min_days=float(entry.get("min_days", 14)),
+            renew_command=argv(renew.get("command"), f"{where}.renew.command", infra.target),
+            issuer_cert=infra.optional_path(renew, "issuer_cert", f"{where}.renew"),
+            issuer_key=infra.optional_path(renew, "issuer_key", f"{where}.renew"),
+            archive=infra.optional_path(renew, "archive", f"{where}.renew"),
+            renew_days=int(renew.get("days", 90)),
         )
 
-    def endpoint(self) -> tuple[str, int] | str:
-        """(host, port) of the endpoint, or why it is unknown."""
-        part = self.infra.part("tls")
-        url = part.get("url")
-        if url is None and part.get("service"):
-            services = self.infra.services()
-            if services is None:
-                return "the live services are not running (no services file)"
-            url = (services.get(str(part["service"])) or {}).get("url")
-            if not url:
-                return f"service {part['service']!r} has no TLS URL in the services file"
-        if not isinstance(url, str):
-            return "no TLS endpoint configured (infra.tls.url or infra.tls.service)"
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "https" or not parts.hostname:
-            return f"{url!r} is not an https URL"
-        if parts.hostname not in LOOPBACK and not self.infra.allow_remote:
-            raise TargetError(f"refusing to connect to {parts.hostname}: loopback only")
-        return parts.hostname, parts.port or 443
+    @property
+    def label(self) -> str:
+        """How findings and checks name the endpoint: its place in the list and its name
+        (stable across runs; the URL, port included, is in the evidence)."""
+        return f"tls[{self.index}] {self.hostname}"
+
+    @property
+    def renewal(self) -> str:
+        """How this endpoint is renewed: "command", "issuer" or "manual"."""
+        if self.renew_command is not None:
+            return "command"
+        if self.issuer_cert is not None and self.issuer_key is not None:
+            return "issuer"
+        return "manual"
+
+    def endpoint(self) -> tuple[str, int]:
+        """(host, port); TargetError when the host is remote and not in remote.allow."""
+        self.infra.service.allowed(self.url)
+        parts = urllib.parse.urlsplit(self.url)
+        return str(parts.hostname), parts.port or 443
+
+    def note(self, **detail: Any) -> None:
+        self.infra.service.note_connection("tls", self.url, **detail)
 
 
 @dataclass(frozen=True)
@@ -243,7 +279,7 @@ def evaluate(
     now: datetime,
 ) -> list[Finding]:
     """Findings about a served certificate (deterministic messages)."""
-    subject = f"{config.hostname} (served certificate)"
+    subject = f"{config.label} (served certificate)"
     findings = []
     days = served.days_left(now)
     if now < served.not_before:
@@ -324,24 +360,107 @@ class Probe:
 
 
 def probe(config: TLSConfig, now: datetime | None = None) -> Probe:
+    """Handshake with the endpoint (twice when a CA bundle is named) and judge it; every
+    handshake is noted as a connection. Unreachable: no verdict about the certificate."""
     now = datetime.now(UTC) if now is None else now
-    where = config.endpoint()
-    if isinstance(where, str):
-        finding = Finding(UNREACHABLE, config.hostname, severity=HOLD, message=where)
+    try:
+        host, port = config.endpoint()
+    except TargetError as exc:  # refused before any connection: nothing judged, never PASS
+        finding = Finding(UNREACHABLE, config.label, severity=HOLD, message=str(exc))
         return Probe("", None, None, [finding])
-    host, port = where
     label = f"{host}:{port}"
+    started = time.monotonic()
     try:
         served = fetch(host, port, config.hostname)
     except (OSError, ssl.SSLError) as exc:
-        message = f"no TLS handshake with the endpoint ({type(exc).__name__})"
-        return Probe(label, None, None, [Finding(UNREACHABLE, config.hostname, message=message)])
-    chain = (
-        verify_chain(host, port, config.hostname, config.ca_file)
-        if config.ca_file is not None
-        else None
-    )
+        config.note(error=type(exc).__name__, seconds=round(time.monotonic() - started, 3))
+        message = f"no TLS handshake with {label} ({type(exc).__name__})"
+        return Probe(label, None, None, [Finding(UNREACHABLE, config.label, message=message)])
+    config.note(status="handshake", seconds=round(time.monotonic() - started, 3))
+    chain = None
+    if config.ca_file is not None:
+        chain = verify_chain(host, port, config.hostname, config.ca_file)
+        config.note(status="verified" if chain is None else "verify failed", purpose="chain")
     return Probe(label, served, chain, evaluate(config, served, chain, now))
+
+
+def probe_all(configs: list[TLSConfig], now: datetime | None = None) -> list[Probe]:
+    return [probe(c, now) for c in configs]
+
+
+# --- verification ------------------------------------------------------------------------
+
+ASPECTS = {
+    "tls-expiry": (EXPIRY_CODES, "more than {min_days} days of validity left"),
+    "tls-hostname": (frozenset({HOSTNAME}), "the hostname is among the subject alternative names"),
+    "tls-chain": (frozenset({CHAIN}), "validates against the CA bundle"),
+    "tls-served-is-installed": (
+        frozenset({STALE_SERVED, KEY_MISMATCH, INSTALLED_REFUSED}),
+        "serves the installed certificate, whose key matches",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class VerificationCheck:
+    name: str
+    status: str
+    detail: str
+    examined: int
+    in_scope: int
+    unit: str = "TLS endpoints"
+
+
+def verification_checks(configs: list[TLSConfig], probes: list[Probe]) -> list[VerificationCheck]:
+    """One check per aspect over every endpoint: FAIL when one fails, HOLD when one could not
+    be judged (unreachable, no CA bundle), PASS only when every endpoint in scope passed.
+    `tls-served-is-installed` covers the endpoints that name their installed cert_file."""
+    if not configs:
+        return [
+            VerificationCheck(
+                "tls-endpoints", "HOLD", "the target lists no TLS endpoint (tls: [...])", 0, 1
+            )
+        ]
+    out = []
+    for name, (codes, good) in ASPECTS.items():
+        pairs = list(zip(configs, probes, strict=True))
+        if name == "tls-served-is-installed":
+            pairs = [(c, p) for c, p in pairs if c.cert_file is not None]
+            if not pairs:
+                continue
+        failed, held, examined = [], [], 0
+        for config, result in pairs:
+            if result.served is None:
+                held.append(f"{config.label}: no certificate read ({result.findings[0].message})")
+                continue
+            mine = [f for f in result.findings if f.code in codes]
+            blocking = [f for f in mine if f.severity != HOLD]
+            if blocking:
+                failed += [f"{config.label}: {f.message}" for f in blocking]
+                examined += 1
+            elif mine:
+                held += [f"{config.label}: {f.message}" for f in mine]
+            else:
+                examined += 1
+        status = "FAIL" if failed else "HOLD" if held else "PASS"
+        detail = "; ".join(failed + held) or good.format(
+            min_days=", ".join(sorted({f"{c.min_days:g}" for c, _ in pairs}))
+        )
+        out.append(VerificationCheck(name, status, detail, examined, len(pairs)))
+    return out
+
+
+def issuer_usable(config: TLSConfig) -> bool:
+    """The issuer's files exist and the issuer outlives a renewed certificate."""
+    if config.issuer_cert is None or config.issuer_key is None:
+        return False
+    if not config.issuer_cert.is_file() or not config.issuer_key.is_file():
+        return False
+    try:
+        issuer = decode_der(ssl.PEM_cert_to_DER_cert(read_pem(config.issuer_cert)))
+    except (ValueError, OSError):
+        return False
+    return issuer.days_left(datetime.now(UTC)) > config.renew_days
 
 
 # --- renewal (through the apply gate) and its undo -----------------------------------------
@@ -349,7 +468,7 @@ def probe(config: TLSConfig, now: datetime | None = None) -> Probe:
 
 def _require(path: Path | None, what: str) -> Path:
     if path is None:
-        raise TargetError(f"infra.tls.{what} is not configured: cannot renew")
+        raise TargetError(f"the endpoint names no {what}: cannot renew from files")
     return path
 
 
@@ -368,18 +487,53 @@ def _verify_file(cert: Path, ca: Path) -> None:
 
 
 def wait_served(config: TLSConfig, fingerprint: str, timeout: float = 10) -> bool:
-    where = config.endpoint()
-    if isinstance(where, str):
-        return False
+    host, port = config.endpoint()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if fetch(*where, config.hostname).sha256 == fingerprint:
+            if fetch(host, port, config.hostname).sha256 == fingerprint:
+                config.note(status="serves the new certificate", purpose="renewal check")
                 return True
         except (OSError, ssl.SSLError):
             pass
         time.sleep(0.2)
+    config.note(status="old certificate still served", purpose="renewal check")
     return False
+
+
+def renew_by_command(config: TLSConfig, before: str | None) -> dict[str, Any]:
+    """Run the target's renewal command, then handshake: the endpoint must serve another
+    certificate than `before` (the fingerprint served when the step started)."""
+    if config.renew_command is None:
+        raise TargetError(f"tls[{config.index}].renew.command is not set")
+    result = run_command(config.infra, config.renew_command, "the renewal command")
+    after = probe(config)
+    served = after.served.sha256 if after.served is not None else None
+    if served is None or served == before:
+        raise RuntimeError(
+            f"the renewal command exited 0 but {config.label} still serves the "
+            "previous certificate: the server did not reload it (reload it, then re-run)"
+        )
+    return {
+        "command": result["command"],
+        "exit": result["exit"],
+        "fingerprint": served,
+        "not_after": after.served.as_dict()["not_after"] if after.served else None,
+        "served": True,
+    }
+
+
+def manual_instruction(config: TLSConfig) -> str:
+    return (
+        f"Renew the certificate served at {config.url} for {config.hostname} (at least "
+        f"{config.min_days:g} days of validity, SAN {config.hostname}"
+        + (f", chaining to {config.infra.rel(config.ca_file)}" if config.ca_file else "")
+        + "), install it where the server reads it"
+        + (f" ({config.infra.rel(config.cert_file)})" if config.cert_file else "")
+        + ", reload the server, then re-run RBK-infra-cert-expiry to verify that the endpoint "
+        "serves it. To let the runbook do this, name tls[].renew.command (e.g. [certbot, "
+        "renew, --cert-name, NAME]) or the issuer files in the target."
+    )
 
 
 def _install(source_cert: Path, source_key: Path, cert: Path, key: Path) -> None:
@@ -449,6 +603,7 @@ def reinstall(config: TLSConfig, archive: str | None) -> dict[str, Any]:
 
 
 @undoable("infra.reinstall_certificate")
-def _undo_reinstall_certificate(target: Target, archive: str) -> dict[str, Any]:
-    """Reinstall an archived certificate and key (the one a renewal replaced)."""
-    return reinstall(TLSConfig.from_target(target), archive)
+def _undo_reinstall_certificate(target: Target, archive: str, endpoint: int = 0) -> dict[str, Any]:
+    """Reinstall an archived certificate and key (the one a renewal replaced) of the
+    target's tls[endpoint]."""
+    return reinstall(TLSConfig.from_target(target, endpoint), archive)

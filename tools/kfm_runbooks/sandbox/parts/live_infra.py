@@ -2,12 +2,18 @@
 
 Writes the reference live/infra.json (the intended data volume size, TLS policy and
 backup job configuration, which `sandbox up` and the fault switches read) and the backup
-job's configuration live/state/backup_job.json (the running system's state, which the
-backup-failure fault breaks and RBK-infra-backup-failure repairs). Everything that is
-not deterministic — the tmpfs, certificates and keys, dumps — is made by `sandbox up`,
-never here. The target's `infra` section tells the infra runbooks where to look and which
-thresholds apply. No static fault is seeded: the infra faults are live faults
-(`kfm-runbook sandbox fault disk-pressure|cert-expiry|backup-failure --on`).
+job's configuration live/state/backup_job.json (the sandbox job's own state, which the
+backup-failure fault breaks). Everything that is not deterministic — the tmpfs,
+certificates and keys, dumps — is made by `sandbox up`, never here.
+
+The target gets production's keys (README, "Pointing runbooks at production" -> infra):
+`disk` (the data volume, the database's data_directory, the evidence folder), `tls` (the
+API's HTTPS listener: placeholder host until `sandbox up` renders its port; renewed from
+the sandbox CA's files) and `backups` (the dump folder; the drill's scratch server is the
+sandbox's own PostgreSQL, named by its DSN file; the job's records and its admin
+operations `backup_fix` / `backup_run`, services/admin_infra.py). No static fault is
+seeded: the infra faults are live faults (`kfm-runbook sandbox fault
+disk-pressure|cert-expiry|backup-failure --on`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+from ..services.admin import SCRIPT
+from ..services.target_render import DSN_FILE, TLS_HOST
 
 BACKUP_JOB = {
     "target_dir": "live/backups",
@@ -37,10 +46,9 @@ def reference() -> dict[str, Any]:
     }
 
 
-def section() -> dict[str, Any]:
+def sections() -> dict[str, Any]:
+    admin = SCRIPT.as_posix()
     return {
-        "reference": "live/infra.json",
-        "services": "live/services.json",
         "disk": {
             "quarantine": "live/quarantine/disk",
             "volumes": [
@@ -55,7 +63,7 @@ def section() -> dict[str, Any]:
                 },
                 {
                     "name": "postgres",
-                    "service": "postgres",
+                    "postgres": "data_directory",
                     "min_free_percent": 5,
                     "min_free_inodes_percent": 5,
                 },
@@ -67,23 +75,34 @@ def section() -> dict[str, Any]:
                 },
             ],
         },
-        "tls": {
-            "service": "tls",
-            "hostname": "localhost",
-            "ca_file": "live/tls/ca/ca.crt",
-            "issuer_cert": "live/tls/ca/ca.crt",
-            "issuer_key": "live/tls/ca/ca.key",
-            "cert_file": "live/state/tls/server.crt",
-            "key_file": "live/state/tls/server.key",
-            "archive": "live/state/tls/archive",
-            "min_days": 14,
-            "renew_days": 90,
-        },
-        "backup": {
-            "job": "live/state/backup_job.json",
-            "runs": "live/state/backups/runs.jsonl",
-            "latest": "live/state/backups/LATEST.json",
-            "max_age_hours": 26,
+        "tls": [
+            {
+                "url": TLS_HOST,
+                "hostname": "localhost",
+                "ca_file": "live/tls/ca/ca.crt",
+                "min_days": 14,
+                "cert_file": "live/state/tls/server.crt",
+                "key_file": "live/state/tls/server.key",
+                "renew": {
+                    "issuer_cert": "live/tls/ca/ca.crt",
+                    "issuer_key": "live/tls/ca/ca.key",
+                    "archive": "live/state/tls/archive",
+                    "days": 90,
+                },
+            }
+        ],
+        "backups": {
+            "path": BACKUP_JOB["target_dir"],
+            "format": "custom",
+            "max_age": "26h",
+            "tables": ["public.counties", "public.observations"],
+            "restore": {"scratch_dsn_file": DSN_FILE.as_posix()},
+            "job": {
+                "runs": "live/state/backups/runs.jsonl",
+                "latest": "live/state/backups/LATEST.json",
+                "fix_command": [admin, "backup_fix"],
+                "run_command": [admin, "backup_run"],
+            },
         },
     }
 
@@ -97,4 +116,5 @@ def build(folder: Path, clean: bool) -> tuple[dict[str, Any], list[str]]:
     live = folder / "live"
     _dump(live / "infra.json", reference())
     _dump(live / "state" / "backup_job.json", BACKUP_JOB)
-    return {"infra": section()}, []
+    (folder / str(BACKUP_JOB["target_dir"])).mkdir(parents=True, exist_ok=True)
+    return sections(), []

@@ -1,6 +1,6 @@
 """The live sandbox's backup job: real pg_dump backups of the PostGIS database.
 
-The job runner itself is the checks' (checks/infra/backup_job.py); this module is the
+The job runner itself is backup_job.py (the sandbox's own job); this module is the
 sandbox's schedule around it, and its fault.
 
     python -m kfm_runbooks.sandbox.services.backup --folder SANDBOX  # the nightly schedule runs
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._fs import replace_atomic
-from ...checks.infra.backup_job import (
+from .backup_job import (
     JOB,
     LATEST,
     RUNS,

@@ -1,14 +1,14 @@
-"""The backup job RBK-infra-backup-failure runs now: a real pg_dump backup, with its record.
+"""The sandbox's backup job: a real pg_dump backup, with its status record.
 
-One run reads the job's configuration (`JOB` under the job's root: target folder, tables),
-dumps the database with `pg_dump --format=custom` into the target folder (written as
-`.partial`, renamed when complete), and appends a status record to `RUNS` — run id, start
-and end (UTC), ok or the error, the dump's file, size and sha256, and the row counts of the
-configured tables at dump time. A successful run moves the pointer `LATEST` to its dump.
-
-The checks own this job runner (`infra_backup.take_backup` calls it) and the sandbox's
-nightly job (live/backup.py) is built from it, never the other way round: checks do not
-import the sandbox. psycopg is imported only when a run counts rows.
+One run reads the job's configuration (`JOB` under the sandbox folder: target folder,
+tables), dumps the database with `pg_dump --format=custom` into the target folder (written
+as `.partial`, renamed when complete), and appends a status record to `RUNS` — run id,
+start and end (UTC), ok or the error, the dump's file, size and sha256, and the row counts
+of the configured tables at dump time. A successful run moves the pointer `LATEST` to its
+dump. `sandbox up` and the backup-failure fault run it (backup.py), and so does the
+admin operation `backup_run` (admin_infra.py), which the sandbox target names as
+`backups.job.run_command`. The runbook never calls it: it judges the dump files, whatever
+wrote them. psycopg is imported only when a run counts rows.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ..._fs import open_regular, replace_atomic
-from ..common import json as strict_json
-from ..common.files import read_regular
+from ...checks.common import json as strict_json
+from ...checks.common.files import read_regular
 
 JOB = "live/state/backup_job.json"
 RUNS = "live/state/backups/runs.jsonl"

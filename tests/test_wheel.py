@@ -176,11 +176,16 @@ def test_incident_root_is_never_under_the_venv(installed: Installed, tmp_path: P
     assert not (installed.venv / "incident_cases").exists()
 
 
+# The sandbox's admin shim names the interpreter that built it (like any installed console
+# script): the one file that differs between a wheel's and a checkout's sandbox.
+SHIM = Path("live") / "bin" / "kfm-sandbox-admin"
+
+
 def _tree_digest(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.relative_to(folder) != SHIM
     }
 
 

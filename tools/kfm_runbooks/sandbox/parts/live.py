@@ -1,11 +1,13 @@
 """Sandbox part: the live side (served by `kfm-runbook sandbox up`).
 
 Two kinds of files under live/:
-- live/config.json — the reference: API tokens and roles (fake, deterministic, not
-  secret-shaped), rate limits, the intended layer registry, stories, the Focus Mode corpus
-  and evaluation set. Runbooks compare the running system against it.
+- live/config.json — the sandbox's own intended state: API tokens and roles (fake,
+  deterministic, not secret-shaped), rate limits, the layer registry, stories, the Focus
+  Mode corpus and evaluation set. `sandbox fault --off` restores from it, and the domain
+  parts derive the reference files the target names from it (policy/, focus/,
+  live/reference/). Runbooks never read it: they judge through the target.
 - live/state/ — the running system's own state, which the API server reads on every
-  request and which faults break and runbooks repair (through the apply gate):
+  request, which faults break and runbooks repair through the sandbox's admin command:
   flags.json (feature flags, policy switches), authz.json, blocklist.json, layers.json
   (the published registry), tiles/<layer>/ (tile sources), times/<layer>.json, stories.json,
   ui.json (the deployed UI release), focus_index.json (the retrieval index).
@@ -175,11 +177,7 @@ def build(folder: Path, clean: bool) -> tuple[dict[str, Any], list[str]]:
     reference = config()
     _dump(live / "config.json", reference)
     write_state(live, reference)
-    section = {
-        "config": "live/config.json",
-        "state": "live/state",
-        "services": "live/services.json",
-        "faults": "live/faults.json",
-        "logs": "live/logs",
-    }
-    return {"live": section}, []
+    # live/ is the running sandbox's own business (its server reads it, `sandbox fault`
+    # breaks it): the target describes the services with production's keys instead
+    # (parts/services.py and the domain parts), and names no file of live/state.
+    return {}, []

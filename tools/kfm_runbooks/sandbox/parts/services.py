@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..services import admin
-from ..services.target_render import API_HOST, write_secret
+from ..services.target_render import API_HOST, TLS_HOST, write_secret
 from .live import TOKENS
 
 
@@ -25,7 +25,10 @@ def build(folder: Path, clean: bool) -> tuple[dict[str, Any], list[str]]:
         roles[role] = {"token_file": path.as_posix()}
     roles["anonymous"] = {}
     return {
-        "remote": {"allow": []},
+        # The placeholder hosts (RFC 2606 `.invalid`: they never resolve) are allowed so a
+        # run before `sandbox up` finds the services unreachable (HOLD), as it would find
+        # any service that is down, instead of refusing a host (a cell error).
+        "remote": {"allow": [API_HOST.split("//")[1], TLS_HOST.split("//")[1]]},
         "api": {
             "url": API_HOST,
             "health_path": "/health",

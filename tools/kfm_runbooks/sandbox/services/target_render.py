@@ -9,8 +9,9 @@ when `sandbox up` starts the services:
 and keeps that text as live/target.template.yaml. `render` (called by `up` once the
 services answer) writes target.yaml from the template with the real loopback URLs, the
 PostgreSQL client folder, and the DSN into live/secrets/postgres.dsn (mode 0600: the
-target names it by reference, like any secret). Before the first `up`, service runbooks
-refuse the placeholder hosts (not loopback, not allowed): nothing is reachable.
+target names it by reference, like any secret). Before the first `up`, the placeholder
+hosts (listed in the target's remote.allow) do not resolve: service runbooks find the
+services unreachable and HOLD, as they would for any service that is down.
 """
 
 from __future__ import annotations

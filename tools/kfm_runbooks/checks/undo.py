@@ -33,7 +33,7 @@ UNDO_OPS: Mapping[str, str] = MappingProxyType(
     {
         "ai_focus.restore_flags": f"{_PKG}.ai.focus:_restore_flags",
         "ai_focus.restore_index": f"{_PKG}.ai.focus:_restore_index",
-        "api.drop_index": f"{_PKG}.api.queries:_undo_create_index",
+        "api.drop_index": f"{_PKG}.api.indexes:_undo_create_index",
         "api.set_flag": f"{_PKG}.api.server_errors:_undo_set_flag",
         "api.set_role_enforcement": f"{_PKG}.api.auth:_undo_enforcement",
         "api.unblock_client": f"{_PKG}.api.abuse:_undo_block",

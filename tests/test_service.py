@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 import kfm_runbooks.record as rb
 from kfm_runbooks import connections, ledger
@@ -313,3 +314,38 @@ def test_a_path_key_may_be_dotted_and_a_link_stays_a_link(tmp_path: Path) -> Non
     path = svc.path("api", "access_log.path")
     assert path == tmp_path / "access.log" and path.is_symlink()
     assert svc.path("api", "access_log.missing") is None
+
+
+def test_the_readme_production_target_is_a_valid_target(tmp_path: Path) -> None:
+    """The README's complete target for KFM's production stack loads (its reference files
+    stubbed in a stand-in checkout): every key is known, no secret is inline, every host
+    it connects to is allowed."""
+    from .conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### A complete target for KFM's production stack", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    data = yaml.safe_load(block)
+    repo = tmp_path / "kfm"
+    for key in ("flags", "access_matrix", "rate_limit"):
+        (repo / data["api"][key]).parent.mkdir(parents=True, exist_ok=True)
+        (repo / data["api"][key]).write_text("{}\n")
+    for key in ("eval_set", "citation_policy", "gate_policy"):
+        (repo / data["focus"][key]).parent.mkdir(parents=True, exist_ok=True)
+        (repo / data["focus"][key]).write_text("{}\n")
+    for key in ("layer_registry", "stories"):
+        (repo / data["ui"][key]).parent.mkdir(parents=True, exist_ok=True)
+        (repo / data["ui"][key]).write_text("{}\n")
+    data["repo"] = str(repo)
+    path = tmp_path / "production.target.yaml"
+    path.write_text(yaml.safe_dump(data))
+    target = load_target(path)
+    svc = Service.from_target(target)
+    for url in (
+        svc.url("api"),
+        svc.url("focus"),
+        svc.url("ui"),
+        *(entry["url"] for entry in data["tls"]),
+    ):
+        svc.allowed(url)
+    assert SECRET not in block and "password" not in block

@@ -56,10 +56,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def git(repo: Path, *args: str, check: bool = True, stdin: bytes | None = None) -> str:
-    """Run `git -C repo args…`; its stdout (stripped). FixError with git's last line."""
+def _run(repo: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """`git -C repo args…` with prompts off and a timeout; git missing or hung: FixError."""
     try:
-        done = subprocess.run(
+        return subprocess.run(
             ["git", "-C", str(repo), *args],
             input=stdin,
             capture_output=True,
@@ -71,10 +71,27 @@ def git(repo: Path, *args: str, check: bool = True, stdin: bytes | None = None) 
         raise FixError("git is not installed: install git (PR-first fixes need it)") from exc
     except subprocess.TimeoutExpired as exc:
         raise FixError(f"git {args[0]} did not finish in {GIT_TIMEOUT_S} s") from exc
-    if check and done.returncode != 0:
+
+
+def git_bytes(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    """Its stdout as bytes; FixError with git's last line when it fails."""
+    done = _run(repo, *args, stdin=stdin)
+    if done.returncode != 0:
         lines = done.stderr.decode(errors="replace").strip().splitlines()
         raise FixError(f"git {args[0]} failed: {lines[-1] if lines else 'no message'}")
-    return done.stdout.decode(errors="replace").strip()
+    return done.stdout
+
+
+def git(repo: Path, *args: str, check: bool = True, stdin: bytes | None = None) -> str:
+    """Run `git -C repo args…`; its stdout (stripped). FixError with git's last line."""
+    if check:
+        return git_bytes(repo, *args, stdin=stdin).decode(errors="replace").strip()
+    return _run(repo, *args, stdin=stdin).stdout.decode(errors="replace").strip()
+
+
+def _ok(repo: Path, *args: str) -> bool:
+    """Whether `git -C repo args…` succeeds (a question git answers by its exit code)."""
+    return _run(repo, *args).returncode == 0
 
 
 def toplevel(path: Path) -> Path | None:
@@ -290,20 +307,6 @@ def make_fix(
     return Fix(str(repo), branch, base, head, commit, declared, signed), result, patch
 
 
-def git_bytes(repo: Path, *args: str) -> bytes:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        capture_output=True,
-        timeout=GIT_TIMEOUT_S,
-        env=_env(),
-        check=False,
-    )
-    if done.returncode != 0:
-        lines = done.stderr.decode(errors="replace").strip().splitlines()
-        raise FixError(f"git {args[0]} failed: {lines[-1] if lines else 'no message'}")
-    return done.stdout
-
-
 # -- pushing and the PR link ----------------------------------------------------------------
 
 
@@ -392,25 +395,11 @@ def state(fix: dict[str, Any]) -> FixState:
 
 
 def _has(repo: Path, commit: str) -> bool:
-    done = subprocess.run(
-        ["git", "-C", str(repo), "cat-file", "-e", f"{commit}^{{commit}}"],
-        capture_output=True,
-        timeout=GIT_TIMEOUT_S,
-        env=_env(),
-        check=False,
-    )
-    return done.returncode == 0
+    return _ok(repo, "cat-file", "-e", f"{commit}^{{commit}}")
 
 
 def _ancestor(repo: Path, commit: str, main: str) -> bool:
-    done = subprocess.run(
-        ["git", "-C", str(repo), "merge-base", "--is-ancestor", commit, main],
-        capture_output=True,
-        timeout=GIT_TIMEOUT_S,
-        env=_env(),
-        check=False,
-    )
-    return done.returncode == 0
+    return _ok(repo, "merge-base", "--is-ancestor", commit, main)
 
 
 def _merged_at(repo: Path, commit: str, main: str) -> str:
@@ -428,18 +417,7 @@ def _merged_at(repo: Path, commit: str, main: str) -> str:
 
 def _patch_id(repo: Path, commit: str) -> str:
     patch = git_bytes(repo, "show", "--format=", commit)
-    out = (
-        subprocess.run(
-            ["git", "-C", str(repo), "patch-id", "--stable"],
-            input=patch,
-            capture_output=True,
-            timeout=GIT_TIMEOUT_S,
-            env=_env(),
-            check=False,
-        )
-        .stdout.decode()
-        .split()
-    )
+    out = git(repo, "patch-id", "--stable", check=False, stdin=patch).split()
     return out[0] if out else ""
 
 
